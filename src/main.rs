@@ -1,0 +1,9 @@
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = taskreaper::cli::Cli::parse();
+    taskreaper::observability::init_tracing();
+    taskreaper::cli::run(cli).await
+}
