@@ -1,1 +1,12 @@
-//! purge
+//! Purging: a validated policy ([`policy`]), a pure planner ([`plan`]), an executor that lists,
+//! deletes and lists again through a trait over the cloud ([`execute`]), and what it measured
+//! ([`report`]).
+
+pub mod execute;
+pub mod plan;
+pub mod policy;
+pub mod report;
+
+pub use execute::{FailedTaskApi, execute};
+pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Service, Target};
+pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport};
