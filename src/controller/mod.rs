@@ -1,1 +1,3 @@
-//! controller
+//! The controller: kube-runtime wiring, reconcile, status, events and schedule.
+
+pub mod schedule;
