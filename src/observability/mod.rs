@@ -1,4 +1,10 @@
-//! Telemetry: tracing setup (here), metrics and health endpoints.
+//! Telemetry: tracing setup (here), Prometheus metrics, and the metrics/health HTTP endpoint.
+
+pub mod metrics;
+pub mod server;
+
+pub use metrics::Metrics;
+pub use server::Health;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
