@@ -3,7 +3,7 @@
 
 use super::plan::{self, DeleteCall, ListQuery, Listing};
 use super::policy::{Project, PurgePolicy};
-use super::report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport};
+use super::report::{CallFailure, Outcome, RunReport, TargetReport, outcome_of};
 use futures::future::join_all;
 use jiff::Timestamp;
 use std::collections::BTreeSet;
@@ -71,7 +71,7 @@ pub async fn execute<A: FailedTaskApi>(
             report.targets.push(row(
                 policy,
                 (*p, *t),
-                Outcome::for_failure(failure),
+                outcome_of(failure),
                 0,
                 0,
                 0,
@@ -100,7 +100,7 @@ pub async fn execute<A: FailedTaskApi>(
         let deleted = unit.found.iter().filter(|id| !remaining_ids.contains(*id)).count() as u64;
         let error = failures.into_iter().next().or(after_failure);
         let outcome = match &error {
-            Some(failure) => Outcome::for_failure(failure),
+            Some(failure) => outcome_of(failure),
             None if policy.dry_run => Outcome::DryRun,
             None if unit.limited && unit.selected.is_empty() => Outcome::Skipped,
             None => Outcome::Purged,
@@ -178,6 +178,7 @@ mod tests {
     use super::*;
     use crate::cloud::model::{FailedTask, FailureJob};
     use crate::purge::policy::{KpsMatch, Target};
+    use crate::purge::report::FailureKind;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 

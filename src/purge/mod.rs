@@ -8,5 +8,5 @@ pub mod policy;
 pub mod report;
 
 pub use execute::{FailedTaskApi, execute};
-pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Service, Target};
-pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport};
+pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Target};
+pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport, outcome_of};

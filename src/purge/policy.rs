@@ -1,6 +1,7 @@
 //! What one purge run works from: a policy already validated and compiled (regexes built, durations
-//! parsed), independent of Kubernetes. No I/O.
+//! parsed). No I/O.
 
+use crate::api::{FailedTaskCleanupPolicySpec, Scope, Service, ValidatedSpec};
 use regex::Regex;
 use std::time::Duration;
 
@@ -20,22 +21,6 @@ pub struct PurgePolicy {
 pub struct Project {
     pub id: String,
     pub region: String,
-}
-
-/// The cloud service a target purges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Service {
-    Sdrs,
-    Kps,
-}
-
-impl Service {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sdrs => "SDRS",
-            Self::Kps => "KPS",
-        }
-    }
 }
 
 /// What to purge in each project.
@@ -61,12 +46,11 @@ impl Target {
         }
     }
 
-    /// The scope name as the policy spells it.
-    pub fn scope(&self) -> &'static str {
+    pub fn scope(&self) -> Scope {
         match self {
-            Self::SdrsAll | Self::KpsAll => "All",
-            Self::SdrsProtectionGroups(_) => "ProtectionGroups",
-            Self::SdrsMatching(_) | Self::KpsMatching(_) => "Matching",
+            Self::SdrsAll | Self::KpsAll => Scope::All,
+            Self::SdrsProtectionGroups(_) => Scope::ProtectionGroups,
+            Self::SdrsMatching(_) | Self::KpsMatching(_) => Scope::Matching,
         }
     }
 }
@@ -90,4 +74,84 @@ pub struct KpsMatch {
     pub name_pattern: Option<Regex>,
     /// Only tasks at least this old.
     pub older_than: Option<Duration>,
+}
+
+impl PurgePolicy {
+    /// Builds the run's view of a spec that [`crate::api::validate`] accepted.
+    pub fn new(spec: &FailedTaskCleanupPolicySpec, valid: &ValidatedSpec) -> Self {
+        let projects = spec
+            .projects
+            .iter()
+            .map(|p| Project {
+                id: p.id.clone(),
+                region: p.region.clone().unwrap_or_else(|| spec.region.clone()),
+            })
+            .collect();
+        let targets = spec
+            .targets
+            .iter()
+            .zip(&valid.filters)
+            .map(|(target, compiled)| {
+                let filter = target.filter.clone().unwrap_or_default();
+                let compiled = compiled.clone().unwrap_or_default();
+                match (target.service, target.scope) {
+                    (Service::Sdrs, Scope::All) => Target::SdrsAll,
+                    (Service::Sdrs, Scope::ProtectionGroups) => {
+                        Target::SdrsProtectionGroups(target.protection_group_ids.clone().unwrap_or_default())
+                    }
+                    (Service::Sdrs, Scope::Matching) => Target::SdrsMatching(SdrsMatch {
+                        resource_types: names(
+                            filter.resource_types.as_ref(),
+                            |v: &crate::api::SdrsResourceType| v.as_str(),
+                        ),
+                        failure_statuses: names(
+                            filter.failure_statuses.as_ref(),
+                            |v: &crate::api::SdrsFailureStatus| v.as_str(),
+                        ),
+                        name_pattern: compiled.name_pattern,
+                        older_than: compiled.older_than,
+                    }),
+                    (Service::Kps, Scope::All | Scope::ProtectionGroups) => Target::KpsAll,
+                    (Service::Kps, Scope::Matching) => Target::KpsMatching(KpsMatch {
+                        operate_types: names(
+                            filter.operate_types.as_ref(),
+                            |v: &crate::api::KpsOperateType| v.as_str(),
+                        ),
+                        name_pattern: compiled.name_pattern,
+                        older_than: compiled.older_than,
+                    }),
+                }
+            })
+            .collect();
+        Self {
+            projects,
+            targets,
+            dry_run: spec.dry_run,
+            max_deletions: u64::from(spec.max_deletions_per_run),
+        }
+    }
+}
+
+/// The wire names of a list of enum values; none when the list is absent.
+fn names<T>(values: Option<&Vec<T>>, name: fn(&T) -> &'static str) -> Vec<String> {
+    values.into_iter().flatten().map(|v| name(v).to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_from_the_example_policy() {
+        let policy: crate::api::FailedTaskCleanupPolicy =
+            serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
+        let valid = crate::api::validate(&policy.spec).unwrap();
+        let purge = PurgePolicy::new(&policy.spec, &valid);
+        assert_eq!(purge.projects.len(), policy.spec.projects.len());
+        assert_eq!(purge.targets.len(), policy.spec.targets.len());
+        for (built, declared) in purge.targets.iter().zip(&policy.spec.targets) {
+            assert_eq!((built.service(), built.scope()), (declared.service, declared.scope));
+        }
+        assert_eq!(purge.max_deletions, u64::from(policy.spec.max_deletions_per_run));
+    }
 }

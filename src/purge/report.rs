@@ -1,6 +1,6 @@
 //! What a purge run measured: one row per project x target, and the failures it met. No I/O.
 
-use super::policy::Service;
+use crate::api::{Scope, Service, TargetOutcome};
 
 /// Why a cloud call failed, as far as a purge cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,32 +32,13 @@ impl CallFailure {
 }
 
 /// How one project x target ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Purged,
-    DryRun,
-    Failed,
-    Throttled,
-    /// Nothing was sent: `maxDeletionsPerRun` was spent before this target.
-    Skipped,
-}
+pub type Outcome = TargetOutcome;
 
-impl Outcome {
-    pub fn for_failure(failure: &CallFailure) -> Self {
-        match failure.kind {
-            FailureKind::Throttled => Self::Throttled,
-            _ => Self::Failed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Purged => "Purged",
-            Self::DryRun => "DryRun",
-            Self::Failed => "Failed",
-            Self::Throttled => "Throttled",
-            Self::Skipped => "Skipped",
-        }
+/// The outcome a failed call gives its target.
+pub fn outcome_of(failure: &CallFailure) -> Outcome {
+    match failure.kind {
+        FailureKind::Throttled => Outcome::Throttled,
+        _ => Outcome::Failed,
     }
 }
 
@@ -68,7 +49,7 @@ pub struct TargetReport {
     pub target_index: usize,
     pub project: String,
     pub service: Service,
-    pub scope: &'static str,
+    pub scope: Scope,
     pub outcome: Outcome,
     /// Tasks the target covered before the run.
     pub found: u64,
@@ -145,7 +126,7 @@ mod tests {
             target_index: 0,
             project: project.into(),
             service: Service::Kps,
-            scope: "All",
+            scope: Scope::All,
             outcome: Outcome::Purged,
             found: 3,
             deleted: 2,

@@ -1,0 +1,463 @@
+//! The next status of a policy, from the previous one and what this reconcile saw or did. Pure: the
+//! clock is passed in; timestamps move only when something changed, so an unchanged status compares
+//! equal and is not written.
+
+use crate::api::conditions::{ConditionType, Reason};
+use crate::api::status::{CallError, FailedTaskCleanupPolicyStatus, RunSummary, TargetResult};
+use crate::purge::{CallFailure, FailureKind, RunReport};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// What this reconcile found.
+#[derive(Clone, Debug)]
+pub enum Verdict<'a> {
+    /// The user must change something before the policy can run.
+    Blocked { reason: Reason, message: String },
+    /// `spec.suspend` is true.
+    Suspended,
+    /// Nothing to do until `next`; earlier results stand.
+    Waiting,
+    /// A run has started.
+    Running,
+    /// A run finished.
+    Ran { report: &'a RunReport, started: Timestamp, dry_run: bool },
+}
+
+/// The inputs every status carries.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub next_run: Option<Timestamp>,
+    /// The `taskreaper.io/requested-at` value this reconcile handled, if it ran because of it.
+    pub handled_request: Option<String>,
+    pub now: Timestamp,
+}
+
+/// Reasons that describe the outcome of a run, as opposed to why no run could happen.
+fn is_run_reason(reason: &str) -> bool {
+    [
+        Reason::Purged,
+        Reason::DryRun,
+        Reason::DeletionLimitReached,
+        Reason::AuthenticationFailed,
+        Reason::Throttled,
+        Reason::PartialFailure,
+        Reason::CloudUnavailable,
+    ]
+    .iter()
+    .any(|r| r.as_str() == reason)
+}
+
+/// Sets a condition, keeping `lastTransitionTime` unless the status flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: ConditionType,
+    status: bool,
+    reason: Reason,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" };
+    set_condition_status(conditions, type_, status, reason, message, generation, now);
+}
+
+fn set_condition_status(
+    conditions: &mut Vec<Condition>,
+    type_: ConditionType,
+    status: &str,
+    reason: Reason,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let last_transition_time = conditions
+        .iter()
+        .find(|c| c.type_ == type_.as_str() && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let condition = Condition {
+        type_: type_.as_str().to_string(),
+        status: status.to_string(),
+        reason: reason.as_str().to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_.as_str()) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+    conditions.sort_by_key(|c| {
+        ConditionType::ALL.iter().position(|t| t.as_str() == c.type_).unwrap_or(ConditionType::ALL.len())
+    });
+}
+
+/// The Ready reason and message a finished run earns.
+pub fn run_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>) -> (bool, Reason, String) {
+    let projects = report.projects();
+    let plural = if projects == 1 { "" } else { "s" };
+    if let Some(failure) = report.worst_failure() {
+        let failed = report.targets.iter().filter(|t| t.error.is_some()).count();
+        let reason = match failure.kind {
+            FailureKind::Authentication => Reason::AuthenticationFailed,
+            FailureKind::Throttled => Reason::Throttled,
+            _ if failed < report.targets.len() => Reason::PartialFailure,
+            FailureKind::Unavailable => Reason::CloudUnavailable,
+            FailureKind::Rejected => Reason::PartialFailure,
+        };
+        let message = format!(
+            "{failed} of {} targets failed; first: {}; {} deleted, {} remaining",
+            report.targets.len(),
+            describe_failure(failure),
+            report.deleted(),
+            report.remaining()
+        );
+        return (false, reason, message);
+    }
+    if dry_run {
+        return (
+            true,
+            Reason::DryRun,
+            format!(
+                "{projects} project{plural}: {} would be deleted, {} found",
+                report.would_delete(),
+                report.found()
+            ),
+        );
+    }
+    if report.limited() {
+        let limit = max_deletions.map(|m| format!("maxDeletionsPerRun={m}")).unwrap_or_default();
+        return (
+            true,
+            Reason::DeletionLimitReached,
+            format!(
+                "stopped at {limit}: {projects} project{plural}: {} deleted, {} remaining",
+                report.deleted(),
+                report.remaining()
+            ),
+        );
+    }
+    (
+        true,
+        Reason::Purged,
+        format!("{projects} project{plural}: {} deleted, {} remaining", report.deleted(), report.remaining()),
+    )
+}
+
+/// A one-line account of a failed call, for messages and events.
+pub fn describe_failure(f: &CallFailure) -> String {
+    let status = f.http_status.map(|s| format!("HTTP {s} ")).unwrap_or_default();
+    let request = f.request_id.as_deref().map(|r| format!(" (request {r})")).unwrap_or_default();
+    format!("{status}{}: {}{request}", f.code, f.message)
+}
+
+fn call_error(f: &CallFailure) -> CallError {
+    CallError {
+        http_status: f.http_status,
+        code: f.code.clone(),
+        message: f.message.clone(),
+        request_id: f.request_id.clone(),
+    }
+}
+
+/// The `lastRun` summary of a report.
+pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp) -> RunSummary {
+    RunSummary {
+        start_time: Some(Time(started)),
+        completion_time: Some(Time(completed)),
+        found: report.found(),
+        deleted: report.deleted(),
+        would_delete: report.would_delete(),
+        remaining: report.remaining(),
+        failed_calls: report.failed_calls,
+        targets: report
+            .targets
+            .iter()
+            .map(|t| TargetResult {
+                project: t.project.clone(),
+                target_index: u32::try_from(t.target_index).unwrap_or(u32::MAX),
+                service: t.service,
+                scope: t.scope,
+                outcome: t.outcome,
+                found: t.found,
+                deleted: t.deleted,
+                would_delete: t.would_delete,
+                remaining: t.remaining,
+                error: t.error.as_ref().map(call_error),
+            })
+            .collect(),
+    }
+}
+
+/// Computes the next status. `max_deletions` is quoted when the deletion limit stopped a run.
+pub fn next_status(
+    prev: &FailedTaskCleanupPolicyStatus,
+    observed: &Observed,
+    verdict: &Verdict<'_>,
+    max_deletions: Option<u64>,
+) -> FailedTaskCleanupPolicyStatus {
+    let mut next = prev.clone();
+    let Observed { generation, now, .. } = observed.clone();
+    let conditions = &mut next.conditions;
+    next.observed_generation = generation;
+    next.next_schedule_time = observed.next_run.map(Time);
+    if let Some(request) = &observed.handled_request {
+        next.last_handled_requested_at = Some(request.clone());
+    }
+    let idle = |conditions: &mut Vec<Condition>| {
+        set_condition(
+            conditions,
+            ConditionType::Reconciling,
+            false,
+            Reason::Idle,
+            "no run in progress".into(),
+            generation,
+            now,
+        )
+    };
+    match verdict {
+        Verdict::Blocked { reason, message } => {
+            set_condition(conditions, ConditionType::Ready, false, *reason, message.clone(), generation, now);
+            set_condition(
+                conditions,
+                ConditionType::Stalled,
+                true,
+                *reason,
+                message.clone(),
+                generation,
+                now,
+            );
+            idle(conditions);
+            next.next_schedule_time = None;
+        }
+        Verdict::Suspended => {
+            let message = "spec.suspend is true: no cloud calls are made".to_string();
+            set_condition(
+                conditions,
+                ConditionType::Ready,
+                false,
+                Reason::Suspended,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                ConditionType::Stalled,
+                false,
+                Reason::AsExpected,
+                String::new(),
+                generation,
+                now,
+            );
+            idle(conditions);
+            next.next_schedule_time = None;
+        }
+        Verdict::Waiting => {
+            let ran_before = prev.condition(ConditionType::Ready).is_some_and(|c| is_run_reason(&c.reason));
+            if ran_before {
+                for c in conditions.iter_mut() {
+                    c.observed_generation = generation;
+                }
+            } else {
+                let message = match observed.next_run {
+                    Some(at) => format!("next run at {at}"),
+                    None => "no run is scheduled".to_string(),
+                };
+                set_condition_status(
+                    conditions,
+                    ConditionType::Ready,
+                    "Unknown",
+                    Reason::Waiting,
+                    message,
+                    generation,
+                    now,
+                );
+                set_condition(
+                    conditions,
+                    ConditionType::Stalled,
+                    false,
+                    Reason::AsExpected,
+                    String::new(),
+                    generation,
+                    now,
+                );
+            }
+            idle(conditions);
+        }
+        Verdict::Running => {
+            let message = format!("run started at {now}");
+            set_condition(
+                conditions,
+                ConditionType::Reconciling,
+                true,
+                Reason::Running,
+                message,
+                generation,
+                now,
+            );
+        }
+        Verdict::Ran { report, started, dry_run } => {
+            let (ready, reason, message) = run_verdict(report, *dry_run, max_deletions);
+            set_condition(conditions, ConditionType::Ready, ready, reason, message.clone(), generation, now);
+            let stalled = reason == Reason::AuthenticationFailed;
+            let (stalled_reason, stalled_message) =
+                if stalled { (reason, message) } else { (Reason::AsExpected, String::new()) };
+            set_condition(
+                conditions,
+                ConditionType::Stalled,
+                stalled,
+                stalled_reason,
+                stalled_message,
+                generation,
+                now,
+            );
+            idle(conditions);
+            next.last_schedule_time = Some(Time(*started));
+            if ready {
+                next.last_successful_time = Some(Time(now));
+            }
+            next.total_deleted = prev.total_deleted.saturating_add(report.deleted());
+            next.last_run = Some(run_summary(report, *started, now));
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::policy::{Scope, Service};
+    use crate::api::status::TargetOutcome;
+    use crate::purge::TargetReport;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn observed(now: &str) -> Observed {
+        Observed {
+            generation: Some(2),
+            next_run: Some(t("2026-11-22T01:00:00Z")),
+            handled_request: None,
+            now: t(now),
+        }
+    }
+
+    fn report(error: Option<CallFailure>) -> RunReport {
+        let row = |project: &str, error: Option<CallFailure>| TargetReport {
+            project_index: 0,
+            target_index: 0,
+            project: project.into(),
+            service: Service::Sdrs,
+            scope: Scope::All,
+            outcome: if error.is_some() { TargetOutcome::Failed } else { TargetOutcome::Purged },
+            found: 5,
+            deleted: if error.is_some() { 0 } else { 5 },
+            would_delete: 0,
+            remaining: if error.is_some() { 5 } else { 0 },
+            limited: false,
+            error,
+        };
+        RunReport { targets: vec![row("a", None), row("b", error)], failed_calls: 0, calls: 8 }
+    }
+
+    fn ready(s: &FailedTaskCleanupPolicyStatus) -> &Condition {
+        s.condition(ConditionType::Ready).unwrap()
+    }
+
+    #[test]
+    fn a_clean_run_is_ready_with_counts() {
+        let r = report(None);
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
+        assert_eq!(ready(&s).message, "2 projects: 10 deleted, 0 remaining");
+        assert_eq!(s.total_deleted, 10);
+        assert_eq!(s.last_schedule_time, Some(Time(t("2026-11-22T00:00:00Z"))));
+        assert_eq!(s.last_successful_time, Some(Time(t("2026-11-22T00:00:05Z"))));
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.last_run.as_ref().unwrap().targets.len(), 2);
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+    }
+
+    #[test]
+    fn authentication_failure_stalls() {
+        let r =
+            report(Some(CallFailure::new(FailureKind::Authentication, Some(401), "APIGW.0301", "bad key")));
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!(ready(&s).reason, "AuthenticationFailed");
+        assert!(ready(&s).message.contains("HTTP 401 APIGW.0301: bad key"), "{}", ready(&s).message);
+        assert_eq!(s.condition(ConditionType::Stalled).unwrap().status, "True");
+        assert_eq!(s.last_successful_time, None);
+    }
+
+    #[test]
+    fn partial_and_unavailable_are_told_apart() {
+        let down = CallFailure::new(FailureKind::Unavailable, Some(503), "503", "down");
+        let (ok, reason, _) = run_verdict(&report(Some(down.clone())), false, None);
+        assert_eq!((ok, reason), (false, Reason::PartialFailure));
+        let mut all_down = report(Some(down.clone()));
+        all_down.targets[0].error = Some(down);
+        assert_eq!(run_verdict(&all_down, false, None).1, Reason::CloudUnavailable);
+    }
+
+    #[test]
+    fn an_unchanged_wait_changes_nothing() {
+        let r = report(None);
+        let ran = next_status(
+            &Default::default(),
+            &observed("2026-11-22T00:00:05Z"),
+            &Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false },
+            None,
+        );
+        let waited = next_status(&ran, &observed("2026-11-22T00:30:00Z"), &Verdict::Waiting, None);
+        assert_eq!(waited, ran, "waiting after a run writes nothing");
+        let again = next_status(&waited, &observed("2026-11-22T00:40:00Z"), &Verdict::Waiting, None);
+        assert_eq!(again, ran);
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_flips() {
+        let blocked =
+            Verdict::Blocked { reason: Reason::CredentialsNotFound, message: "secret x not found".into() };
+        let a = next_status(&Default::default(), &observed("2026-11-22T00:00:00Z"), &blocked, None);
+        let b = next_status(&a, &observed("2026-11-22T00:05:00Z"), &blocked, None);
+        assert_eq!(a, b);
+        assert_eq!(ready(&a).reason, "CredentialsNotFound");
+        assert_eq!(a.condition(ConditionType::Stalled).unwrap().status, "True");
+        // The Secret appears: the policy waits for its run and is no longer stalled.
+        let c = next_status(&b, &observed("2026-11-22T00:06:00Z"), &Verdict::Waiting, None);
+        assert_eq!((ready(&c).status.as_str(), ready(&c).reason.as_str()), ("Unknown", "Waiting"));
+        let stalled = c.condition(ConditionType::Stalled).unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.last_transition_time.0),
+            ("False", t("2026-11-22T00:06:00Z"))
+        );
+    }
+
+    #[test]
+    fn dry_run_and_limits_say_so() {
+        let mut r = report(None);
+        assert_eq!(run_verdict(&r, true, None).1, Reason::DryRun);
+        r.targets[1].limited = true;
+        let (ok, reason, message) = run_verdict(&r, false, Some(5));
+        assert_eq!((ok, reason), (true, Reason::DeletionLimitReached));
+        assert!(message.starts_with("stopped at maxDeletionsPerRun=5"), "{message}");
+    }
+
+    #[test]
+    fn suspension_and_the_manual_trigger_are_recorded() {
+        let s =
+            next_status(&Default::default(), &observed("2026-11-22T00:00:00Z"), &Verdict::Suspended, None);
+        assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("False", "Suspended"));
+        assert_eq!(s.next_schedule_time, None);
+        let o = Observed { handled_request: Some("now-1".into()), ..observed("2026-11-22T00:00:00Z") };
+        let running = next_status(&s, &o, &Verdict::Running, None);
+        assert_eq!(running.last_handled_requested_at.as_deref(), Some("now-1"));
+        assert_eq!(running.condition(ConditionType::Reconciling).unwrap().status, "True");
+    }
+}
