@@ -2,11 +2,13 @@
 //! deletes and lists again through a trait over the cloud ([`execute`]), and what it measured
 //! ([`report`]).
 
+pub mod cloud;
 pub mod execute;
 pub mod plan;
 pub mod policy;
 pub mod report;
 
+pub use cloud::CloudApi;
 pub use execute::{FailedTaskApi, execute};
 pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Target};
 pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport, outcome_of};

@@ -1,0 +1,107 @@
+//! [`FailedTaskApi`] over the real SDRS and KPS clients. Does network I/O through them.
+
+use super::execute::FailedTaskApi;
+use super::plan::{DeleteCall, ListQuery, Listing};
+use super::policy::{Project, PurgePolicy, Target};
+use super::report::{CallFailure, FailureKind};
+use crate::api::{Endpoints, Service};
+use crate::cloud::credentials::Credentials;
+use crate::cloud::{self, CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
+use std::sync::Arc;
+
+/// The cloud as one policy reaches it: its credentials and endpoint overrides.
+#[derive(Clone, Debug)]
+pub struct CloudApi {
+    http: CloudHttp,
+    credentials: Arc<Credentials>,
+    endpoints: Endpoints,
+}
+
+impl CloudApi {
+    pub fn new(http: CloudHttp, credentials: Credentials, endpoints: Option<Endpoints>) -> Self {
+        Self { http, credentials: Arc::new(credentials), endpoints: endpoints.unwrap_or_default() }
+    }
+
+    /// Resolves every endpoint the policy will call and checks it against the allowlist, so a
+    /// refused endpoint stops the run before any request carries credentials.
+    pub fn check_endpoints(&self, policy: &PurgePolicy) -> Result<(), CloudError> {
+        for project in &policy.projects {
+            for service in policy.targets.iter().map(Target::service) {
+                let (service, url) = match service {
+                    Service::Sdrs => (cloud::Service::Sdrs, self.endpoints.sdrs.as_deref()),
+                    Service::Kps => (cloud::Service::Kps, self.endpoints.kps.as_deref()),
+                };
+                self.http.endpoint(service, &project.region, url)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sdrs(&self, project: &Project) -> Result<SdrsClient, CallFailure> {
+        let url = self.endpoints.sdrs.as_deref();
+        SdrsClient::new(self.http.clone(), self.credentials.clone(), &project.id, &project.region, url)
+            .map_err(|e| failure(&e))
+    }
+
+    fn kps(&self, project: &Project) -> Result<KpsClient, CallFailure> {
+        let url = self.endpoints.kps.as_deref();
+        KpsClient::new(self.http.clone(), self.credentials.clone(), &project.id, &project.region, url)
+            .map_err(|e| failure(&e))
+    }
+}
+
+/// How a failed call shows in status and events: the API's own code and message when it sent
+/// one, otherwise the error class and a description of what failed.
+pub fn failure(error: &CloudError) -> CallFailure {
+    let kind = match error.class() {
+        ErrorClass::Authentication => FailureKind::Authentication,
+        ErrorClass::Throttled => FailureKind::Throttled,
+        ErrorClass::Transient | ErrorClass::Decode => FailureKind::Unavailable,
+        ErrorClass::Permanent | ErrorClass::NotFound => FailureKind::Rejected,
+    };
+    match error.api_error() {
+        Some(api) => CallFailure {
+            kind,
+            http_status: Some(api.http_status),
+            code: api.code.clone(),
+            message: api.message.clone(),
+            request_id: api.request_id.clone(),
+        },
+        None => CallFailure {
+            kind,
+            http_status: None,
+            code: error.class().as_str().to_string(),
+            message: error.to_string(),
+            request_id: None,
+        },
+    }
+}
+
+impl FailedTaskApi for CloudApi {
+    async fn list(&self, project: &Project, query: &ListQuery) -> Result<Listing, CallFailure> {
+        match query {
+            ListQuery::Sdrs(filter) => self
+                .sdrs(project)?
+                .list_failure_jobs(filter)
+                .await
+                .map(Listing::Sdrs)
+                .map_err(|e| failure(&e)),
+            ListQuery::Kps => {
+                self.kps(project)?.list_failed_tasks().await.map(Listing::Kps).map_err(|e| failure(&e))
+            }
+        }
+    }
+
+    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+        let result = match call {
+            DeleteCall::SdrsBatch => self.sdrs(project)?.delete_all_server_group_failure_jobs().await,
+            DeleteCall::SdrsGroupBatch(group) => {
+                self.sdrs(project)?.delete_server_group_failure_jobs(group).await
+            }
+            DeleteCall::SdrsDelete(id) => self.sdrs(project)?.delete_failure_job(id).await.map(|_| ()),
+            DeleteCall::KpsDeleteAll => self.kps(project)?.delete_all_failed_tasks().await,
+            DeleteCall::KpsDelete(id) => self.kps(project)?.delete_failed_task(id).await.map(|_| ()),
+        };
+        result.map_err(|e| failure(&e))
+    }
+}
