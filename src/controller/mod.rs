@@ -1,4 +1,237 @@
-//! The controller: kube-runtime wiring, reconcile, status, events and schedule.
+//! The controller: kube-runtime wiring ([`serve`], [`run`]), the reconcile pipeline, status,
+//! events and schedule. Watches policies and the Secrets they reference.
 
+pub mod events;
+pub mod pipeline;
+pub mod reconcile;
 pub mod schedule;
 pub mod status;
+
+use crate::api::FailedTaskCleanupPolicy;
+use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::observability::{Health, Metrics};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use reconcile::{Context, error_policy, reconcile};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Flags of `taskreaper run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch policies in this namespace only (default: all namespaces).
+    #[arg(long, env = "TASKREAPER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Handle only policies matching this label selector, to shard policies across deployments.
+    #[arg(long, env = "TASKREAPER_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Most cloud calls in flight across all policies.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Sustained requests per second per (endpoint, access key), shared by all policies.
+    #[arg(long, default_value_t = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))]
+    pub requests_per_second: NonZeroU32,
+    /// Address of /metrics, /livez and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Run only while holding a Lease, so several replicas can run with one active.
+    #[arg(long)]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "taskreaper-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Hosts policies may send credentials to: exact names or `*.suffix`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "*.myhuaweicloud.com")]
+    pub endpoint_allowlist: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for cloud endpoints, besides the system roots.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Timeout of one cloud request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+/// What [`serve`] needs besides a client.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub namespace: Option<String>,
+    pub label_selector: Option<String>,
+    pub concurrency: usize,
+    pub http: HttpConfig,
+    pub rate_limit: RateLimit,
+    /// Identifies this replica in events.
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("connecting to Kubernetes")]
+    ConnectKubernetes(#[source] kube::Error),
+    #[error("reading the endpoint allowlist")]
+    ParseAllowlist(#[source] crate::cloud::EndpointError),
+    #[error("reading the CA bundle {path}")]
+    ReadCaBundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the cloud client")]
+    BuildCloudClient(#[source] crate::cloud::CloudError),
+    #[error("leader election")]
+    ElectLeader(#[source] kube_lease_manager::LeaseManagerError),
+    #[error("lost the leader-election lease; exiting so another replica takes over")]
+    LoseLease,
+    #[error("metrics endpoint")]
+    ServeMetrics(#[source] crate::observability::server::ServerError),
+    #[error("the metrics endpoint task stopped")]
+    StopMetrics,
+}
+
+impl RunArgs {
+    /// The settings these flags describe.
+    pub fn settings(&self) -> Result<Settings, ControllerError> {
+        let allowlist =
+            Allowlist::parse(&self.endpoint_allowlist).map_err(ControllerError::ParseAllowlist)?;
+        let ca_bundle_pem = match &self.ca_bundle {
+            None => None,
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| ControllerError::ReadCaBundle { path: path.clone(), source })?,
+            ),
+        };
+        let http = HttpConfig {
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            ca_bundle_pem,
+            endpoints: EndpointPolicy { allowlist, allow_http: false },
+            ..HttpConfig::default()
+        };
+        let rate_limit = RateLimit {
+            per_second: self.requests_per_second,
+            burst: self.requests_per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
+        };
+        Ok(Settings {
+            namespace: self.namespace.clone(),
+            label_selector: self.label_selector.clone(),
+            concurrency: self.concurrency.max(1),
+            http,
+            rate_limit,
+            instance: std::env::var("POD_NAME").ok(),
+        })
+    }
+}
+
+/// Reconciles policies with `client` until `shutdown` completes. Sets `health` ready once the
+/// policy cache has synced.
+pub async fn serve(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ControllerError> {
+    let limiters = RateLimiters::new(settings.rate_limit);
+    let http = CloudHttp::new(settings.http.clone(), limiters, Arc::new(SystemClock))
+        .map_err(ControllerError::BuildCloudClient)?;
+    let reporter = Reporter { controller: "taskreaper".into(), instance: settings.instance.clone() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        http,
+        permits: Semaphore::new(settings.concurrency),
+        auth_failures: Mutex::default(),
+        errors: Mutex::default(),
+    });
+    let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<Secret>) = match &settings.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let mut policy_watch = watcher::Config::default().any_semantic();
+    if let Some(selector) = &settings.label_selector {
+        policy_watch = policy_watch.labels(selector);
+    }
+    let controller = Controller::new(policies, policy_watch);
+    let store = controller.store();
+    let index = store.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            health.set_ready(true);
+        }
+    });
+    controller
+        .watches(secrets, watcher::Config::default().any_semantic(), move |secret: Secret| {
+            // A Secret triggers the policies in its namespace that reference it.
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            index
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name)
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// `taskreaper run`: the controller with its metrics endpoint and optional leader election.
+pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
+    let settings = args.settings()?;
+    let client = Client::try_default().await.map_err(ControllerError::ConnectKubernetes)?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let mut server =
+        tokio::spawn(crate::observability::server::serve(args.metrics_addr, metrics.clone(), health.clone()));
+    let server_stopped = |joined: Result<Result<(), _>, tokio::task::JoinError>| match joined {
+        Ok(result) => result.map_err(ControllerError::ServeMetrics),
+        Err(_) => Err(ControllerError::StopMetrics),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if !args.leader_election {
+        return tokio::select! {
+            result = serve(client, settings, metrics, health, shutdown) => result,
+            joined = &mut server => server_stopped(joined),
+        };
+    }
+    let namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = settings.instance.clone().unwrap_or_else(|| format!("taskreaper-{}", std::process::id()));
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .build()
+        .await
+        .map_err(ControllerError::ElectLeader)?;
+    let (mut leader, _task) = manager.watch().await;
+    tokio::select! {
+        joined = &mut server => return server_stopped(joined),
+        _ = leader.wait_for(|is_leader| *is_leader) => {}
+    }
+    tracing::info!(identity, lease = %args.lease_name, "acquired the leader lease");
+    let mut lost = leader.clone();
+    tokio::select! {
+        result = serve(client, settings, metrics, health, shutdown) => result,
+        _ = lost.wait_for(|is_leader| !*is_leader) => Err(ControllerError::LoseLease),
+        joined = &mut server => server_stopped(joined),
+    }
+}
