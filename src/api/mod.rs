@@ -1,1 +1,23 @@
-//! api
+//! The `FailedTaskCleanupPolicy` custom resource (`taskreaper.io/v1alpha1`): spec and status
+//! types, admission rules, typed conditions, full Rust validation and CRD rendering. No I/O.
+
+pub mod conditions;
+pub mod crd;
+pub mod duration;
+pub mod patterns;
+pub mod policy;
+pub mod status;
+pub mod validate;
+
+/// A complete example policy (every target kind, endpoint overrides, a per-project region).
+pub const EXAMPLE_POLICY: &str = include_str!("example.yaml");
+
+pub use conditions::{ConditionType, Reason};
+pub use crd::{CrdArgs, crd, crd_yaml};
+pub use duration::{DurationError, parse_duration};
+pub use policy::{
+    CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, KpsOperateType, Project,
+    Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
+};
+pub use status::{CallError, FailedTaskCleanupPolicyStatus, RunSummary, TargetOutcome, TargetResult};
+pub use validate::{ScheduleKind, SpecError, ValidMatch, ValidSchedule, ValidatedSpec, validate};

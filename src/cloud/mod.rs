@@ -2,5 +2,22 @@
 //! error classification, retries and rate limiting.
 
 pub mod credentials;
+pub mod endpoint;
+pub mod error;
+pub mod http;
+pub mod kps;
 pub mod model;
+mod paging;
+pub mod ratelimit;
+pub mod retry;
+pub mod sdrs;
 pub mod signing;
+
+pub use endpoint::{Allowlist, Endpoint, EndpointError, EndpointPolicy, Service};
+pub use error::{ApiError, CloudError, ErrorClass};
+pub use http::{Clock, CloudHttp, DeleteOutcome, HttpConfig, SystemClock};
+pub use kps::KpsClient;
+pub use paging::MAX_LIST_ITEMS;
+pub use ratelimit::{RateLimit, RateLimiters};
+pub use retry::RetryPolicy;
+pub use sdrs::SdrsClient;

@@ -1,0 +1,199 @@
+//! The `FailedTaskCleanupPolicy` status: conditions, schedule times and the measured result of
+//! the last run. No I/O.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::ConditionType;
+use super::policy::{Scope, Service};
+
+/// What the controller observed and did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedTaskCleanupPolicyStatus {
+    /// The metadata.generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready (the last run did what the policy asks), Reconciling (a run is in progress) and
+    /// Stalled (the user must change something before the policy can run), keyed by type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The last value of the annotation taskreaper.io/requested-at that triggered a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
+
+    /// When the last run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+
+    /// When the last run that ended without failures started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+
+    /// When the next scheduled run starts; absent while suspended or stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+
+    /// The result of the last run, measured by listing before and after deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunSummary>,
+
+    /// Failed tasks deleted since the policy was created, summed over every run.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub total_deleted: u64,
+}
+
+impl FailedTaskCleanupPolicyStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, condition_type: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == condition_type.as_str())
+    }
+}
+
+/// The result of one run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the run ended; absent while it is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Failed tasks in scope found before deleting, over all projects and targets.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub found: u64,
+
+    /// Failed tasks that are gone after the run (measured: found minus what a second listing
+    /// still shows).
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub deleted: u64,
+
+    /// In a dry run: failed tasks that would have been deleted.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub would_delete: u64,
+
+    /// Failed tasks in scope still present after the run.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub remaining: u64,
+
+    /// Cloud calls that failed after retries.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub failed_calls: u64,
+
+    /// One entry per project and target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetResult>,
+}
+
+/// The result of one target in one project.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetResult {
+    /// The project id.
+    pub project: String,
+
+    /// Position of the target in spec.targets, counting from 0.
+    #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
+    pub target_index: u32,
+
+    /// The target's service.
+    pub service: Service,
+
+    /// The target's scope.
+    pub scope: Scope,
+
+    /// Purged (deleted what was in scope), DryRun (counted only), Failed (a call failed; see
+    /// error), Throttled (the cloud kept answering 429), Skipped (not attempted, for example
+    /// because maxDeletionsPerRun was reached).
+    pub outcome: TargetOutcome,
+
+    /// Failed tasks in scope found before deleting.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub found: u64,
+
+    /// Failed tasks that are gone after the run.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub deleted: u64,
+
+    /// In a dry run: failed tasks that would have been deleted.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub would_delete: u64,
+
+    /// Failed tasks in scope still present after the run.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub remaining: u64,
+
+    /// The failed call, when outcome is Failed or Throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CallError>,
+}
+
+/// How one target fared in one project.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetOutcome {
+    /// Everything in scope was deleted (or nothing was found).
+    Purged,
+    /// Counted only; nothing was deleted.
+    DryRun,
+    /// A call failed; see error.
+    Failed,
+    /// The cloud throttled the calls and retries ran out.
+    Throttled,
+    /// Not attempted.
+    Skipped,
+}
+
+impl TargetOutcome {
+    /// The name used in the status, events and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TargetOutcome::Purged => "Purged",
+            TargetOutcome::DryRun => "DryRun",
+            TargetOutcome::Failed => "Failed",
+            TargetOutcome::Throttled => "Throttled",
+            TargetOutcome::Skipped => "Skipped",
+        }
+    }
+}
+
+/// A failed Huawei Cloud call, as reported by the cloud. Never contains credentials.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallError {
+    /// The HTTP status, absent when no response arrived (for example a connection failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub http_status: Option<u16>,
+
+    /// The cloud's error code, such as SDRS.1601 or KPS.XXX, or a short local code when no
+    /// response arrived.
+    #[serde(default)]
+    pub code: String,
+
+    /// The cloud's error message.
+    #[serde(default)]
+    pub message: String,
+
+    /// The X-Request-Id of the failed response, to quote to Huawei Cloud support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}

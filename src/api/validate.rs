@@ -1,0 +1,427 @@
+//! Full validation of a policy spec in Rust: everything the CRD's admission rules check, plus what
+//! CEL can only approximate (cron parsing, the time zone database, regular expression
+//! compilation). Used by the controller (to report Stalled with an actionable message) and by
+//! the `purge` command, which runs without an apiserver. No I/O.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use jiff::tz::TimeZone;
+use regex::Regex;
+
+use super::duration::{DurationError, parse_duration};
+use super::patterns::{
+    PROJECT_ID_PATTERN, PROTECTION_GROUP_ID_PATTERN, REGION_PATTERN, SECRET_NAME_PATTERN, TIME_ZONE_PATTERN,
+    cron_pattern,
+};
+use super::policy::{
+    FailedTaskCleanupPolicySpec, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL,
+    Schedule, Scope, Service, Target, TaskMatch,
+};
+
+/// A spec that passed [`validate`], with its strings parsed.
+#[derive(Clone, Debug)]
+pub struct ValidatedSpec {
+    /// The parsed schedule.
+    pub schedule: ValidSchedule,
+    /// The parsed match of each target, by position in `spec.targets` (None without a match).
+    pub filters: Vec<Option<ValidMatch>>,
+}
+
+/// A parsed `spec.schedule`.
+#[derive(Clone, Debug)]
+pub struct ValidSchedule {
+    /// Interval or cron.
+    pub kind: ScheduleKind,
+    /// The largest random delay of a scheduled run (zero when not set).
+    pub jitter: Duration,
+}
+
+/// How runs are spaced.
+#[derive(Clone, Debug)]
+pub enum ScheduleKind {
+    /// Every `interval`.
+    Interval(Duration),
+    /// At the times of a cron expression, read in a time zone (UTC by default).
+    Cron { cron: Box<Cron>, time_zone: TimeZone },
+}
+
+/// A parsed `targets[].match`.
+#[derive(Clone, Debug, Default)]
+pub struct ValidMatch {
+    /// The compiled `namePattern`.
+    pub name_pattern: Option<Regex>,
+    /// The parsed `olderThan`.
+    pub older_than: Option<Duration>,
+}
+
+/// One problem in a spec. The message names the field and says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Reading the Secret name failed.
+    #[error(
+        "spec.credentialsRef.name {name:?} must be the name of a Secret in this namespace: lowercase letters, digits, '-' and '.'"
+    )]
+    ParseSecretName { name: String },
+    /// Reading a region failed.
+    #[error("{path} {value:?} must be a Huawei Cloud region id such as cn-north-4 or ap-southeast-1")]
+    ParseRegion { path: String, value: String },
+    /// Reading an endpoint override failed.
+    #[error("{path} {value:?} must be an https:// URL such as https://sdrs.cn-north-4.myhuaweicloud.com")]
+    ParseEndpoint { path: String, value: String },
+    /// The project list is empty or too long.
+    #[error("spec.projects must list between 1 and {MAX_PROJECTS} projects, not {count}")]
+    CountProjects { count: usize },
+    /// Reading a project id failed.
+    #[error(
+        "spec.projects[{index}].id {id:?} must be a Huawei Cloud project id: 32 lowercase hexadecimal characters"
+    )]
+    ParseProjectId { index: usize, id: String },
+    /// A project id appears twice.
+    #[error(
+        "spec.projects[{index}].id {id:?} is listed more than once; each project id may appear only once"
+    )]
+    DuplicateProjectId { index: usize, id: String },
+    /// The target list is empty or too long.
+    #[error("spec.targets must list between 1 and {MAX_TARGETS} targets, not {count}")]
+    CountTargets { count: usize },
+    /// Checking a target's scope against its fields failed.
+    #[error("spec.targets[{index}]: {problem}")]
+    CheckTargetFields { index: usize, problem: TargetProblem },
+    /// Reading a protection group id failed.
+    #[error(
+        "spec.targets[{index}].protectionGroupIds {id:?} must be an SDRS protection group id: a lowercase UUID such as 897f57b2-6e94-4179-b414-9532726c59f2"
+    )]
+    ParseProtectionGroupId { index: usize, id: String },
+    /// A protection group id appears twice in one target.
+    #[error("spec.targets[{index}].protectionGroupIds lists {id:?} more than once")]
+    DuplicateProtectionGroupId { index: usize, id: String },
+    /// Compiling a name pattern failed.
+    #[error(
+        "spec.targets[{index}].match.namePattern {pattern:?} must be a valid regular expression, such as ^tmp-"
+    )]
+    CompileNamePattern {
+        index: usize,
+        pattern: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// Reading an olderThan duration failed.
+    #[error("spec.targets[{index}].match.olderThan: {source}")]
+    ParseOlderThan {
+        index: usize,
+        #[source]
+        source: DurationError,
+    },
+    /// Both or neither of interval and cron are set.
+    #[error("spec.schedule needs exactly one of interval (such as 1h) or cron (such as \"0 3 * * *\")")]
+    ChooseScheduleKind,
+    /// Reading the interval failed.
+    #[error("spec.schedule.interval: {source}")]
+    ParseInterval {
+        #[source]
+        source: DurationError,
+    },
+    /// The interval is shorter than the minimum.
+    #[error("spec.schedule.interval {value:?} must be at least {MIN_INTERVAL}")]
+    CheckIntervalMinimum { value: String },
+    /// Parsing the cron expression failed.
+    #[error("spec.schedule.cron {value:?} must be a five-field cron expression (minute hour day-of-month month day-of-week) such as \"0 3 * * *\"{}", detail.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    ParseCron {
+        value: String,
+        #[source]
+        detail: Option<croner::errors::CronError>,
+    },
+    /// timeZone is set without cron.
+    #[error("spec.schedule.timeZone is only used with spec.schedule.cron; remove it or use cron")]
+    CheckTimeZoneUse,
+    /// Looking up the time zone failed.
+    #[error(
+        "spec.schedule.timeZone {value:?} is not a known IANA time zone; use a name such as Asia/Shanghai or UTC"
+    )]
+    LookupTimeZone {
+        value: String,
+        #[source]
+        source: Option<jiff::Error>,
+    },
+    /// Reading the jitter failed.
+    #[error("spec.schedule.jitter: {source}")]
+    ParseJitter {
+        #[source]
+        source: DurationError,
+    },
+    /// The jitter is not shorter than the interval.
+    #[error("spec.schedule.jitter must be shorter than spec.schedule.interval")]
+    CheckJitterBound,
+    /// maxDeletionsPerRun is out of range.
+    #[error("spec.maxDeletionsPerRun must be between 1 and {MAX_DELETIONS_PER_RUN_LIMIT}, not {value}")]
+    CheckMaxDeletions { value: u32 },
+}
+
+/// A scope/field combination that makes no sense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TargetProblem {
+    #[error(
+        "scope ProtectionGroups needs protectionGroupIds: the SDRS protection groups whose failed tasks to delete"
+    )]
+    ProtectionGroupIdsMissing,
+    #[error("protectionGroupIds is only allowed with scope ProtectionGroups; remove it or change the scope")]
+    ProtectionGroupIdsNotAllowed,
+    #[error("scope ProtectionGroups exists only for service SDRS; use All or Matching for KPS")]
+    ProtectionGroupsNeedSdrs,
+    #[error("scope Matching needs match: the filter that selects which failed tasks to delete")]
+    MatchMissing,
+    #[error("match is only allowed with scope Matching; remove it or set scope: Matching")]
+    MatchNotAllowed,
+    #[error(
+        "match.operateTypes is only allowed for service KPS; filter SDRS tasks with resourceTypes and failureStatuses"
+    )]
+    OperateTypesNeedKps,
+    #[error("match.resourceTypes is only allowed for service SDRS; filter KPS tasks with operateTypes")]
+    ResourceTypesNeedSdrs,
+    #[error("match.failureStatuses is only allowed for service SDRS; filter KPS tasks with operateTypes")]
+    FailureStatusesNeedSdrs,
+    #[error("protectionGroupIds must list between 1 and 100 ids")]
+    CountProtectionGroupIds,
+}
+
+impl FailedTaskCleanupPolicySpec {
+    /// Checks the whole spec; see [`validate`].
+    pub fn validate(&self) -> Result<ValidatedSpec, Vec<SpecError>> {
+        validate(self)
+    }
+}
+
+/// Checks the whole spec and returns it parsed, or every problem found.
+pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec<SpecError>> {
+    let mut errors = Vec::new();
+
+    if !is_match(SECRET_NAME_PATTERN, &spec.credentials_ref.name) || spec.credentials_ref.name.len() > 253 {
+        errors.push(SpecError::ParseSecretName { name: spec.credentials_ref.name.clone() });
+    }
+    check_region("spec.region", &spec.region, &mut errors);
+    if let Some(endpoints) = &spec.endpoints {
+        for (path, value) in
+            [("spec.endpoints.sdrs", &endpoints.sdrs), ("spec.endpoints.kps", &endpoints.kps)]
+        {
+            if let Some(value) = value
+                && !is_https_url(value)
+            {
+                errors.push(SpecError::ParseEndpoint { path: path.to_owned(), value: value.clone() });
+            }
+        }
+    }
+    check_projects(spec, &mut errors);
+
+    let count = spec.targets.len();
+    if count == 0 || count > MAX_TARGETS {
+        errors.push(SpecError::CountTargets { count });
+    }
+    let filters =
+        spec.targets.iter().enumerate().map(|(index, t)| check_target(index, t, &mut errors)).collect();
+
+    let schedule = check_schedule(&spec.schedule, &mut errors);
+
+    if spec.max_deletions_per_run == 0 || spec.max_deletions_per_run > MAX_DELETIONS_PER_RUN_LIMIT {
+        errors.push(SpecError::CheckMaxDeletions { value: spec.max_deletions_per_run });
+    }
+
+    match schedule {
+        Some(schedule) if errors.is_empty() => Ok(ValidatedSpec { schedule, filters }),
+        _ => Err(errors),
+    }
+}
+
+/// Whether `value` matches one of the built-in patterns of [`super::patterns`].
+fn is_match(pattern: &str, value: &str) -> bool {
+    // The built-in patterns are unit-tested to compile; a failure would reject the value.
+    Regex::new(pattern).is_ok_and(|re| re.is_match(value))
+}
+
+fn is_https_url(value: &str) -> bool {
+    reqwest::Url::parse(value)
+        .is_ok_and(|url| url.scheme() == "https" && url.host_str().is_some_and(|h| !h.is_empty()))
+}
+
+fn check_region(path: &str, value: &str, errors: &mut Vec<SpecError>) {
+    if !is_match(REGION_PATTERN, value) {
+        errors.push(SpecError::ParseRegion { path: path.to_owned(), value: value.to_owned() });
+    }
+}
+
+fn check_projects(spec: &FailedTaskCleanupPolicySpec, errors: &mut Vec<SpecError>) {
+    let count = spec.projects.len();
+    if count == 0 || count > MAX_PROJECTS {
+        errors.push(SpecError::CountProjects { count });
+    }
+    let mut seen = BTreeSet::new();
+    for (index, project) in spec.projects.iter().enumerate() {
+        if !is_match(PROJECT_ID_PATTERN, &project.id) {
+            errors.push(SpecError::ParseProjectId { index, id: project.id.clone() });
+        }
+        if !seen.insert(project.id.as_str()) {
+            errors.push(SpecError::DuplicateProjectId { index, id: project.id.clone() });
+        }
+        if let Some(region) = &project.region {
+            check_region(&format!("spec.projects[{index}].region"), region, errors);
+        }
+    }
+}
+
+fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> Option<ValidMatch> {
+    for problem in target_problems(target) {
+        errors.push(SpecError::CheckTargetFields { index, problem });
+    }
+    if let Some(ids) = &target.protection_group_ids {
+        if ids.is_empty() || ids.len() > super::policy::MAX_PROTECTION_GROUP_IDS {
+            errors.push(SpecError::CheckTargetFields {
+                index,
+                problem: TargetProblem::CountProtectionGroupIds,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            if !is_match(PROTECTION_GROUP_ID_PATTERN, id) {
+                errors.push(SpecError::ParseProtectionGroupId { index, id: id.clone() });
+            }
+            if !seen.insert(id.as_str()) {
+                errors.push(SpecError::DuplicateProtectionGroupId { index, id: id.clone() });
+            }
+        }
+    }
+    target.filter.as_ref().map(|m| check_match(index, m, errors))
+}
+
+/// The scope/field combinations the CRD's CEL rules on a target reject.
+pub fn target_problems(target: &Target) -> Vec<TargetProblem> {
+    let mut problems = Vec::new();
+    let groups = target.scope == Scope::ProtectionGroups;
+    let matching = target.scope == Scope::Matching;
+    if groups && target.protection_group_ids.is_none() {
+        problems.push(TargetProblem::ProtectionGroupIdsMissing);
+    }
+    if !groups && target.protection_group_ids.is_some() {
+        problems.push(TargetProblem::ProtectionGroupIdsNotAllowed);
+    }
+    if groups && target.service != Service::Sdrs {
+        problems.push(TargetProblem::ProtectionGroupsNeedSdrs);
+    }
+    if matching && target.filter.is_none() {
+        problems.push(TargetProblem::MatchMissing);
+    }
+    if !matching && target.filter.is_some() {
+        problems.push(TargetProblem::MatchNotAllowed);
+    }
+    if let Some(m) = &target.filter {
+        if m.operate_types.is_some() && target.service != Service::Kps {
+            problems.push(TargetProblem::OperateTypesNeedKps);
+        }
+        if m.resource_types.is_some() && target.service != Service::Sdrs {
+            problems.push(TargetProblem::ResourceTypesNeedSdrs);
+        }
+        if m.failure_statuses.is_some() && target.service != Service::Sdrs {
+            problems.push(TargetProblem::FailureStatusesNeedSdrs);
+        }
+    }
+    problems
+}
+
+fn check_match(index: usize, m: &TaskMatch, errors: &mut Vec<SpecError>) -> ValidMatch {
+    let name_pattern = m.name_pattern.as_ref().and_then(|pattern| {
+        Regex::new(pattern)
+            .map_err(|source| {
+                errors.push(SpecError::CompileNamePattern {
+                    index,
+                    pattern: pattern.clone(),
+                    source: Box::new(source),
+                })
+            })
+            .ok()
+    });
+    let older_than = m.older_than.as_ref().and_then(|value| {
+        parse_duration(value).map_err(|source| errors.push(SpecError::ParseOlderThan { index, source })).ok()
+    });
+    ValidMatch { name_pattern, older_than }
+}
+
+fn check_schedule(schedule: &Schedule, errors: &mut Vec<SpecError>) -> Option<ValidSchedule> {
+    let jitter = match schedule.jitter.as_deref().map(parse_duration) {
+        None => Some(Duration::ZERO),
+        Some(Ok(jitter)) => Some(jitter),
+        Some(Err(source)) => {
+            errors.push(SpecError::ParseJitter { source });
+            None
+        }
+    };
+    if schedule.time_zone.is_some() && schedule.cron.is_none() {
+        errors.push(SpecError::CheckTimeZoneUse);
+    }
+    let kind = match (&schedule.interval, &schedule.cron) {
+        (Some(interval), None) => check_interval(interval, jitter, errors),
+        (None, Some(cron)) => check_cron(cron, schedule.time_zone.as_deref(), errors),
+        _ => {
+            errors.push(SpecError::ChooseScheduleKind);
+            None
+        }
+    };
+    Some(ValidSchedule { kind: kind?, jitter: jitter? })
+}
+
+fn check_interval(
+    value: &str,
+    jitter: Option<Duration>,
+    errors: &mut Vec<SpecError>,
+) -> Option<ScheduleKind> {
+    let interval = match parse_duration(value) {
+        Ok(interval) => interval,
+        Err(source) => {
+            errors.push(SpecError::ParseInterval { source });
+            return None;
+        }
+    };
+    if interval < Duration::from_secs(60) {
+        errors.push(SpecError::CheckIntervalMinimum { value: value.to_owned() });
+        return None;
+    }
+    if jitter.is_some_and(|jitter| jitter >= interval) {
+        errors.push(SpecError::CheckJitterBound);
+        return None;
+    }
+    Some(ScheduleKind::Interval(interval))
+}
+
+/// Parses a five-field cron expression the way the controller schedules it.
+pub fn parse_cron(value: &str) -> Result<Cron, SpecError> {
+    if !is_match(&cron_pattern(), value) {
+        return Err(SpecError::ParseCron { value: value.to_owned(), detail: None });
+    }
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(value)
+        .map_err(|e| SpecError::ParseCron { value: value.to_owned(), detail: Some(e) })
+}
+
+/// Looks up an IANA time zone name the way the controller schedules with it.
+pub fn lookup_time_zone(value: &str) -> Result<TimeZone, SpecError> {
+    if !is_match(TIME_ZONE_PATTERN, value) {
+        return Err(SpecError::LookupTimeZone { value: value.to_owned(), source: None });
+    }
+    TimeZone::get(value).map_err(|e| SpecError::LookupTimeZone { value: value.to_owned(), source: Some(e) })
+}
+
+fn check_cron(value: &str, time_zone: Option<&str>, errors: &mut Vec<SpecError>) -> Option<ScheduleKind> {
+    let cron = parse_cron(value).map_err(|e| errors.push(e)).ok();
+    let time_zone = match time_zone {
+        None => Some(TimeZone::UTC),
+        Some(name) => lookup_time_zone(name).map_err(|e| errors.push(e)).ok(),
+    };
+    Some(ScheduleKind::Cron { cron: Box::new(cron?), time_zone: time_zone? })
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

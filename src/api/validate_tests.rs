@@ -1,0 +1,356 @@
+use std::time::Duration;
+
+use super::*;
+use crate::api::EXAMPLE_POLICY;
+use crate::api::policy::{
+    CredentialsRef, Endpoints, FailedTaskCleanupPolicy, KpsOperateType, Project, SdrsFailureStatus,
+    SdrsResourceType,
+};
+
+fn example() -> FailedTaskCleanupPolicy {
+    serde_yaml::from_str(EXAMPLE_POLICY).expect("the example policy parses")
+}
+
+fn errors_of(mutate: impl FnOnce(&mut FailedTaskCleanupPolicySpec)) -> Vec<SpecError> {
+    let mut spec = example().spec;
+    mutate(&mut spec);
+    match spec.validate() {
+        Ok(_) => panic!("the mutated spec should be rejected: {spec:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+fn messages(errors: &[SpecError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn example_validates_and_is_parsed() {
+    let spec = example().spec;
+    let valid = spec.validate().unwrap_or_else(|e| panic!("{}", messages(&e)));
+    assert!(matches!(valid.schedule.kind, ScheduleKind::Interval(d) if d == Duration::from_secs(3600)));
+    assert_eq!(valid.schedule.jitter, Duration::from_secs(300));
+    assert_eq!(valid.filters.len(), spec.targets.len());
+    assert!(valid.filters[0].is_none() && valid.filters[1].is_none() && valid.filters[3].is_none());
+    let sdrs = valid.filters[2].as_ref().unwrap();
+    assert!(sdrs.name_pattern.as_ref().unwrap().is_match("tmp-vm-1"));
+    assert!(!sdrs.name_pattern.as_ref().unwrap().is_match("prod-tmp-1"));
+    assert_eq!(sdrs.older_than, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(valid.filters[4].as_ref().unwrap().older_than, Some(Duration::from_secs(72 * 3600)));
+}
+
+#[test]
+fn example_round_trips_through_serde() {
+    let policy = example();
+    assert_eq!(policy.metadata.name.as_deref(), Some("dr-cleanup"));
+    assert_eq!(policy.metadata.namespace.as_deref(), Some("platform"));
+    let spec = &policy.spec;
+    assert_eq!(spec.credentials_ref, CredentialsRef { name: "hwcloud-credentials".into() });
+    assert_eq!(
+        spec.endpoints,
+        Some(Endpoints {
+            sdrs: Some("https://sdrs.cn-north-4.myhuaweicloud.com".into()),
+            kps: Some("https://kms.cn-north-4.myhuaweicloud.com".into()),
+        })
+    );
+    assert_eq!(
+        spec.projects[1],
+        Project { id: "1a2b3c4d5e6f708192a3b4c5d6e7f809".into(), region: Some("cn-east-3".into()) }
+    );
+    let m = spec.targets[2].filter.as_ref().unwrap();
+    assert_eq!(m.resource_types, Some(vec![SdrsResourceType::ProtectedInstances]));
+    assert_eq!(m.failure_statuses, Some(vec![SdrsFailureStatus::CreateFail]));
+    assert_eq!(
+        spec.targets[4].filter.as_ref().unwrap().operate_types,
+        Some(vec![KpsOperateType::FailedUnbind])
+    );
+    assert_eq!(spec.max_deletions_per_run, 1000);
+
+    // Serializing gives back the same document, field for field.
+    let original: serde_json::Value = serde_yaml::from_str(EXAMPLE_POLICY).unwrap();
+    let written = serde_json::to_value(&policy).unwrap();
+    assert_eq!(written, original);
+    let again: FailedTaskCleanupPolicy = serde_json::from_value(written).unwrap();
+    assert_eq!(again, policy);
+}
+
+#[test]
+fn omitted_fields_take_their_defaults() {
+    let yaml = r#"
+credentialsRef: {name: creds}
+region: cn-north-4
+projects: [{id: 0605767b5c00d4bb2f10c01a1e3b3a7e}]
+targets: [{service: KPS, scope: All}]
+schedule: {cron: "0 3 * * *"}
+"#;
+    let spec: FailedTaskCleanupPolicySpec = serde_yaml::from_str(yaml).unwrap();
+    assert!(!spec.suspend && !spec.dry_run);
+    assert_eq!(spec.max_deletions_per_run, 1000);
+    assert_eq!(spec.endpoints, None);
+    let valid = spec.validate().unwrap_or_else(|e| panic!("{}", messages(&e)));
+    assert!(
+        matches!(&valid.schedule.kind, ScheduleKind::Cron { time_zone, .. } if *time_zone == jiff::tz::TimeZone::UTC)
+    );
+    assert_eq!(valid.schedule.jitter, Duration::ZERO);
+    // Nothing optional is written back as null.
+    let written = serde_json::to_value(&spec).unwrap();
+    assert!(written.get("endpoints").is_none() && written["schedule"].get("interval").is_none());
+}
+
+#[test]
+fn unknown_enum_values_are_rejected_when_reading() {
+    let bad = EXAMPLE_POLICY.replace("service: KPS\n      scope: All", "service: ECS\n      scope: All");
+    let error = serde_yaml::from_str::<FailedTaskCleanupPolicy>(&bad).unwrap_err().to_string();
+    assert!(error.contains("ECS"), "{error}");
+    let bad = EXAMPLE_POLICY.replace("[createFail]", "[createFailed]");
+    assert!(serde_yaml::from_str::<FailedTaskCleanupPolicy>(&bad).is_err());
+}
+
+#[test]
+fn cron_with_time_zone_is_parsed() {
+    let mut spec = example().spec;
+    spec.schedule = Schedule {
+        cron: Some("30 2 * * MON-FRI".into()),
+        time_zone: Some("Asia/Shanghai".into()),
+        jitter: Some("10m".into()),
+        ..Schedule::default()
+    };
+    let valid = spec.validate().unwrap_or_else(|e| panic!("{}", messages(&e)));
+    let ScheduleKind::Cron { cron, time_zone } = valid.schedule.kind else { panic!("expected cron") };
+    assert_eq!(time_zone.iana_name(), Some("Asia/Shanghai"));
+    // 2025-01-06 is a Monday: 02:30 Shanghai is 2025-01-05T18:30:00Z.
+    let start: jiff::Zoned = "2025-01-06T00:00:00+08:00[Asia/Shanghai]".parse().unwrap();
+    let next = cron.find_next_occurrence(&start, false).unwrap();
+    assert_eq!(next.timestamp().to_string(), "2025-01-05T18:30:00Z");
+}
+
+#[test]
+fn schedule_problems_are_reported() {
+    let both = errors_of(|s| s.schedule.cron = Some("0 3 * * *".into()));
+    assert!(matches!(both[..], [SpecError::ChooseScheduleKind]), "{}", messages(&both));
+
+    let neither = errors_of(|s| s.schedule.interval = None);
+    assert!(matches!(neither[..], [SpecError::ChooseScheduleKind]), "{}", messages(&neither));
+
+    let short = errors_of(|s| s.schedule = Schedule { interval: Some("30s".into()), ..Schedule::default() });
+    assert!(matches!(&short[..], [SpecError::CheckIntervalMinimum { value }] if value == "30s"));
+    assert!(short[0].to_string().contains("at least 1m"));
+
+    let garbled = errors_of(|s| s.schedule.interval = Some("1 hour".into()));
+    assert!(matches!(garbled[..], [SpecError::ParseInterval { .. }]), "{}", messages(&garbled));
+
+    let jitter = errors_of(|s| s.schedule.jitter = Some("2h".into()));
+    assert!(matches!(jitter[..], [SpecError::CheckJitterBound]), "{}", messages(&jitter));
+
+    let bad_jitter = errors_of(|s| s.schedule.jitter = Some("5 minutes".into()));
+    assert!(matches!(bad_jitter[..], [SpecError::ParseJitter { .. }]), "{}", messages(&bad_jitter));
+
+    let tz_without_cron = errors_of(|s| s.schedule.time_zone = Some("UTC".into()));
+    assert!(matches!(tz_without_cron[..], [SpecError::CheckTimeZoneUse]), "{}", messages(&tz_without_cron));
+}
+
+#[test]
+fn cron_and_time_zone_problems_are_reported() {
+    let cron = |expr: &str, tz: Option<&str>| {
+        let (expr, tz) = (expr.to_owned(), tz.map(str::to_owned));
+        errors_of(move |s| s.schedule = Schedule { cron: Some(expr), time_zone: tz, ..Schedule::default() })
+    };
+    for bad in ["0 3 * *", "0 0 3 * * *", "61 * * * *", "@daily", "0 0 L * *", "every day"] {
+        let errors = cron(bad, None);
+        assert!(
+            matches!(&errors[..], [SpecError::ParseCron { value, .. }] if value == bad),
+            "{bad}: {}",
+            messages(&errors)
+        );
+        assert!(errors[0].to_string().contains("five-field cron expression"));
+    }
+    // The pattern lets a reversed range through; the cron parser catches it.
+    let reversed = cron("0 5-2 * * *", None);
+    assert!(
+        matches!(&reversed[..], [SpecError::ParseCron { detail: Some(_), .. }]),
+        "{}",
+        messages(&reversed)
+    );
+
+    for bad in ["Mars/Olympus_Mons", "Asia/Shang hai", "+08:00"] {
+        let errors = cron("0 3 * * *", Some(bad));
+        assert!(matches!(&errors[..], [SpecError::LookupTimeZone { value, .. }] if value == bad), "{bad}");
+        assert!(errors[0].to_string().contains("IANA time zone"));
+    }
+}
+
+#[test]
+fn project_problems_are_reported() {
+    let none = errors_of(|s| s.projects.clear());
+    assert!(matches!(none[..], [SpecError::CountProjects { count: 0 }]), "{}", messages(&none));
+
+    let bad_id = errors_of(|s| s.projects[0].id = "0605767B5C00D4BB2F10C01A1E3B3A7E".into());
+    assert!(matches!(bad_id[..], [SpecError::ParseProjectId { index: 0, .. }]), "{}", messages(&bad_id));
+
+    let duplicate = errors_of(|s| s.projects[1].id = s.projects[0].id.clone());
+    assert!(
+        matches!(duplicate[..], [SpecError::DuplicateProjectId { index: 1, .. }]),
+        "{}",
+        messages(&duplicate)
+    );
+
+    let region = errors_of(|s| s.projects[1].region = Some("east".into()));
+    assert!(
+        matches!(&region[..], [SpecError::ParseRegion { path, .. }] if path == "spec.projects[1].region"),
+        "{}",
+        messages(&region)
+    );
+
+    let spec_region = errors_of(|s| s.region = "CN_NORTH_4".into());
+    assert!(matches!(&spec_region[..], [SpecError::ParseRegion { path, .. }] if path == "spec.region"));
+
+    let too_many = errors_of(|s| {
+        s.projects = (0..65).map(|i| Project { id: format!("{i:032x}"), region: None }).collect();
+    });
+    assert!(matches!(too_many[..], [SpecError::CountProjects { count: 65 }]), "{}", messages(&too_many));
+}
+
+#[test]
+fn target_problems_are_reported() {
+    let problem = |errors: &[SpecError]| match errors {
+        [SpecError::CheckTargetFields { problem, .. }] => *problem,
+        other => panic!("expected one target problem, got:\n{}", messages(other)),
+    };
+    let none = errors_of(|s| s.targets.clear());
+    assert!(matches!(none[..], [SpecError::CountTargets { count: 0 }]));
+
+    assert_eq!(
+        problem(&errors_of(
+            |s| s.targets[0].protection_group_ids = Some(vec!["897f57b2-6e94-4179-b414-9532726c59f2".into()])
+        )),
+        TargetProblem::ProtectionGroupIdsNotAllowed
+    );
+    assert_eq!(
+        problem(&errors_of(|s| s.targets[1].protection_group_ids = None)),
+        TargetProblem::ProtectionGroupIdsMissing
+    );
+    let kps_groups = errors_of(|s| s.targets[1].service = Service::Kps);
+    assert!(matches!(
+        kps_groups[..],
+        [SpecError::CheckTargetFields { index: 1, problem: TargetProblem::ProtectionGroupsNeedSdrs }]
+    ));
+    assert_eq!(problem(&errors_of(|s| s.targets[2].filter = None)), TargetProblem::MatchMissing);
+    assert_eq!(
+        problem(&errors_of(|s| s.targets[0].filter = Some(TaskMatch::default()))),
+        TargetProblem::MatchNotAllowed
+    );
+    assert_eq!(
+        problem(&errors_of(|s| {
+            s.targets[2].filter.as_mut().unwrap().operate_types = Some(vec![KpsOperateType::FailedReset]);
+        })),
+        TargetProblem::OperateTypesNeedKps
+    );
+    assert_eq!(
+        problem(&errors_of(|s| {
+            s.targets[4].filter.as_mut().unwrap().resource_types = Some(vec![SdrsResourceType::Replications]);
+        })),
+        TargetProblem::ResourceTypesNeedSdrs
+    );
+    assert_eq!(
+        problem(&errors_of(|s| {
+            s.targets[4].filter.as_mut().unwrap().failure_statuses = Some(vec![SdrsFailureStatus::StopFail]);
+        })),
+        TargetProblem::FailureStatusesNeedSdrs
+    );
+    assert_eq!(
+        problem(&errors_of(|s| s.targets[1].protection_group_ids = Some(vec![]))),
+        TargetProblem::CountProtectionGroupIds
+    );
+
+    let bad_group = errors_of(|s| s.targets[1].protection_group_ids = Some(vec!["group-1".into()]));
+    assert!(
+        matches!(bad_group[..], [SpecError::ParseProtectionGroupId { index: 1, .. }]),
+        "{}",
+        messages(&bad_group)
+    );
+    let dup_group = errors_of(|s| {
+        let id = "897f57b2-6e94-4179-b414-9532726c59f2".to_owned();
+        s.targets[1].protection_group_ids = Some(vec![id.clone(), id]);
+    });
+    assert!(matches!(dup_group[..], [SpecError::DuplicateProtectionGroupId { index: 1, .. }]));
+}
+
+#[test]
+fn match_problems_are_reported() {
+    let pattern = errors_of(|s| s.targets[2].filter.as_mut().unwrap().name_pattern = Some("(tmp-".into()));
+    assert!(
+        matches!(pattern[..], [SpecError::CompileNamePattern { index: 2, .. }]),
+        "{}",
+        messages(&pattern)
+    );
+    assert!(std::error::Error::source(&pattern[0]).is_some(), "the regex error is kept as the source");
+
+    let older = errors_of(|s| s.targets[4].filter.as_mut().unwrap().older_than = Some("3d".into()));
+    assert!(matches!(older[..], [SpecError::ParseOlderThan { index: 4, .. }]), "{}", messages(&older));
+    assert!(older[0].to_string().starts_with("spec.targets[4].match.olderThan: "));
+}
+
+#[test]
+fn other_problems_are_reported() {
+    let http = errors_of(|s| {
+        s.endpoints.as_mut().unwrap().kps = Some("http://kms.cn-north-4.myhuaweicloud.com".into())
+    });
+    assert!(
+        matches!(&http[..], [SpecError::ParseEndpoint { path, .. }] if path == "spec.endpoints.kps"),
+        "{}",
+        messages(&http)
+    );
+    let hostless = errors_of(|s| s.endpoints.as_mut().unwrap().sdrs = Some("https://".into()));
+    assert!(matches!(hostless[..], [SpecError::ParseEndpoint { .. }]));
+
+    let zero = errors_of(|s| s.max_deletions_per_run = 0);
+    assert!(matches!(zero[..], [SpecError::CheckMaxDeletions { value: 0 }]));
+
+    let secret = errors_of(|s| s.credentials_ref.name = "Bad_Name".into());
+    assert!(matches!(secret[..], [SpecError::ParseSecretName { .. }]));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let errors = errors_of(|s| {
+        s.region = "nowhere".into();
+        s.projects[0].id = "x".into();
+        s.schedule.interval = Some("10s".into());
+        s.max_deletions_per_run = 0;
+    });
+    assert_eq!(errors.len(), 4, "{}", messages(&errors));
+}
+
+#[test]
+fn enum_names_match_the_cloud_model() {
+    use crate::cloud::model::{KPS_OPERATE_TYPES, SDRS_FAILURE_STATUSES, SDRS_RESOURCE_TYPES};
+    let names = |values: Vec<&str>| values.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        names(SdrsResourceType::ALL.iter().map(|v| v.as_str()).collect()),
+        names(SDRS_RESOURCE_TYPES.to_vec())
+    );
+    assert_eq!(
+        names(SdrsFailureStatus::ALL.iter().map(|v| v.as_str()).collect()),
+        names(SDRS_FAILURE_STATUSES.to_vec())
+    );
+    assert_eq!(
+        names(KpsOperateType::ALL.iter().map(|v| v.as_str()).collect()),
+        names(KPS_OPERATE_TYPES.to_vec())
+    );
+    // as_str agrees with serde.
+    for v in SdrsResourceType::ALL {
+        assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+    }
+    for v in SdrsFailureStatus::ALL {
+        assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+    }
+    for v in KpsOperateType::ALL {
+        assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+    }
+    for v in [Service::Sdrs, Service::Kps] {
+        assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+    }
+    for v in [Scope::All, Scope::ProtectionGroups, Scope::Matching] {
+        assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+    }
+}

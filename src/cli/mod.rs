@@ -1,0 +1,53 @@
+//! Command-line interface: parses arguments and dispatches to each command.
+
+mod demo;
+mod purge;
+
+pub use purge::{PurgeArgs, purge_once};
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Keeps Huawei Cloud projects free of failed SDRS and KPS tasks.
+#[derive(Parser, Debug)]
+#[command(name = "taskreaper", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller (kubeconfig or in-cluster).
+    Run(crate::controller::RunArgs),
+    /// Print the FailedTaskCleanupPolicy CustomResourceDefinition.
+    Crd(crate::api::CrdArgs),
+    /// Run one policy once, without Kubernetes, and print the resulting status as YAML.
+    Purge(PurgeArgs),
+    /// Serve a local SDRS + KPS endpoint for tests, demos and benchmarks.
+    Emulator(crate::emulator::EmulatorArgs),
+    /// Start the emulator with seeded failed tasks, run the example policies against it, and show
+    /// before and after.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the parsed command and turns its outcome into an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result: Result<ExitCode, Box<dyn std::error::Error>> = match cli.command {
+        Command::Run(args) => {
+            crate::controller::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into)
+        }
+        Command::Crd(args) => crate::api::crd::run(&args, &mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::Purge(args) => purge::run(args).await.map_err(Into::into),
+        Command::Emulator(args) => {
+            crate::emulator::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into)
+        }
+        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("taskreaper: {}", crate::controller::pipeline::error_chain(error.as_ref()));
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,160 @@
+//! `taskreaper purge`: one run of one policy without Kubernetes. Reads files, calls the cloud, prints
+//! the resulting status.
+
+use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus};
+use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::controller::pipeline::{self, Blocked};
+use crate::controller::schedule;
+use crate::controller::status::{Observed, Verdict, next_status};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PurgeArgs {
+    /// The FailedTaskCleanupPolicy YAML file.
+    #[arg(short = 'f', long = "filename")]
+    pub policy: PathBuf,
+    /// The credentials: a Kubernetes Secret manifest, or a YAML map with accessKeyId and
+    /// secretAccessKey (and optionally securityToken), or authToken.
+    #[arg(long)]
+    pub credentials: PathBuf,
+    /// Hosts credentials may be sent to: exact names or `*.suffix`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "*.myhuaweicloud.com")]
+    pub endpoint_allowlist: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for cloud endpoints.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Most cloud calls in flight.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("reading {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a FailedTaskCleanupPolicy")]
+    ParsePolicy {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{path} is neither a Secret manifest nor a map of credential keys")]
+    ParseCredentials { path: PathBuf },
+    #[error("reading the endpoint allowlist")]
+    ParseAllowlist(#[source] crate::cloud::EndpointError),
+    #[error("building the cloud client")]
+    BuildCloudClient(#[source] crate::cloud::CloudError),
+    #[error("printing the status")]
+    PrintStatus(#[source] serde_yaml::Error),
+}
+
+fn read(path: &Path) -> Result<String, PurgeError> {
+    std::fs::read_to_string(path).map_err(|source| PurgeError::ReadFile { path: path.into(), source })
+}
+
+/// Reads credential keys from a Secret manifest (`data` and `stringData`) or a plain map.
+pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, PurgeError> {
+    if let Ok(secret) = serde_yaml::from_str::<Secret>(text)
+        && (secret.data.is_some() || secret.string_data.is_some())
+    {
+        let mut data: BTreeMap<String, Vec<u8>> =
+            secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+        return Ok(data);
+    }
+    serde_yaml::from_str::<BTreeMap<String, String>>(text)
+        .map(|map| map.into_iter().map(|(k, v)| (k, v.into_bytes())).collect())
+        .map_err(|_| PurgeError::ParseCredentials { path: path.into() })
+}
+
+/// Runs `policy` once with the given credential keys and returns the status a controller would
+/// write. `permits` bounds the calls in flight.
+pub async fn purge_once(
+    policy: &FailedTaskCleanupPolicy,
+    credentials: &BTreeMap<String, Vec<u8>>,
+    http: &CloudHttp,
+    permits: &Semaphore,
+) -> FailedTaskCleanupPolicyStatus {
+    let prev = policy.status.clone().unwrap_or_default();
+    let start = Timestamp::now();
+    let observed = |next_run, now| Observed {
+        generation: policy.metadata.generation,
+        next_run,
+        handled_request: None,
+        now,
+    };
+    let blocked = |b: Blocked| next_status(&prev, &observed(None, start), &b.verdict(), None);
+    let prepared = match pipeline::prepare(&policy.spec) {
+        Ok(p) => p,
+        Err(b) => return blocked(b),
+    };
+    let cloud = match pipeline::credentials(&policy.spec.credentials_ref.name, Some(credentials))
+        .and_then(|c| pipeline::cloud_api(&policy.spec, &prepared.policy, c, http))
+    {
+        Ok(cloud) => cloud,
+        Err(b) => return blocked(b),
+    };
+    let report = crate::purge::execute(&cloud, &prepared.policy, start, permits).await;
+    let created = policy.metadata.creation_timestamp.as_ref().map_or(start, |t| t.0);
+    let uid = policy.metadata.uid.clone().unwrap_or_default();
+    let next_run = schedule::next_run(&prepared.valid.schedule, Some(start), created, &uid);
+    let verdict = Verdict::Ran { report: &report, started: start, dry_run: policy.spec.dry_run };
+    next_status(&prev, &observed(next_run, Timestamp::now()), &verdict, Some(prepared.policy.max_deletions))
+}
+
+/// True when the status says the run did what the policy asks.
+pub fn is_ready(status: &FailedTaskCleanupPolicyStatus) -> bool {
+    status.condition(ConditionType::Ready).is_some_and(|c| c.status == "True")
+}
+
+pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
+    let policy: FailedTaskCleanupPolicy = serde_yaml::from_str(&read(&args.policy)?)
+        .map_err(|source| PurgeError::ParsePolicy { path: args.policy.clone(), source })?;
+    let credentials = credential_data(&read(&args.credentials)?, &args.credentials)?;
+    let ca_bundle_pem = match &args.ca_bundle {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|source| PurgeError::ReadFile { path: path.clone(), source })?)
+        }
+        None => None,
+    };
+    let allowlist = Allowlist::parse(&args.endpoint_allowlist).map_err(PurgeError::ParseAllowlist)?;
+    let config = HttpConfig {
+        ca_bundle_pem,
+        endpoints: EndpointPolicy { allowlist, allow_http: false },
+        ..Default::default()
+    };
+    let http = CloudHttp::new(config, RateLimiters::new(RateLimit::default()), Arc::new(SystemClock))
+        .map_err(PurgeError::BuildCloudClient)?;
+    let status = purge_once(&policy, &credentials, &http, &Semaphore::new(args.concurrency.max(1))).await;
+    print!(
+        "{}",
+        serde_yaml::to_string(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?
+    );
+    Ok(if is_ready(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_a_secret_or_a_map() {
+        let manifest = "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\ndata: {accessKeyId: QUs=}\nstringData: {secretAccessKey: sk}\n";
+        let data = credential_data(manifest, Path::new("c.yaml")).unwrap();
+        assert_eq!(data["accessKeyId"], b"AK");
+        assert_eq!(data["secretAccessKey"], b"sk");
+        let map = credential_data("authToken: tok\n", Path::new("c.yaml")).unwrap();
+        assert_eq!(map["authToken"], b"tok");
+        assert!(credential_data("- not a map", Path::new("c.yaml")).is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! The HTTP core every SDRS/KPS call goes through (network I/O): allowlist check, rate limiting,
+//! authentication (SDK-HMAC-SHA256 signing or `X-Auth-Token`), a capped body read, error
+//! classification and retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument;
+
+use crate::cloud::credentials::Credentials;
+use crate::cloud::endpoint::{self, Endpoint, EndpointPolicy, Service};
+use crate::cloud::error::{ApiError, Call, CloudError, ErrorClass};
+use crate::cloud::ratelimit::{LimiterKey, RateLimiters};
+use crate::cloud::retry::{RetryPolicy, parse_retry_after};
+use crate::cloud::signing;
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("taskreaper/", env!("CARGO_PKG_VERSION"));
+
+/// Bytes of an error response kept for its message; the rest is not read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Headers whose values are credentials; marked sensitive so no layer prints them.
+const SENSITIVE_HEADERS: [&str; 3] = ["authorization", "x-auth-token", "x-security-token"];
+
+/// Where the time comes from, for `X-Sdk-Date` and HTTP-date `Retry-After` values.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+impl<F: Fn() -> Timestamp + Send + Sync> Clock for F {
+    fn now(&self) -> Timestamp {
+        self()
+    }
+}
+
+/// Settings shared by every client of the process.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Time allowed to open a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time allowed for one request, from sending to the last body byte.
+    pub request_timeout: Duration,
+    /// Largest successful response body read; a bigger one fails the call.
+    pub max_body_bytes: usize,
+    /// Extra trusted roots (PEM, one or more certificates), added to the system's. Verification of
+    /// server certificates is always on.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    /// Which endpoints may receive credentials.
+    pub endpoints: EndpointPolicy,
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 8 * 1024 * 1024,
+            ca_bundle_pem: None,
+            endpoints: EndpointPolicy::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Who calls and where: one project's credentials and one service endpoint.
+#[derive(Clone, Debug)]
+pub struct ClientContext {
+    pub credentials: Arc<Credentials>,
+    pub project_id: String,
+    pub endpoint: Endpoint,
+}
+
+/// The shared HTTP core: connection pool, settings, rate limiters and clock. Cheap to clone.
+#[derive(Clone)]
+pub struct CloudHttp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    config: HttpConfig,
+    limiters: Arc<RateLimiters>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for CloudHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudHttp").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+/// One request of a call, before authentication. `path` is already percent-encoded.
+pub(crate) struct ApiRequest {
+    pub operation: &'static str,
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+}
+
+/// What a single delete achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The service deleted the item.
+    Deleted,
+    /// The service answered 404: the item was already gone, which is what a delete wants.
+    AlreadyGone,
+}
+
+impl DeleteOutcome {
+    /// Reads the result of a single delete: success is `Deleted`, a 404 is `AlreadyGone`.
+    pub(crate) fn of(result: Result<(), CloudError>) -> Result<Self, CloudError> {
+        match result {
+            Ok(()) => Ok(Self::Deleted),
+            Err(e) if e.class() == ErrorClass::NotFound => Ok(Self::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One response, read.
+struct RawReply {
+    status: u16,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl CloudHttp {
+    /// Builds the HTTPS client: timeouts, extra CA roots, no redirects (a redirect could carry the
+    /// token elsewhere).
+    pub fn new(
+        config: HttpConfig,
+        limiters: Arc<RateLimiters>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CloudError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!config.endpoints.allow_http);
+        if let Some(pem) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(CloudError::LoadCaBundle)?;
+            if certs.is_empty() {
+                return Err(CloudError::EmptyCaBundle);
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(CloudError::BuildClient)?;
+        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock }) })
+    }
+
+    /// The settings this core was built with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// Resolves a service endpoint (override, or derived from the region) under this core's policy.
+    pub fn endpoint(
+        &self,
+        service: Service,
+        region: &str,
+        override_url: Option<&str>,
+    ) -> Result<Endpoint, CloudError> {
+        endpoint::resolve(service, region, override_url, &self.inner.config.endpoints)
+            .map_err(|source| CloudError::ResolveEndpoint { service, source })
+    }
+
+    /// Runs one call with retries. `parse` turns a 2xx body into the result; when it fails the
+    /// attempt counts as a decode failure and is retried like a transient one.
+    pub(crate) async fn call<T>(
+        &self,
+        ctx: &ClientContext,
+        req: &ApiRequest,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, CloudError> {
+        let call = Call {
+            service: ctx.endpoint.service(),
+            operation: req.operation,
+            project_id: ctx.project_id.clone(),
+        };
+        let span = tracing::info_span!(
+            "cloud_call",
+            service = call.service.as_str(),
+            operation = call.operation,
+            project = %call.project_id,
+        );
+        self.call_with_retries(ctx, req, &call, parse).instrument(span).await
+    }
+
+    async fn call_with_retries<T>(
+        &self,
+        ctx: &ClientContext,
+        req: &ApiRequest,
+        call: &Call,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, CloudError> {
+        let config = &self.inner.config;
+        config
+            .endpoints
+            .check(&ctx.endpoint)
+            .map_err(|source| CloudError::CheckEndpoint { call: call.clone(), source })?;
+        let key = LimiterKey { host: ctx.endpoint.authority(), identity: ctx.credentials.identity() };
+        let start = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.inner.limiters.acquire(&key).await;
+            let (error, retry_after) = match self.send_once(ctx, req, call).await {
+                Ok(raw) if (200..300).contains(&raw.status) => match parse(&raw.body) {
+                    Ok(value) => {
+                        tracing::debug!(
+                            status = raw.status,
+                            attempts = attempt,
+                            request_id = raw.request_id.as_deref().unwrap_or(""),
+                            "cloud call succeeded"
+                        );
+                        return Ok(value);
+                    }
+                    Err(source) => (
+                        CloudError::Decode {
+                            call: call.clone(),
+                            attempts: 0,
+                            http_status: raw.status,
+                            source,
+                        },
+                        None,
+                    ),
+                },
+                Ok(raw) => {
+                    let error = Box::new(ApiError::from_response(raw.status, raw.request_id, &raw.body));
+                    (CloudError::Api { call: call.clone(), attempts: 0, error }, raw.retry_after)
+                }
+                Err(error) => (error, None),
+            };
+            let error = error.with_attempts(attempt);
+            let class = error.class();
+            let status = error.api_error().map_or(0, |e| e.http_status);
+            let request_id = error.api_error().and_then(|e| e.request_id.clone()).unwrap_or_default();
+            if let (429, Some(wait)) = (status, retry_after) {
+                self.inner.limiters.pause(&key, wait.min(config.retry.max_delay));
+            }
+            let delay = {
+                let mut rng = rand::rng();
+                config.retry.next_delay(class, attempt, start.elapsed(), retry_after, &mut rng)
+            };
+            match delay {
+                Some(delay) => {
+                    tracing::info!(
+                        class = class.as_str(),
+                        status,
+                        attempts = attempt,
+                        request_id,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "cloud call failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None if class == ErrorClass::NotFound => {
+                    tracing::debug!(status, attempts = attempt, request_id, "cloud call found nothing");
+                    return Err(error);
+                }
+                None => {
+                    tracing::warn!(
+                        class = class.as_str(),
+                        status,
+                        attempts = attempt,
+                        request_id,
+                        error = %error,
+                        "cloud call failed"
+                    );
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Sends one request and reads its response. Errors carry `attempts: 0`; the caller sets it.
+    async fn send_once(
+        &self,
+        ctx: &ClientContext,
+        req: &ApiRequest,
+        call: &Call,
+    ) -> Result<RawReply, CloudError> {
+        let headers = request_headers(ctx, req, self.inner.clock.now());
+        let header_map = to_header_map(&headers)
+            .map_err(|header| CloudError::BuildRequest { call: call.clone(), header })?;
+        let url = ctx.endpoint.url_for(&req.path, &signing::canonical_query(&req.query));
+        let send = |source| CloudError::Send { call: call.clone(), attempts: 0, source };
+        let mut response = self
+            .inner
+            .client
+            .request(req.method.clone(), url)
+            .headers(header_map)
+            .send()
+            .await
+            .map_err(send)?;
+        let status = response.status().as_u16();
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = header("x-request-id");
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, self.inner.clock.now()));
+        let success = (200..300).contains(&status);
+        let limit = self.inner.config.max_body_bytes;
+        let too_large = || CloudError::BodyTooLarge { call: call.clone(), attempts: 0, limit };
+        if success && response.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|source| CloudError::ReadBody {
+            call: call.clone(),
+            attempts: 0,
+            source,
+        })? {
+            if !success && body.len() + chunk.len() > MAX_ERROR_BODY {
+                let room = MAX_ERROR_BODY - body.len();
+                body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                break;
+            }
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(RawReply { status, request_id, retry_after, body })
+    }
+}
+
+/// The headers of one request, authentication included. With AK/SK the signature covers exactly
+/// these headers (all but `Authorization` itself), the canonical query and an empty body.
+pub(crate) fn request_headers(
+    ctx: &ClientContext,
+    req: &ApiRequest,
+    now: Timestamp,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = vec![
+        ("Host".into(), ctx.endpoint.authority()),
+        ("Accept".into(), "application/json".into()),
+        ("User-Agent".into(), USER_AGENT.into()),
+        ("X-Project-Id".into(), ctx.project_id.clone()),
+    ];
+    match ctx.credentials.as_ref() {
+        Credentials::AkSk { access_key_id, secret_access_key, security_token } => {
+            let sdk_date = signing::format_sdk_date(now);
+            headers.push((signing::DATE_HEADER.into(), sdk_date.clone()));
+            if let Some(token) = security_token {
+                headers.push(("X-Security-Token".into(), token.expose().to_string()));
+            }
+            let signed = signing::Request {
+                method: req.method.as_str(),
+                path: &req.path,
+                query: &req.query,
+                headers: &headers,
+                body: b"",
+            };
+            let auth =
+                signing::authorize(&signed, access_key_id, secret_access_key.expose().as_bytes(), &sdk_date);
+            headers.push(("Authorization".into(), auth.header_value()));
+        }
+        Credentials::Token { auth_token } => {
+            headers.push(("X-Auth-Token".into(), auth_token.expose().to_string()));
+        }
+    }
+    headers
+}
+
+/// Converts headers for sending, marking credential headers sensitive. On a value that cannot be
+/// sent, returns the header's name (never its value).
+fn to_header_map(headers: &[(String, String)]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| name.clone())?;
+        let mut header_value = HeaderValue::from_str(value).map_err(|_| name.clone())?;
+        if SENSITIVE_HEADERS.contains(&header_name.as_str()) {
+            header_value.set_sensitive(true);
+        }
+        map.insert(header_name, header_value);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::credentials::Secret;
+
+    fn ctx(credentials: Credentials, override_url: &str) -> ClientContext {
+        let policy = EndpointPolicy {
+            allowlist: crate::cloud::endpoint::Allowlist::parse(["127.0.0.1", "*.myhuaweicloud.com"])
+                .unwrap(),
+            allow_http: true,
+        };
+        ClientContext {
+            credentials: Arc::new(credentials),
+            project_id: "0605767b5c00d4bb2f10c01a1e3b3a7e".into(),
+            endpoint: endpoint::resolve(Service::Sdrs, "cn-north-4", Some(override_url), &policy).unwrap(),
+        }
+    }
+
+    fn list_request() -> ApiRequest {
+        ApiRequest {
+            operation: "ListFailureJobs",
+            method: Method::GET,
+            path: "/v1/0605767b5c00d4bb2f10c01a1e3b3a7e/task-center/failure-jobs".into(),
+            query: vec![("resource_name".into(), "a b+c".into()), ("limit".into(), "10".into())],
+        }
+    }
+
+    fn get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn aksk_signature_covers_exactly_the_sent_headers() {
+        let creds = Credentials::AkSk {
+            access_key_id: "AK".into(),
+            secret_access_key: Secret::new("SK"),
+            security_token: Some(Secret::new("STS")),
+        };
+        let c = ctx(creds, "http://127.0.0.1:8443");
+        let req = list_request();
+        let now: Timestamp = "2026-11-22T05:30:00Z".parse().unwrap();
+        let headers = request_headers(&c, &req, now);
+        assert_eq!(get(&headers, "Host"), Some("127.0.0.1:8443"));
+        assert_eq!(get(&headers, "X-Sdk-Date"), Some("20261122T053000Z"));
+        assert_eq!(get(&headers, "X-Security-Token"), Some("STS"));
+        assert_eq!(get(&headers, "X-Project-Id"), Some("0605767b5c00d4bb2f10c01a1e3b3a7e"));
+        assert_eq!(get(&headers, "User-Agent"), Some(USER_AGENT));
+        let auth = signing::Authorization::parse(get(&headers, "Authorization").unwrap()).unwrap();
+        assert_eq!(auth.access_key, "AK");
+        assert_eq!(
+            auth.signed_headers,
+            ["accept", "host", "user-agent", "x-project-id", "x-sdk-date", "x-security-token"]
+        );
+        let unsigned: Vec<(String, String)> =
+            headers.iter().filter(|(k, _)| k != "Authorization").cloned().collect();
+        let as_server_sees = signing::Request {
+            method: "GET",
+            path: &req.path,
+            query: &req.query,
+            headers: &unsigned,
+            body: b"",
+        };
+        assert!(signing::verify(&as_server_sees, &auth, b"SK", "20261122T053000Z"));
+        assert!(get(&headers, "X-Auth-Token").is_none());
+    }
+
+    #[test]
+    fn token_credentials_send_x_auth_token_unsigned() {
+        let c = ctx(
+            Credentials::Token { auth_token: Secret::new("tok") },
+            "https://sdrs.cn-north-4.myhuaweicloud.com",
+        );
+        let headers = request_headers(&c, &list_request(), Timestamp::UNIX_EPOCH);
+        assert_eq!(get(&headers, "X-Auth-Token"), Some("tok"));
+        assert_eq!(get(&headers, "Host"), Some("sdrs.cn-north-4.myhuaweicloud.com"));
+        assert!(get(&headers, "Authorization").is_none() && get(&headers, "X-Sdk-Date").is_none());
+    }
+
+    #[test]
+    fn credential_headers_are_sensitive_and_bad_values_name_only_the_header() {
+        let headers = vec![
+            ("Authorization".to_string(), "SDK-HMAC-SHA256 x".to_string()),
+            ("X-Auth-Token".to_string(), "t".to_string()),
+            ("X-Project-Id".to_string(), "p".to_string()),
+        ];
+        let map = to_header_map(&headers).unwrap();
+        assert!(map["authorization"].is_sensitive() && map["x-auth-token"].is_sensitive());
+        assert!(!map["x-project-id"].is_sensitive());
+        let bad = vec![("X-Auth-Token".to_string(), "secret\nvalue".to_string())];
+        assert_eq!(to_header_map(&bad).unwrap_err(), "X-Auth-Token");
+    }
+
+    #[test]
+    fn the_sent_query_is_the_signed_canonical_query() {
+        let c = ctx(Credentials::Token { auth_token: Secret::new("t") }, "http://127.0.0.1:1");
+        let req = list_request();
+        let url = c.endpoint.url_for(&req.path, &signing::canonical_query(&req.query));
+        assert_eq!(
+            url,
+            "http://127.0.0.1:1/v1/0605767b5c00d4bb2f10c01a1e3b3a7e/task-center/failure-jobs?limit=10&resource_name=a%20b%2Bc"
+        );
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        assert_eq!(
+            parsed.query(),
+            Some("limit=10&resource_name=a%20b%2Bc"),
+            "the URL parser keeps the encoding"
+        );
+    }
+
+    #[test]
+    fn ca_bundle_must_hold_certificates() {
+        let limiters = RateLimiters::new(Default::default());
+        let config = HttpConfig { ca_bundle_pem: Some(b"not a pem".to_vec()), ..HttpConfig::default() };
+        let err = CloudHttp::new(config, limiters, Arc::new(SystemClock)).unwrap_err();
+        assert!(matches!(err, CloudError::EmptyCaBundle), "{err:?}");
+    }
+}

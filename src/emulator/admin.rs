@@ -1,0 +1,84 @@
+//! The emulator's own control endpoints under `/_emulator`, without authentication or faults: add
+//! and read tasks, read and reset call counts, read and change faults.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::cloud::model::FailedTask;
+
+use super::faults::Faults;
+use super::store::{ProjectCounts, SeededJob};
+use super::{App, CallCounts};
+
+/// The prefix of every admin route.
+pub const PREFIX: &str = "/_emulator";
+
+pub(crate) fn router() -> Router<App> {
+    Router::new()
+        .route("/projects", get(projects))
+        .route("/projects/{project_id}/failure-jobs", get(failure_jobs).post(add_failure_jobs))
+        .route("/projects/{project_id}/failed-tasks", get(failed_tasks).post(add_failed_tasks))
+        .route("/calls", get(calls).delete(reset_calls))
+        .route("/faults", get(faults).put(set_faults))
+}
+
+async fn projects(State(app): State<App>) -> Json<BTreeMap<String, ProjectCounts>> {
+    Json(app.store.projects())
+}
+
+async fn failure_jobs(State(app): State<App>, Path(project): Path<String>) -> Json<Vec<SeededJob>> {
+    Json(app.store.seeded_failure_jobs(&project))
+}
+
+async fn add_failure_jobs(
+    State(app): State<App>,
+    Path(project): Path<String>,
+    Json(jobs): Json<Vec<SeededJob>>,
+) -> Response {
+    let added = jobs.len();
+    app.store.add_failure_jobs(&project, jobs);
+    (StatusCode::CREATED, Json(json!({"added": added}))).into_response()
+}
+
+async fn failed_tasks(State(app): State<App>, Path(project): Path<String>) -> Json<Vec<FailedTask>> {
+    Json(app.store.failed_tasks(&project))
+}
+
+async fn add_failed_tasks(
+    State(app): State<App>,
+    Path(project): Path<String>,
+    Json(tasks): Json<Vec<FailedTask>>,
+) -> Response {
+    let added = tasks.len();
+    app.store.add_failed_tasks(&project, tasks);
+    (StatusCode::CREATED, Json(json!({"added": added}))).into_response()
+}
+
+async fn calls(State(app): State<App>) -> Json<CallCounts> {
+    Json(app.store.calls())
+}
+
+async fn reset_calls(State(app): State<App>) -> StatusCode {
+    app.store.reset_calls();
+    StatusCode::NO_CONTENT
+}
+
+async fn faults(State(app): State<App>) -> Json<Faults> {
+    Json(app.store.faults())
+}
+
+async fn set_faults(State(app): State<App>, Json(faults): Json<Faults>) -> Response {
+    match faults.validate() {
+        Ok(()) => {
+            app.store.set_faults(faults.clone());
+            Json(faults).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}

@@ -1,0 +1,329 @@
+//! Authentication of cloud calls as the Huawei Cloud API gateway does it: an SDK-HMAC-SHA256
+//! signature checked against the configured access keys, or an IAM token in `X-Auth-Token`. Pure:
+//! the request and the clock are passed in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::cloud::credentials::Secret;
+use crate::cloud::signing::{self, Authorization, DATE_HEADER, SigningError};
+
+pub const AUTH_TOKEN_HEADER: &str = "X-Auth-Token";
+pub const SECURITY_TOKEN_HEADER: &str = "X-Security-Token";
+pub const PROJECT_ID_HEADER: &str = "X-Project-Id";
+
+/// What the gateway knows about callers.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Secret key of each access key id.
+    pub access_keys: BTreeMap<String, Secret>,
+    /// IAM tokens accepted in `X-Auth-Token`.
+    pub auth_tokens: Vec<Secret>,
+    /// How far `X-Sdk-Date` may be from the server clock, either way.
+    pub max_clock_skew: Duration,
+}
+
+/// Who made an accepted call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    AccessKey(String),
+    Token,
+}
+
+/// Why a call was not authenticated. Never carries a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the request carries neither an Authorization header nor X-Auth-Token")]
+    MissingCredentials,
+    #[error("the X-Auth-Token is not a valid IAM token")]
+    InvalidToken,
+    #[error("the Authorization header is malformed")]
+    MalformedAuthorization(#[source] SigningError),
+    #[error("host is not among the signed headers")]
+    HostNotSigned,
+    #[error("X-Security-Token is present but not among the signed headers")]
+    SecurityTokenNotSigned,
+    #[error("X-Sdk-Date is missing")]
+    MissingDate,
+    #[error("X-Sdk-Date is not in the form YYYYMMDDTHHMMSSZ")]
+    BadDate(#[source] SigningError),
+    #[error("X-Sdk-Date {date} is more than {max_skew_secs} seconds away from the server time {now}")]
+    DateSkewed { date: String, now: Timestamp, max_skew_secs: u64 },
+    #[error("access key {0} does not exist")]
+    UnknownAccessKey(String),
+    #[error("the signature does not match the request")]
+    SignatureMismatch,
+}
+
+impl AuthError {
+    /// The message for the response body, including the cause when there is one.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::MalformedAuthorization(cause) | Self::BadDate(cause) => format!("{self}: {cause}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Checks one request. `req.headers` must include `host` as received.
+pub fn authenticate(
+    req: &signing::Request<'_>,
+    settings: &AuthSettings,
+    now: Timestamp,
+) -> Result<Principal, AuthError> {
+    if let Some(token) = header(req.headers, AUTH_TOKEN_HEADER) {
+        let token = token.trim();
+        return if settings.auth_tokens.iter().any(|t| constant_time_eq(t.expose(), token)) {
+            Ok(Principal::Token)
+        } else {
+            Err(AuthError::InvalidToken)
+        };
+    }
+    let value = header(req.headers, "authorization").ok_or(AuthError::MissingCredentials)?;
+    let auth = Authorization::parse(value.trim()).map_err(AuthError::MalformedAuthorization)?;
+    let signed = |name: &str| auth.signed_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
+    if !signed("host") {
+        return Err(AuthError::HostNotSigned);
+    }
+    if header(req.headers, SECURITY_TOKEN_HEADER).is_some() && !signed(SECURITY_TOKEN_HEADER) {
+        return Err(AuthError::SecurityTokenNotSigned);
+    }
+    let sdk_date = header(req.headers, DATE_HEADER).map(str::trim).ok_or(AuthError::MissingDate)?;
+    let date = signing::parse_sdk_date(sdk_date).map_err(AuthError::BadDate)?;
+    if now.duration_since(date).unsigned_abs() > settings.max_clock_skew {
+        return Err(AuthError::DateSkewed {
+            date: sdk_date.to_string(),
+            now,
+            max_skew_secs: settings.max_clock_skew.as_secs(),
+        });
+    }
+    let secret = settings
+        .access_keys
+        .get(&auth.access_key)
+        .ok_or_else(|| AuthError::UnknownAccessKey(auth.access_key.clone()))?;
+    if signing::verify(req, &auth, secret.expose().as_bytes(), sdk_date) {
+        Ok(Principal::AccessKey(auth.access_key))
+    } else {
+        Err(AuthError::SignatureMismatch)
+    }
+}
+
+/// Compares two strings without stopping at the first difference.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Vector {
+        method: String,
+        host: String,
+        path: String,
+        query: Vec<(String, String)>,
+        headers_in: BTreeMap<String, String>,
+        x_sdk_date: String,
+        ak: String,
+        sk: String,
+        authorization: String,
+    }
+
+    fn vectors() -> Vec<Vector> {
+        serde_json::from_str(include_str!("../../tests/data/signing-vectors.json")).unwrap()
+    }
+
+    fn headers_of(v: &Vector) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> =
+            v.headers_in.iter().map(|(k, val)| (k.clone(), val.clone())).collect();
+        headers.push(("host".into(), v.host.clone()));
+        headers.push((DATE_HEADER.into(), v.x_sdk_date.clone()));
+        headers.push(("Authorization".into(), v.authorization.clone()));
+        headers
+    }
+
+    fn settings(ak: &str, sk: &str) -> AuthSettings {
+        AuthSettings {
+            access_keys: BTreeMap::from([(ak.to_string(), Secret::new(sk))]),
+            auth_tokens: vec![Secret::new("iam-token-1")],
+            max_clock_skew: Duration::from_secs(15 * 60),
+        }
+    }
+
+    fn signed_at() -> Timestamp {
+        "2026-11-22T05:30:00Z".parse().unwrap()
+    }
+
+    fn request<'a>(v: &'a Vector, headers: &'a [(String, String)]) -> signing::Request<'a> {
+        signing::Request { method: &v.method, path: &v.path, query: &v.query, headers, body: b"" }
+    }
+
+    #[test]
+    fn accepts_every_sdk_vector_at_its_date() {
+        let vectors = vectors();
+        assert_eq!(vectors.len(), 5);
+        for v in &vectors {
+            let headers = headers_of(v);
+            let got = authenticate(&request(v, &headers), &settings(&v.ak, &v.sk), signed_at());
+            assert_eq!(got, Ok(Principal::AccessKey(v.ak.clone())), "{} {}", v.method, v.path);
+            let within = signed_at().checked_sub(jiff::SignedDuration::from_mins(15)).unwrap();
+            assert!(authenticate(&request(v, &headers), &settings(&v.ak, &v.sk), within).is_ok());
+        }
+    }
+
+    #[test]
+    fn rejects_a_date_sixteen_minutes_off_either_way() {
+        for v in vectors() {
+            let headers = headers_of(&v);
+            for offset in [16, -16] {
+                let now = signed_at().checked_add(jiff::SignedDuration::from_mins(offset)).unwrap();
+                let got = authenticate(&request(&v, &headers), &settings(&v.ak, &v.sk), now);
+                assert!(matches!(got, Err(AuthError::DateSkewed { max_skew_secs: 900, .. })), "{got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_tampering() {
+        for v in vectors() {
+            let headers = headers_of(&v);
+            let s = settings(&v.ak, &v.sk);
+            let base = request(&v, &headers);
+            let check = |req: signing::Request<'_>| authenticate(&req, &s, signed_at());
+            assert_eq!(
+                check(signing::Request { method: "PATCH", ..base }),
+                Err(AuthError::SignatureMismatch)
+            );
+            let path = format!("{}x", v.path);
+            assert_eq!(check(signing::Request { path: &path, ..base }), Err(AuthError::SignatureMismatch));
+            let query = [v.query.clone(), vec![("limit".into(), "1".into())]].concat();
+            assert_eq!(check(signing::Request { query: &query, ..base }), Err(AuthError::SignatureMismatch));
+            assert_eq!(check(signing::Request { body: b"{}", ..base }), Err(AuthError::SignatureMismatch));
+            let other_host: Vec<(String, String)> =
+                headers
+                    .iter()
+                    .map(|(k, val)| {
+                        if k == "host" {
+                            (k.clone(), "evil.example".into())
+                        } else {
+                            (k.clone(), val.clone())
+                        }
+                    })
+                    .collect();
+            assert_eq!(
+                check(signing::Request { headers: &other_host, ..base }),
+                Err(AuthError::SignatureMismatch)
+            );
+            let other_date: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, val)| {
+                    if k == DATE_HEADER {
+                        (k.clone(), "20261122T053100Z".into())
+                    } else {
+                        (k.clone(), val.clone())
+                    }
+                })
+                .collect();
+            assert_eq!(
+                check(signing::Request { headers: &other_date, ..base }),
+                Err(AuthError::SignatureMismatch)
+            );
+            assert_eq!(
+                authenticate(&base, &settings(&v.ak, "another-secret"), signed_at()),
+                Err(AuthError::SignatureMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_an_unknown_access_key() {
+        let v = &vectors()[0];
+        let headers = headers_of(v);
+        assert_eq!(
+            authenticate(&request(v, &headers), &settings("SOMEONEELSE", &v.sk), signed_at()),
+            Err(AuthError::UnknownAccessKey(v.ak.clone()))
+        );
+    }
+
+    #[test]
+    fn rejects_missing_or_bad_pieces() {
+        let v = &vectors()[0];
+        let s = settings(&v.ak, &v.sk);
+        let without = |name: &str| -> Vec<(String, String)> {
+            headers_of(v).into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case(name)).collect()
+        };
+        let h = without("authorization");
+        assert_eq!(authenticate(&request(v, &h), &s, signed_at()), Err(AuthError::MissingCredentials));
+        let h = without(DATE_HEADER);
+        assert_eq!(authenticate(&request(v, &h), &s, signed_at()), Err(AuthError::MissingDate));
+        let mut h = without(DATE_HEADER);
+        h.push((DATE_HEADER.into(), "2026-11-22T05:30:00Z".into()));
+        assert!(matches!(authenticate(&request(v, &h), &s, signed_at()), Err(AuthError::BadDate(_))));
+        let mut h = without("authorization");
+        h.push(("Authorization".into(), "AWS4-HMAC-SHA256 Credential=x".into()));
+        let got = authenticate(&request(v, &h), &s, signed_at());
+        assert_eq!(got, Err(AuthError::MalformedAuthorization(SigningError::UnknownAlgorithm)));
+        assert!(got.unwrap_err().detail().contains("does not start with SDK-HMAC-SHA256"));
+        let mut h = without("authorization");
+        h.push(("Authorization".into(), v.authorization.replace("content-type;host;", "content-type;")));
+        assert_eq!(authenticate(&request(v, &h), &s, signed_at()), Err(AuthError::HostNotSigned));
+        let mut h = headers_of(v);
+        h.push((SECURITY_TOKEN_HEADER.into(), "temporary".into()));
+        assert_eq!(authenticate(&request(v, &h), &s, signed_at()), Err(AuthError::SecurityTokenNotSigned));
+    }
+
+    #[test]
+    fn signs_and_accepts_a_security_token() {
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".into(), "127.0.0.1:1".into()),
+            (DATE_HEADER.into(), "20261122T053000Z".into()),
+            (SECURITY_TOKEN_HEADER.into(), "temporary".into()),
+        ];
+        let req = signing::Request {
+            method: "GET",
+            path: "/v3/p/failed-tasks",
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        let auth = signing::authorize(&req, "AK", b"SK", "20261122T053000Z");
+        headers.push(("Authorization".into(), auth.header_value()));
+        let req = signing::Request {
+            method: "GET",
+            path: "/v3/p/failed-tasks",
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        assert_eq!(
+            authenticate(&req, &settings("AK", "SK"), signed_at()),
+            Ok(Principal::AccessKey("AK".into()))
+        );
+    }
+
+    #[test]
+    fn accepts_configured_tokens_only() {
+        let s = settings("AK", "SK");
+        let with_token = |t: &str| vec![(AUTH_TOKEN_HEADER.to_string(), t.to_string())];
+        let h = with_token("iam-token-1");
+        let req = signing::Request {
+            method: "DELETE",
+            path: "/v3/p/failed-tasks",
+            query: &[],
+            headers: &h,
+            body: b"",
+        };
+        assert_eq!(authenticate(&req, &s, signed_at()), Ok(Principal::Token));
+        let h = with_token("iam-token-2");
+        let req = signing::Request { headers: &h, ..req };
+        assert_eq!(authenticate(&req, &s, signed_at()), Err(AuthError::InvalidToken));
+        assert!(!AuthError::InvalidToken.detail().contains("iam-token-2"));
+    }
+}

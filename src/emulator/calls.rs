@@ -1,0 +1,78 @@
+//! Counts of the cloud calls the emulator received, by route template and by project, so tests can
+//! assert exactly which calls a client made. No I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Calls received since start or the last reset; faulted and rejected calls count too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallCounts {
+    pub total: u64,
+    /// DELETE calls.
+    pub deletes: u64,
+    /// Keyed `"<METHOD> <route template>"`, e.g.
+    /// `"DELETE /v1/{project_id}/task-center/failure-jobs/batch"`.
+    pub by_route: BTreeMap<String, u64>,
+    /// Keyed by the project id in the path.
+    pub by_project: BTreeMap<String, u64>,
+    /// Project id, then `"<METHOD> <route template>"`.
+    pub by_project_route: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The key of a route in [`CallCounts::by_route`].
+pub fn route_key(method: &str, template: &str) -> String {
+    format!("{method} {template}")
+}
+
+impl CallCounts {
+    pub fn record(&mut self, method: &str, template: &str, project: &str) {
+        let key = route_key(method, template);
+        self.total += 1;
+        if method == "DELETE" {
+            self.deletes += 1;
+        }
+        *self.by_project.entry(project.to_string()).or_default() += 1;
+        *self.by_project_route.entry(project.to_string()).or_default().entry(key.clone()).or_default() += 1;
+        *self.by_route.entry(key).or_default() += 1;
+    }
+
+    /// Calls of one route, all projects together.
+    pub fn route(&self, method: &str, template: &str) -> u64 {
+        self.by_route.get(&route_key(method, template)).copied().unwrap_or(0)
+    }
+
+    /// Calls of one route in one project.
+    pub fn project_route(&self, project: &str, method: &str, template: &str) -> u64 {
+        self.by_project_route
+            .get(project)
+            .and_then(|routes| routes.get(&route_key(method, template)))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_every_dimension() {
+        let mut calls = CallCounts::default();
+        calls.record("GET", "/v3/{project_id}/failed-tasks", "p1");
+        calls.record("DELETE", "/v3/{project_id}/failed-tasks", "p1");
+        calls.record("DELETE", "/v3/{project_id}/failed-tasks", "p2");
+        assert_eq!(calls.total, 3);
+        assert_eq!(calls.deletes, 2);
+        assert_eq!(calls.route("DELETE", "/v3/{project_id}/failed-tasks"), 2);
+        assert_eq!(calls.route("GET", "/v3/{project_id}/failed-tasks"), 1);
+        assert_eq!(calls.route("GET", "/v1/{project_id}/task-center/failure-jobs"), 0);
+        assert_eq!(calls.by_project["p1"], 2);
+        assert_eq!(calls.project_route("p2", "DELETE", "/v3/{project_id}/failed-tasks"), 1);
+        assert_eq!(calls.project_route("p2", "GET", "/v3/{project_id}/failed-tasks"), 0);
+        let json = serde_json::to_value(&calls).unwrap();
+        assert_eq!(json["by_route"]["DELETE /v3/{project_id}/failed-tasks"], 2);
+        assert_eq!(serde_json::from_value::<CallCounts>(json).unwrap(), calls);
+    }
+}

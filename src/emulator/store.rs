@@ -1,0 +1,373 @@
+//! The emulator's state: failed tasks per project, call counts, faults and the clock, shared by
+//! the HTTP handlers and by tests in the same process. In memory only; no I/O.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::cloud::model::{FailedTask, FailedTaskPage, FailureJob, FailureJobPage, SERVER_GROUPS};
+
+use super::calls::CallCounts;
+use super::clock::Clock;
+use super::faults::{FaultAction, FaultState, Faults};
+use super::query::{self, FailureJobQuery, Page};
+
+/// An SDRS failed job with the protection group it belongs to, which the list call does not show
+/// but the per-group batch delete and the `server_group_id` filter use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeededJob {
+    #[serde(flatten)]
+    pub job: FailureJob,
+    /// The protection group; for `server_groups` jobs it defaults to `resource_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_group_id: Option<String>,
+}
+
+impl SeededJob {
+    pub fn new(job: FailureJob, server_group_id: Option<String>) -> Self {
+        Self { job, server_group_id }
+    }
+
+    /// The protection group the job belongs to, if known.
+    pub fn group_id(&self) -> Option<&str> {
+        match &self.server_group_id {
+            Some(group) if !group.is_empty() => Some(group),
+            _ if self.job.resource_type == SERVER_GROUPS => Some(&self.job.resource_id),
+            _ => None,
+        }
+    }
+}
+
+impl From<FailureJob> for SeededJob {
+    fn from(job: FailureJob) -> Self {
+        Self { job, server_group_id: None }
+    }
+}
+
+/// The failed tasks of one project.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectSeed {
+    pub failure_jobs: Vec<SeededJob>,
+    pub failed_tasks: Vec<FailedTask>,
+}
+
+/// The seed file: `{"projects": {"<project_id>": {"failure_jobs": [...], "failed_tasks": [...]}}}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SeedFile {
+    pub projects: BTreeMap<String, ProjectSeed>,
+}
+
+/// How many tasks a project holds, for the admin overview.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectCounts {
+    pub failure_jobs: usize,
+    pub failed_tasks: usize,
+}
+
+/// Shared state; cloning gives another handle to the same data.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    projects: RwLock<BTreeMap<String, ProjectSeed>>,
+    calls: Mutex<CallCounts>,
+    faults: Mutex<FaultState>,
+    clock: RwLock<Clock>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Store {
+    /// An empty store. `fault_seed` seeds the generator that fault chances draw from.
+    pub fn new(faults: Faults, fault_seed: u64, clock: Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                projects: RwLock::default(),
+                calls: Mutex::default(),
+                faults: Mutex::new(FaultState::new(faults, fault_seed)),
+                clock: RwLock::new(clock),
+            }),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, ProjectSeed>> {
+        self.inner.projects.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, ProjectSeed>> {
+        self.inner.projects.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds every project's tasks from a seed.
+    pub fn load(&self, seed: SeedFile) {
+        let mut projects = self.write();
+        for (id, data) in seed.projects {
+            let project = projects.entry(id).or_default();
+            project.failure_jobs.extend(data.failure_jobs);
+            project.failed_tasks.extend(data.failed_tasks);
+        }
+    }
+
+    /// Adds SDRS failed jobs (a [`FailureJob`] converts into a job without a group).
+    pub fn add_failure_jobs<J: Into<SeededJob>>(&self, project: &str, jobs: impl IntoIterator<Item = J>) {
+        let mut projects = self.write();
+        let entry = projects.entry(project.to_string()).or_default();
+        entry.failure_jobs.extend(jobs.into_iter().map(Into::into));
+    }
+
+    /// Adds KPS failed tasks.
+    pub fn add_failed_tasks(&self, project: &str, tasks: impl IntoIterator<Item = FailedTask>) {
+        self.write().entry(project.to_string()).or_default().failed_tasks.extend(tasks);
+    }
+
+    /// The SDRS failed jobs a project still holds, as the list call shows them.
+    pub fn failure_jobs(&self, project: &str) -> Vec<FailureJob> {
+        self.seeded_failure_jobs(project).into_iter().map(|j| j.job).collect()
+    }
+
+    /// The SDRS failed jobs a project still holds, with their groups.
+    pub fn seeded_failure_jobs(&self, project: &str) -> Vec<SeededJob> {
+        self.read().get(project).map(|p| p.failure_jobs.clone()).unwrap_or_default()
+    }
+
+    /// The KPS failed tasks a project still holds.
+    pub fn failed_tasks(&self, project: &str) -> Vec<FailedTask> {
+        self.read().get(project).map(|p| p.failed_tasks.clone()).unwrap_or_default()
+    }
+
+    /// Every project the store has seen, with what it holds.
+    pub fn projects(&self) -> BTreeMap<String, ProjectCounts> {
+        self.read()
+            .iter()
+            .map(|(id, p)| {
+                (
+                    id.clone(),
+                    ProjectCounts { failure_jobs: p.failure_jobs.len(), failed_tasks: p.failed_tasks.len() },
+                )
+            })
+            .collect()
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        lock(&self.inner.calls).clone()
+    }
+
+    pub fn reset_calls(&self) {
+        *lock(&self.inner.calls) = CallCounts::default();
+    }
+
+    /// Replaces the faults; takes effect on the next call. Out-of-range rates are clamped when used.
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.inner.faults).set(faults);
+    }
+
+    /// The faults in force, with what remains of `fail_next`.
+    pub fn faults(&self) -> Faults {
+        lock(&self.inner.faults).faults().clone()
+    }
+
+    /// Replaces the clock used for signature dates.
+    pub fn set_clock(&self, clock: Clock) {
+        *self.inner.clock.write().unwrap_or_else(PoisonError::into_inner) = clock;
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.read().unwrap_or_else(PoisonError::into_inner).now()
+    }
+
+    pub(crate) fn record_call(&self, method: &str, template: &str, project: &str) {
+        lock(&self.inner.calls).record(method, template, project);
+    }
+
+    /// The latency to add and the fault to apply to the next cloud call.
+    pub(crate) fn next_fault(&self, is_list: bool) -> (Duration, FaultAction) {
+        let mut state = lock(&self.inner.faults);
+        let latency = state.faults().latency();
+        (latency, state.decide(is_list))
+    }
+
+    /// `GET /v1/{project_id}/task-center/failure-jobs`.
+    pub(crate) fn list_failure_jobs(&self, project: &str, q: &FailureJobQuery) -> FailureJobPage {
+        let projects = self.read();
+        let jobs = projects.get(project).map(|p| p.failure_jobs.as_slice()).unwrap_or_default();
+        let matching: Vec<&SeededJob> = jobs.iter().filter(|j| query::matches(j, &q.filter)).collect();
+        FailureJobPage {
+            count: matching.len() as u64,
+            failure_jobs: query::page(matching.into_iter(), q.page).into_iter().map(|j| j.job).collect(),
+        }
+    }
+
+    fn retain_jobs(&self, project: &str, keep: impl Fn(&SeededJob) -> bool) -> usize {
+        let mut projects = self.write();
+        let Some(p) = projects.get_mut(project) else { return 0 };
+        let before = p.failure_jobs.len();
+        p.failure_jobs.retain(keep);
+        before - p.failure_jobs.len()
+    }
+
+    /// `DELETE /v1/{project_id}/task-center/failure-jobs/batch`: protection-group-level jobs only.
+    pub(crate) fn delete_server_group_level_jobs(&self, project: &str) -> usize {
+        self.retain_jobs(project, |j| j.job.resource_type != SERVER_GROUPS)
+    }
+
+    /// `DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch`.
+    pub(crate) fn delete_group_jobs(&self, project: &str, group: &str) -> usize {
+        self.retain_jobs(project, |j| j.group_id() != Some(group))
+    }
+
+    /// `DELETE /v1/{project_id}/task-center/failure-jobs/{failure_job_id}`; false when absent.
+    pub(crate) fn delete_failure_job(&self, project: &str, job_id: &str) -> bool {
+        self.retain_jobs(project, |j| j.job.job_id != job_id) > 0
+    }
+
+    /// `GET /v3/{project_id}/failed-tasks`.
+    pub(crate) fn list_failed_tasks(&self, project: &str, page: Page) -> FailedTaskPage {
+        let projects = self.read();
+        let tasks = projects.get(project).map(|p| p.failed_tasks.as_slice()).unwrap_or_default();
+        FailedTaskPage { total: tasks.len() as u64, tasks: query::page(tasks.iter(), page) }
+    }
+
+    /// `DELETE /v3/{project_id}/failed-tasks`.
+    pub(crate) fn delete_all_failed_tasks(&self, project: &str) -> usize {
+        self.write().get_mut(project).map(|p| std::mem::take(&mut p.failed_tasks).len()).unwrap_or(0)
+    }
+
+    /// `DELETE /v3/{project_id}/failed-tasks/{task_id}`; false when absent.
+    pub(crate) fn delete_failed_task(&self, project: &str, task_id: &str) -> bool {
+        let mut projects = self.write();
+        let Some(p) = projects.get_mut(project) else { return false };
+        let before = p.failed_tasks.len();
+        p.failed_tasks.retain(|t| t.task_id != task_id);
+        p.failed_tasks.len() < before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::model::FailureJobFilter;
+
+    fn job(id: &str, kind: &str, resource_id: &str, group: Option<&str>) -> SeededJob {
+        SeededJob::new(
+            FailureJob {
+                job_id: id.into(),
+                resource_type: kind.into(),
+                resource_id: resource_id.into(),
+                resource_name: format!("name-{id}"),
+                failure_status: "createFail".into(),
+                ..FailureJob::default()
+            },
+            group.map(str::to_string),
+        )
+    }
+
+    fn task(id: &str) -> FailedTask {
+        FailedTask { task_id: id.into(), operate_type: "FAILED_RESET".into(), ..FailedTask::default() }
+    }
+
+    fn store() -> Store {
+        let s = Store::new(Faults::default(), 0, Clock::System);
+        s.add_failure_jobs(
+            "p",
+            [
+                job("j1", "server_groups", "g1", None),
+                job("j2", "protected_instances", "vm1", Some("g1")),
+                job("j3", "server_groups", "g2", None),
+                job("j4", "replications", "rep1", Some("g2")),
+                job("j5", "disaster_recovery_drills", "d1", None),
+            ],
+        );
+        s.add_failed_tasks("p", [task("t1"), task("t2"), task("t3")]);
+        s
+    }
+
+    fn ids(jobs: &[FailureJob]) -> Vec<&str> {
+        jobs.iter().map(|j| j.job_id.as_str()).collect()
+    }
+
+    #[test]
+    fn lists_with_count_of_all_matches() {
+        let s = store();
+        let q = |filter: FailureJobFilter, limit, offset| FailureJobQuery {
+            filter,
+            page: Page { limit, offset },
+        };
+        let page = s.list_failure_jobs("p", &q(FailureJobFilter::default(), 2, 1));
+        assert_eq!(page.count, 5);
+        assert_eq!(ids(&page.failure_jobs), ["j2", "j3"]);
+        let groups = FailureJobFilter { server_group_id: Some("g2".into()), ..Default::default() };
+        let page = s.list_failure_jobs("p", &q(groups, 1000, 0));
+        assert_eq!((page.count, ids(&page.failure_jobs)), (2, vec!["j3", "j4"]));
+        let empty = s.list_failure_jobs("unknown", &q(FailureJobFilter::default(), 1000, 0));
+        assert_eq!(empty, FailureJobPage::default());
+    }
+
+    #[test]
+    fn batch_delete_keeps_other_resource_types() {
+        let s = store();
+        assert_eq!(s.delete_server_group_level_jobs("p"), 2);
+        assert_eq!(ids(&s.failure_jobs("p")), ["j2", "j4", "j5"]);
+        assert_eq!(s.delete_server_group_level_jobs("p"), 0);
+        assert_eq!(s.delete_server_group_level_jobs("unknown"), 0);
+    }
+
+    #[test]
+    fn group_delete_removes_the_group_and_its_members() {
+        let s = store();
+        assert_eq!(s.delete_group_jobs("p", "g1"), 2);
+        assert_eq!(ids(&s.failure_jobs("p")), ["j3", "j4", "j5"]);
+        assert_eq!(s.delete_group_jobs("p", "nope"), 0);
+    }
+
+    #[test]
+    fn single_deletes_report_absence() {
+        let s = store();
+        assert!(s.delete_failure_job("p", "j5"));
+        assert!(!s.delete_failure_job("p", "j5"));
+        assert!(!s.delete_failure_job("other", "j1"));
+        assert!(s.delete_failed_task("p", "t2"));
+        assert!(!s.delete_failed_task("p", "t2"));
+        let page = s.list_failed_tasks("p", Page { limit: 1, offset: 1 });
+        assert_eq!(page.total, 2);
+        assert_eq!(page.tasks[0].task_id, "t3");
+        assert_eq!(s.delete_all_failed_tasks("p"), 2);
+        assert_eq!(s.failed_tasks("p"), []);
+        assert_eq!(s.projects()["p"], ProjectCounts { failure_jobs: 4, failed_tasks: 0 });
+    }
+
+    #[test]
+    fn seed_file_round_trips_with_groups() {
+        let text = r#"{"projects":{"p":{"failure_jobs":[{"job_id":"a","resource_type":"replications",
+            "server_group_id":"g"}],"failed_tasks":[{"task_id":"t"}]}}}"#;
+        let seed: SeedFile = serde_json::from_str(text).unwrap();
+        let s = Store::new(Faults::default(), 0, Clock::System);
+        s.load(seed);
+        assert_eq!(s.seeded_failure_jobs("p")[0].group_id(), Some("g"));
+        assert_eq!(s.failed_tasks("p")[0].task_id, "t");
+        let wire = serde_json::to_value(&s.failure_jobs("p")[0]).unwrap();
+        assert!(wire.get("server_group_id").is_none(), "the wire job has no group: {wire}");
+    }
+
+    #[test]
+    fn faults_and_calls_are_shared_between_handles() {
+        let s = store();
+        let other = s.clone();
+        other.set_faults(Faults { fail_next: vec![500], latency_ms: 5, ..Faults::default() });
+        assert_eq!(s.next_fault(false), (Duration::from_millis(5), FaultAction::Status(500)));
+        assert_eq!(s.faults().fail_next, Vec::<u16>::new());
+        other.record_call("GET", "/x", "p");
+        assert_eq!(s.calls().total, 1);
+        s.reset_calls();
+        assert_eq!(other.calls(), CallCounts::default());
+    }
+}

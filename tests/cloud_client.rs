@@ -1,0 +1,546 @@
+//! The SDRS and KPS clients end to end over loopback: against the emulator (TLS and plain HTTP,
+//! AK/SK signing and token auth, injected faults) and against small misbehaving servers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use taskreaper::cloud::credentials::{Credentials, Secret};
+use taskreaper::cloud::model::{FailedTask, FailureJob, FailureJobFilter};
+use taskreaper::cloud::{
+    Allowlist, CloudError, CloudHttp, DeleteOutcome, EndpointPolicy, ErrorClass, HttpConfig, KpsClient,
+    RateLimit, RateLimiters, RetryPolicy, SdrsClient, SystemClock,
+};
+use taskreaper::emulator::{Config, Emulator, Faults, Seed};
+
+const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
+const AK: &str = "HPUAEXAMPLEACCESSKEY";
+const SK: &str = "example-secret-key-0123456789";
+const TOKEN: &str = "MIIexample-iam-token";
+
+const SDRS_LIST: &str = "GET /v1/{project_id}/task-center/failure-jobs";
+const SDRS_BATCH: &str = "DELETE /v1/{project_id}/task-center/failure-jobs/batch";
+const SDRS_GROUP_BATCH: &str = "DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch";
+const SDRS_ONE: &str = "DELETE /v1/{project_id}/task-center/failure-jobs/{failure_job_id}";
+const KPS_LIST: &str = "GET /v3/{project_id}/failed-tasks";
+const KPS_ALL: &str = "DELETE /v3/{project_id}/failed-tasks";
+const KPS_ONE: &str = "DELETE /v3/{project_id}/failed-tasks/{task_id}";
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn emulator(tls: bool) -> Emulator {
+    let config = Config {
+        access_keys: BTreeMap::from([(AK.to_string(), Secret::new(SK))]),
+        auth_tokens: vec![Secret::new(TOKEN)],
+        tls,
+        ..Config::default()
+    };
+    Emulator::start(loopback(), config, Seed::Empty).await.expect("the emulator starts on loopback")
+}
+
+fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+        max_total: Duration::from_secs(10),
+    }
+}
+
+fn roomy_limits() -> Arc<RateLimiters> {
+    let n = NonZeroU32::new(1000).expect("non-zero");
+    RateLimiters::new(RateLimit { per_second: n, burst: n })
+}
+
+/// A client core that trusts the emulator: its CA when it serves TLS, plain HTTP otherwise.
+fn http_for(emu: &Emulator, tweak: impl FnOnce(&mut HttpConfig)) -> CloudHttp {
+    let mut config = HttpConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        ca_bundle_pem: emu.ca_pem().map(|pem| pem.as_bytes().to_vec()),
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: emu.ca_pem().is_none(),
+        },
+        retry: fast_retry(4),
+        ..HttpConfig::default()
+    };
+    tweak(&mut config);
+    CloudHttp::new(config, roomy_limits(), Arc::new(SystemClock)).expect("client core builds")
+}
+
+fn aksk() -> Arc<Credentials> {
+    Arc::new(Credentials::AkSk {
+        access_key_id: AK.into(),
+        secret_access_key: Secret::new(SK),
+        security_token: None,
+    })
+}
+
+fn token() -> Arc<Credentials> {
+    Arc::new(Credentials::Token { auth_token: Secret::new(TOKEN) })
+}
+
+fn sdrs(http: &CloudHttp, emu: &Emulator, creds: Arc<Credentials>) -> SdrsClient {
+    SdrsClient::new(http.clone(), creds, PROJECT, "cn-north-4", Some(&emu.url())).expect("endpoint allowed")
+}
+
+fn kps(http: &CloudHttp, emu: &Emulator, creds: Arc<Credentials>) -> KpsClient {
+    KpsClient::new(http.clone(), creds, PROJECT, "cn-north-4", Some(&emu.url())).expect("endpoint allowed")
+}
+
+fn job(id: &str, resource_type: &str, name: &str) -> FailureJob {
+    FailureJob {
+        job_id: id.into(),
+        job_type: "createProtectedInstance".into(),
+        job_status: "FAIL".into(),
+        begin_time: "2019-04-01T12:00:00.000Z".into(),
+        failure_status: "createFail".into(),
+        resource_id: format!("res-{id}"),
+        resource_name: name.into(),
+        resource_type: resource_type.into(),
+        error_code: "SDRS.1001".into(),
+        fail_reason: "injected".into(),
+    }
+}
+
+fn jobs(n: usize, resource_type: &str) -> Vec<FailureJob> {
+    (0..n).map(|i| job(&format!("{resource_type}-{i:04}"), resource_type, &format!("name-{i}"))).collect()
+}
+
+fn tasks(n: usize) -> Vec<FailedTask> {
+    (0..n)
+        .map(|i| FailedTask {
+            task_id: format!("task-{i:04}"),
+            operate_type: "FAILED_UNBIND".into(),
+            task_time: "1700000000000".into(),
+            task_error_code: "KPS.0001".into(),
+            task_error_msg: "unbind failed".into(),
+            server_name: format!("server-{i}"),
+            server_id: format!("srv-{i}"),
+            keypair_name: format!("kp-{i}"),
+        })
+        .collect()
+}
+
+fn ids(jobs: &[FailureJob]) -> Vec<String> {
+    let mut ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn route(emu: &Emulator, key: &str) -> u64 {
+    emu.store().calls().by_route.get(key).copied().unwrap_or(0)
+}
+
+fn faults(fail_next: Vec<u16>) -> Faults {
+    Faults { fail_next, ..Faults::default() }
+}
+
+#[tokio::test]
+async fn sdrs_every_endpoint_over_tls() {
+    let emu = emulator(true).await;
+    assert!(emu.url().starts_with("https://"), "the emulator serves TLS: {}", emu.url());
+    let store = emu.store();
+    store.add_failure_jobs(PROJECT, jobs(2, "server_groups"));
+    store.add_failure_jobs(PROJECT, jobs(3, "protected_instances"));
+    store.add_failure_jobs(PROJECT, vec![job("odd-name", "replications", "a b+c/d~é")]);
+    let client = sdrs(&http_for(&emu, |_| {}), &emu, aksk());
+
+    let all = client.list_failure_jobs(&FailureJobFilter::default()).await.expect("list");
+    assert_eq!(ids(&all), ids(&store.failure_jobs(PROJECT)));
+    assert_eq!(all.len(), 6);
+
+    let instances =
+        FailureJobFilter { resource_type: Some("protected_instances".into()), ..Default::default() };
+    let found = client.list_failure_jobs(&instances).await.expect("filtered list");
+    assert_eq!(ids(&found), ids(&jobs(3, "protected_instances")));
+
+    let by_name = FailureJobFilter { resource_name: Some("a b+c/d~é".into()), ..Default::default() };
+    let found = client.list_failure_jobs(&by_name).await.expect("a query needing encoding is signed as sent");
+    assert_eq!(ids(&found), ["odd-name"]);
+
+    let page = client.list_failure_jobs_page(&FailureJobFilter::default(), 2, 1).await.expect("page");
+    assert_eq!((page.count, page.failure_jobs.len()), (6, 2));
+
+    let one = "protected_instances-0001";
+    assert_eq!(client.delete_failure_job(one).await.expect("delete one"), DeleteOutcome::Deleted);
+    assert!(store.failure_jobs(PROJECT).iter().all(|j| j.job_id != one));
+    assert_eq!(client.delete_failure_job(one).await.expect("404 is success"), DeleteOutcome::AlreadyGone);
+
+    client.delete_server_group_failure_jobs("res-server_groups-0000").await.expect("group batch");
+    assert!(store.failure_jobs(PROJECT).iter().all(|j| j.job_id != "server_groups-0000"));
+    assert_eq!(store.failure_jobs(PROJECT).len(), 4);
+
+    client.delete_all_server_group_failure_jobs().await.expect("batch");
+    let left = store.failure_jobs(PROJECT);
+    assert!(left.iter().all(|j| j.resource_type != "server_groups"), "protection-group level jobs are gone");
+    assert_eq!(left.len(), 3, "instance and replication jobs are not touched by the batch delete");
+
+    let calls = store.calls();
+    assert_eq!(calls.by_route.get(SDRS_LIST), Some(&4));
+    assert_eq!(calls.by_route.get(SDRS_ONE), Some(&2));
+    assert_eq!(calls.by_route.get(SDRS_GROUP_BATCH), Some(&1));
+    assert_eq!(calls.by_route.get(SDRS_BATCH), Some(&1));
+    assert_eq!(calls.total, 8, "no call was retried");
+}
+
+#[tokio::test]
+async fn kps_every_endpoint() {
+    let emu = emulator(false).await;
+    let store = emu.store();
+    store.add_failed_tasks(PROJECT, tasks(4));
+    let client = kps(&http_for(&emu, |_| {}), &emu, aksk());
+
+    let all = client.list_failed_tasks().await.expect("list");
+    assert_eq!(all, store.failed_tasks(PROJECT));
+    let page = client.list_failed_tasks_page(2, 3).await.expect("page");
+    assert_eq!((page.total, page.tasks.len()), (4, 1));
+
+    assert_eq!(client.delete_failed_task("task-0002").await.expect("delete one"), DeleteOutcome::Deleted);
+    assert_eq!(store.failed_tasks(PROJECT).len(), 3);
+    assert_eq!(client.delete_failed_task("task-0002").await.expect("404"), DeleteOutcome::AlreadyGone);
+
+    client.delete_all_failed_tasks().await.expect("delete all");
+    assert!(store.failed_tasks(PROJECT).is_empty());
+    assert!(client.list_failed_tasks().await.expect("empty list").is_empty());
+
+    assert_eq!(route(&emu, KPS_LIST), 3);
+    assert_eq!(route(&emu, KPS_ONE), 2);
+    assert_eq!(route(&emu, KPS_ALL), 1);
+}
+
+#[tokio::test]
+async fn lists_walk_several_pages() {
+    let emu = emulator(false).await;
+    let store = emu.store();
+    store.add_failure_jobs(PROJECT, jobs(25, "protected_instances"));
+    store.add_failed_tasks(PROJECT, tasks(20));
+    let http = http_for(&emu, |_| {});
+
+    let all =
+        sdrs(&http, &emu, aksk()).with_page_size(10).list_failure_jobs(&FailureJobFilter::default()).await;
+    assert_eq!(ids(&all.expect("paged list")), ids(&jobs(25, "protected_instances")));
+    assert_eq!(route(&emu, SDRS_LIST), 3, "pages of 10, 10 and 5");
+
+    let all = kps(&http, &emu, token()).with_page_size(5).list_failed_tasks().await.expect("paged list");
+    assert_eq!(all, tasks(20));
+    assert_eq!(route(&emu, KPS_LIST), 4, "the total is reached after four full pages");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_counted() {
+    let emu = emulator(false).await;
+    emu.store().add_failed_tasks(PROJECT, tasks(3));
+    emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429, 429]) });
+    let client = kps(&http_for(&emu, |_| {}), &emu, aksk());
+    let start = Instant::now();
+    assert_eq!(client.list_failed_tasks().await.expect("succeeds on the third attempt").len(), 3);
+    assert_eq!(route(&emu, KPS_LIST), 3);
+    assert!(start.elapsed() < Duration::from_secs(2), "Retry-After is capped at max_delay");
+
+    emu.store().reset_calls();
+    emu.store().set_faults(Faults { retry_after_secs: 0, ..faults(vec![429; 10]) });
+    let err = client.list_failed_tasks().await.expect_err("throttled on every attempt");
+    assert_eq!(err.class(), ErrorClass::Throttled);
+    assert_eq!(err.attempts(), 4);
+    assert_eq!(err.api_error().map(|e| e.http_status), Some(429));
+    assert_eq!(route(&emu, KPS_LIST), 4);
+}
+
+#[tokio::test]
+async fn unavailability_is_retried_and_bounded() {
+    let emu = emulator(false).await;
+    emu.store().add_failure_jobs(PROJECT, jobs(2, "server_groups"));
+    let client = sdrs(&http_for(&emu, |_| {}), &emu, aksk());
+
+    emu.store().set_faults(faults(vec![503, 502, 0]));
+    let listed =
+        client.list_failure_jobs(&FailureJobFilter::default()).await.expect("fourth attempt succeeds");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(route(&emu, SDRS_LIST), 4, "503, an HTML 502 and a reset were each retried");
+
+    emu.store().reset_calls();
+    emu.store().set_faults(faults(vec![503; 10]));
+    let err = client.delete_failure_job("server_groups-0000").await.expect_err("503 on every attempt");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_eq!(err.attempts(), 4);
+    let api = err.api_error().expect("the last response is kept");
+    assert_eq!(api.http_status, 503);
+    assert!(api.request_id.is_some(), "X-Request-Id is kept");
+    assert_eq!(route(&emu, SDRS_ONE), 4);
+    assert_eq!(emu.store().failure_jobs(PROJECT).len(), 2);
+}
+
+#[tokio::test]
+async fn garbage_bodies_are_retried_and_bounded() {
+    let emu = emulator(false).await;
+    emu.store().add_failed_tasks(PROJECT, tasks(2));
+    emu.store().set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
+    let client = kps(&http_for(&emu, |c| c.retry = fast_retry(3)), &emu, aksk());
+    let err = client.list_failed_tasks().await.expect_err("every body is garbage");
+    assert_eq!(err.class(), ErrorClass::Decode);
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(route(&emu, KPS_LIST), 3);
+}
+
+#[tokio::test]
+async fn authentication_failures_are_not_retried() {
+    let emu = emulator(false).await;
+    let http = http_for(&emu, |_| {});
+    let wrong_sk = Arc::new(Credentials::AkSk {
+        access_key_id: AK.into(),
+        secret_access_key: Secret::new("not-the-secret"),
+        security_token: None,
+    });
+    let err =
+        sdrs(&http, &emu, wrong_sk).list_failure_jobs(&FailureJobFilter::default()).await.expect_err("401");
+    assert_eq!(err.class(), ErrorClass::Authentication);
+    assert_eq!(err.attempts(), 1);
+    let api = err.api_error().expect("api error");
+    assert_eq!(api.http_status, 401);
+    assert!(!api.code.is_empty() && api.request_id.is_some());
+    assert!(!err.to_string().contains("not-the-secret"));
+    assert_eq!(emu.store().calls().total, 1);
+
+    let wrong_token = Arc::new(Credentials::Token { auth_token: Secret::new("stale-token") });
+    let err = kps(&http, &emu, wrong_token).delete_all_failed_tasks().await.expect_err("401");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Authentication, 1));
+    assert!(!format!("{err} {err:?}").contains("stale-token"));
+    assert_eq!(emu.store().calls().total, 2);
+}
+
+#[tokio::test]
+async fn a_skewed_clock_is_refused_by_the_server() {
+    let emu = emulator(false).await;
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: fast_retry(4),
+        ..HttpConfig::default()
+    };
+    let an_hour_late = || jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let http = CloudHttp::new(config, roomy_limits(), Arc::new(an_hour_late)).expect("client core");
+    let err =
+        kps(&http, &emu, aksk()).list_failed_tasks().await.expect_err("X-Sdk-Date comes from the clock");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Authentication, 1));
+}
+
+#[tokio::test]
+async fn bad_requests_are_not_retried() {
+    let emu = emulator(false).await;
+    let http = http_for(&emu, |_| {});
+    let err = sdrs(&http, &emu, aksk())
+        .list_failure_jobs_page(&FailureJobFilter::default(), 5000, 0)
+        .await
+        .expect_err("limit above 1000");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Permanent, 1));
+    assert_eq!(err.api_error().map(|e| e.http_status), Some(400));
+    let err = kps(&http, &emu, aksk()).list_failed_tasks_page(1001, 0).await.expect_err("limit above 1000");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Permanent, 1));
+    assert_eq!(emu.store().calls().total, 2);
+}
+
+#[tokio::test]
+async fn token_and_temporary_credentials_are_accepted() {
+    let emu = emulator(true).await;
+    emu.store().add_failed_tasks(PROJECT, tasks(2));
+    emu.store().add_failure_jobs(PROJECT, jobs(2, "replications"));
+    let http = http_for(&emu, |_| {});
+    assert_eq!(kps(&http, &emu, token()).list_failed_tasks().await.expect("token auth").len(), 2);
+    let temporary = Arc::new(Credentials::AkSk {
+        access_key_id: AK.into(),
+        secret_access_key: Secret::new(SK),
+        security_token: Some(Secret::new("sts-session-token")),
+    });
+    let listed = sdrs(&http, &emu, temporary).list_failure_jobs(&FailureJobFilter::default()).await;
+    assert_eq!(listed.expect("X-Security-Token is signed").len(), 2);
+}
+
+#[tokio::test]
+async fn single_deletes_of_missing_items_are_already_gone() {
+    let emu = emulator(false).await;
+    let http = http_for(&emu, |_| {});
+    let outcome = sdrs(&http, &emu, aksk()).delete_failure_job("897f57b2-6e94-4179-b414-9532726c59f2").await;
+    assert_eq!(outcome.expect("404 is success"), DeleteOutcome::AlreadyGone);
+    let outcome = kps(&http, &emu, token()).delete_failed_task("id/with spaces").await;
+    assert_eq!(outcome.expect("404 is success"), DeleteOutcome::AlreadyGone);
+    assert_eq!(route(&emu, SDRS_ONE), 1);
+    assert_eq!(route(&emu, KPS_ONE), 1, "the id is one encoded path segment");
+}
+
+#[tokio::test]
+async fn oversized_responses_are_refused() {
+    let emu = emulator(false).await;
+    emu.store().add_failure_jobs(PROJECT, jobs(200, "protected_instances"));
+    let http = http_for(&emu, |c| c.max_body_bytes = 4096);
+    let err =
+        sdrs(&http, &emu, aksk()).list_failure_jobs(&FailureJobFilter::default()).await.expect_err("too big");
+    assert!(matches!(err, CloudError::BodyTooLarge { limit: 4096, .. }), "{err:?}");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Permanent, 1));
+    assert_eq!(route(&emu, SDRS_LIST), 1);
+}
+
+#[tokio::test]
+async fn slow_responses_time_out_as_transient_and_bounded() {
+    let emu = emulator(false).await;
+    emu.store().set_faults(Faults { latency_ms: 1500, ..Faults::default() });
+    let http = http_for(&emu, |c| {
+        c.request_timeout = Duration::from_millis(200);
+        c.retry = fast_retry(3);
+    });
+    let start = Instant::now();
+    let err = kps(&http, &emu, aksk()).list_failed_tasks().await.expect_err("times out");
+    let elapsed = start.elapsed();
+    assert!(matches!(&err, CloudError::Send { source, .. } if source.is_timeout()), "{err:?}");
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Transient, 3));
+    assert!(elapsed >= Duration::from_millis(600), "three attempts of 200ms: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1400), "bounded by attempts and timeout: {elapsed:?}");
+    assert_eq!(route(&emu, KPS_LIST), 3);
+}
+
+#[tokio::test]
+async fn endpoints_off_the_allowlist_get_no_call() {
+    let emu = emulator(false).await;
+    let http = http_for(&emu, |c| c.endpoints.allowlist = Allowlist::default());
+    let err =
+        SdrsClient::new(http.clone(), aksk(), PROJECT, "cn-north-4", Some(&emu.url())).expect_err("refused");
+    assert!(err.is_endpoint_refused() && err.class() == ErrorClass::Permanent, "{err:?}");
+    assert!(err.to_string().contains("SDRS"), "{err}");
+    let err = KpsClient::new(http, token(), PROJECT, "cn-north-4", Some(&emu.url())).expect_err("refused");
+    assert!(err.is_endpoint_refused());
+
+    let https_only = http_for(&emu, |c| c.endpoints.allow_http = false);
+    let err =
+        KpsClient::new(https_only, token(), PROJECT, "x", Some(&emu.url())).expect_err("plain http refused");
+    assert!(err.is_endpoint_refused());
+    assert_eq!(emu.store().calls().total, 0);
+}
+
+/// A server for misbehaviour the emulator does not offer: it lies about the total.
+mod liar {
+    use axum::Json;
+    use axum::extract::Query;
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    #[derive(Deserialize)]
+    pub struct Page {
+        limit: usize,
+        offset: usize,
+    }
+
+    /// Claims a billion jobs but has 12, then returns empty pages.
+    pub async fn short(Query(p): Query<Page>) -> Json<Value> {
+        let jobs: Vec<Value> =
+            (p.offset..12.min(p.offset + p.limit)).map(|i| json!({"job_id": format!("j{i}")})).collect();
+        Json(json!({"count": 1_000_000_000u64, "failure_jobs": jobs}))
+    }
+
+    /// Ignores the offset: the same page forever.
+    pub async fn stuck(Query(p): Query<Page>) -> Json<Value> {
+        let tasks: Vec<Value> = (0..p.limit).map(|i| json!({"task_id": format!("t{i}")})).collect();
+        Json(json!({"total": 1_000_000_000u64, "tasks": tasks}))
+    }
+
+    /// Always returns brand-new items.
+    pub async fn endless(Query(p): Query<Page>) -> Json<Value> {
+        let tasks: Vec<Value> =
+            (p.offset..p.offset + p.limit).map(|i| json!({"task_id": format!("t{i}")})).collect();
+        Json(json!({"total": u64::MAX, "tasks": tasks}))
+    }
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind(loopback()).await.expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn paging_survives_a_server_that_lies_about_the_total() {
+    use axum::routing::get;
+    let short = serve(axum::Router::new().route("/v1/{p}/task-center/failure-jobs", get(liar::short))).await;
+    let stuck = serve(axum::Router::new().route("/v3/{p}/failed-tasks", get(liar::stuck))).await;
+    let endless = serve(axum::Router::new().route("/v3/{p}/failed-tasks", get(liar::endless))).await;
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: fast_retry(2),
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, roomy_limits(), Arc::new(SystemClock)).expect("client core");
+
+    let client = SdrsClient::new(http.clone(), token(), PROJECT, "x", Some(&short)).expect("allowed");
+    let jobs = client.with_page_size(5).list_failure_jobs(&FailureJobFilter::default()).await.expect("list");
+    assert_eq!(jobs.len(), 12, "stops at the first empty page");
+
+    let client = KpsClient::new(http.clone(), token(), PROJECT, "x", Some(&stuck)).expect("allowed");
+    let tasks = client.with_page_size(7).list_failed_tasks().await.expect("list");
+    assert_eq!(tasks.len(), 7, "stops when a page brings nothing new");
+
+    let client = KpsClient::new(http, token(), PROJECT, "x", Some(&endless)).expect("allowed");
+    let err = client.list_failed_tasks().await.expect_err("runaway");
+    assert!(
+        matches!(err, CloudError::Paging { collected, .. } if collected > taskreaper::cloud::MAX_LIST_ITEMS)
+    );
+}
+
+#[tokio::test]
+async fn tls_verification_is_always_on() {
+    let emu = emulator(true).await;
+    let http = http_for(&emu, |c| {
+        c.ca_bundle_pem = None;
+        c.retry = fast_retry(1);
+    });
+    let err =
+        kps(&http, &emu, token()).list_failed_tasks().await.expect_err("the emulator's CA is not trusted");
+    assert!(matches!(err, CloudError::Send { .. }), "{err:?}");
+    assert_eq!(emu.store().calls().total, 0, "nothing reached the handler over an untrusted connection");
+}
+
+#[tokio::test]
+async fn retry_after_pauses_every_client_of_the_same_key() {
+    let emu = emulator(false).await;
+    emu.store().add_failed_tasks(PROJECT, tasks(1));
+    emu.store().add_failure_jobs(PROJECT, jobs(1, "replications"));
+    emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429]) });
+    let limiters = roomy_limits();
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: RetryPolicy { max_delay: Duration::from_secs(2), ..fast_retry(3) },
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, limiters.clone(), Arc::new(SystemClock)).expect("client core");
+    let start = Instant::now();
+    let throttled = kps(&http, &emu, aksk());
+    let first = tokio::spawn(async move { throttled.list_failed_tasks().await.map(|t| t.len()) });
+    while emu.store().calls().total == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let other = sdrs(&http, &emu, aksk()).list_failure_jobs(&FailureJobFilter::default()).await;
+    assert_eq!(other.expect("the other client succeeds after the pause").len(), 1);
+    assert!(start.elapsed() >= Duration::from_millis(900), "waited out Retry-After: {:?}", start.elapsed());
+    assert_eq!(first.await.expect("task").expect("retried after the pause"), 1);
+    assert_eq!(emu.store().calls().total, 3, "one 429, then one call each");
+
+    let unrelated = kps(&http, &emu, token());
+    emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429]) });
+    let _ = kps(&http, &emu, aksk()).list_failed_tasks_page(1, 0).await;
+    let start = Instant::now();
+    unrelated.list_failed_tasks().await.expect("other credentials are not paused");
+    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+}
