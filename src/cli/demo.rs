@@ -101,7 +101,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         },
         ..HttpConfig::default()
     };
-    let limiters = RateLimiters::new(RateLimit::default());
+    // The emulator is local: a higher budget than the cloud default keeps the demo quick.
+    let per_second = std::num::NonZeroU32::new(200).unwrap_or(std::num::NonZeroU32::MIN);
+    let limiters = RateLimiters::new(RateLimit { per_second, burst: per_second });
     let http =
         CloudHttp::new(http_config, limiters, Arc::new(SystemClock)).map_err(DemoError::BuildCloudClient)?;
     let credentials = credential_data(CREDENTIALS, Path::new("credentials-secret.yaml"))
