@@ -1,0 +1,175 @@
+//! The `taskreaper` binary's one-shot commands, run as a user would: `purge` against the emulator
+//! over HTTPS, `demo`, and `crd`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+use taskreaper::cloud::credentials::Secret;
+use taskreaper::emulator::{Config, Emulator, Seed};
+
+const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
+const AK: &str = "HPUACOMMANDTESTKEY";
+const SK: &str = "command-test-secret-key-0123";
+
+async fn emulator() -> Emulator {
+    let config = Config {
+        access_keys: BTreeMap::from([(AK.to_string(), Secret::new(SK))]),
+        tls: true,
+        ..Config::default()
+    };
+    let seed = Seed::Generated { projects: vec![PROJECT.into()], tasks_per_kind: 4, seed: 3 };
+    Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config, seed).await.expect("emulator starts")
+}
+
+async fn taskreaper(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_taskreaper"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the taskreaper binary runs")
+}
+
+fn policy(url: &str, dry_run: bool) -> String {
+    format!(
+        "apiVersion: taskreaper.io/v1alpha1
+kind: FailedTaskCleanupPolicy
+metadata: {{name: one-shot, namespace: platform}}
+spec:
+  credentialsRef: {{name: creds}}
+  region: cn-north-4
+  endpoints: {{sdrs: \"{url}\", kps: \"{url}\"}}
+  projects: [{{id: {PROJECT}}}]
+  targets:
+    - {{service: SDRS, scope: All}}
+    - {{service: KPS, scope: All}}
+  schedule: {{interval: 1h}}
+  dryRun: {dry_run}
+"
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write a temporary file");
+    path.to_string_lossy().into_owned()
+}
+
+fn status_of(output: &Output) -> serde_yaml::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("status YAML ({e}):\n{text}"));
+    doc["status"].clone()
+}
+
+fn ready(status: &serde_yaml::Value) -> (String, String) {
+    let conditions = status["conditions"].as_sequence().expect("conditions");
+    let ready = conditions.iter().find(|c| c["type"] == "Ready").expect("a Ready condition");
+    (ready["status"].as_str().unwrap_or("").into(), ready["reason"].as_str().unwrap_or("").into())
+}
+
+#[tokio::test]
+async fn purge_runs_one_policy_and_prints_its_status() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = write(dir.path(), "ca.pem", emu.ca_pem().expect("TLS emulator"));
+    let creds = write(dir.path(), "creds.yaml", &format!("accessKeyId: {AK}\nsecretAccessKey: {SK}\n"));
+    let server_groups = |emu: &Emulator| {
+        emu.store().failure_jobs(PROJECT).iter().filter(|j| j.resource_type == "server_groups").count()
+    };
+    let before_groups = server_groups(&emu);
+    let before_jobs = emu.store().failure_jobs(PROJECT).len();
+    assert!(before_groups > 0 && !emu.store().failed_tasks(PROJECT).is_empty());
+    let common = ["--credentials", &creds, "--endpoint-allowlist", "127.0.0.1", "--ca-bundle", &ca];
+
+    // A dry run reports and deletes nothing.
+    let file = write(dir.path(), "dry.yaml", &policy(&emu.url(), true));
+    let out = taskreaper(&[&["purge", "-f", &file], &common[..]].concat()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = status_of(&out);
+    assert_eq!(ready(&status), ("True".into(), "DryRun".into()));
+    assert_eq!(status["lastRun"]["wouldDelete"].as_u64(), Some((before_groups + 12) as u64));
+    assert_eq!(emu.store().calls().deletes, 0);
+
+    // The real run deletes what it covers, and the status says so.
+    let file = write(dir.path(), "policy.yaml", &policy(&emu.url(), false));
+    let out = taskreaper(&[&["purge", "-f", &file], &common[..]].concat()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = status_of(&out);
+    assert_eq!(ready(&status), ("True".into(), "Purged".into()));
+    assert_eq!(status["lastRun"]["deleted"].as_u64(), Some((before_groups + 12) as u64));
+    assert_eq!(status["lastRun"]["remaining"].as_u64(), Some(0));
+    assert_eq!(status["totalDeleted"].as_u64(), Some((before_groups + 12) as u64));
+    assert_eq!(server_groups(&emu), 0);
+    assert_eq!(
+        emu.store().failure_jobs(PROJECT).len(),
+        before_jobs - before_groups,
+        "other SDRS levels stay"
+    );
+    assert!(emu.store().failed_tasks(PROJECT).is_empty());
+}
+
+#[tokio::test]
+async fn purge_fails_loudly_without_leaking_the_secret() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = write(dir.path(), "ca.pem", emu.ca_pem().expect("TLS emulator"));
+    let file = write(dir.path(), "policy.yaml", &policy(&emu.url(), false));
+    let wrong = "not-the-secret-key-but-a-long-one";
+    let creds = write(
+        dir.path(),
+        "creds.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData: {{accessKeyId: {AK}, secretAccessKey: {wrong}}}\n"
+        ),
+    );
+    let args = [
+        "purge",
+        "-f",
+        &file,
+        "--credentials",
+        &creds,
+        "--endpoint-allowlist",
+        "127.0.0.1",
+        "--ca-bundle",
+        &ca,
+    ];
+    let out = taskreaper(&args).await;
+    assert!(!out.status.success());
+    let status = status_of(&out);
+    assert_eq!(ready(&status), ("False".into(), "AuthenticationFailed".into()));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains(wrong), "the secret key leaked:\n{all}");
+    assert_eq!(emu.store().calls().deletes, 0);
+    assert!(emu.store().calls().total <= 2, "one refused list per target, no retries");
+
+    // An endpoint off the allowlist: nothing is sent at all.
+    let before = emu.store().calls().total;
+    let args = ["purge", "-f", &file, "--credentials", &creds, "--ca-bundle", &ca];
+    let out = taskreaper(&args).await;
+    assert!(!out.status.success());
+    assert_eq!(ready(&status_of(&out)), ("False".into(), "EndpointNotAllowed".into()));
+    assert_eq!(emu.store().calls().total, before);
+}
+
+#[tokio::test]
+async fn demo_takes_every_failed_task_to_zero() {
+    let out = taskreaper(&["demo"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let total = stdout.lines().find(|l| l.starts_with("all failed tasks")).expect("a totals line");
+    let numbers: Vec<u64> = total.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers.len(), 2, "{total}");
+    assert!(numbers[0] > 100 && numbers[1] == 0, "{total}");
+    assert!(stdout.contains("reason: Purged"), "{stdout}");
+}
+
+#[tokio::test]
+async fn crd_prints_what_crds_holds() {
+    let out = taskreaper(&["crd"]).await;
+    assert!(out.status.success());
+    let checked_in = include_str!("../crds/failedtaskcleanuppolicies.taskreaper.io.yaml");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
+}
