@@ -138,6 +138,7 @@ pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
     if args.ca_out.is_some() && !args.tls {
         return Err(EmulatorError::CaOutWithoutTls);
     }
+    let signals = ShutdownSignals::install()?;
     let emulator = Emulator::start(args.listen, args.config(), args.seed()).await?;
     if let (Some(path), Some(pem)) = (&args.ca_out, emulator.ca_pem()) {
         std::fs::write(path, pem).map_err(|source| EmulatorError::WriteCa { path: path.clone(), source })?;
@@ -147,24 +148,48 @@ pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
         .map_err(EmulatorError::Announce)?;
     stdout.flush().map_err(EmulatorError::Announce)?;
     drop(stdout);
-    wait_for_signal().await?;
+    signals.wait().await?;
     emulator.shutdown().await;
     Ok(())
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> Result<(), EmulatorError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).map_err(EmulatorError::Signal)?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.map_err(EmulatorError::Signal),
-        _ = terminate.recv() => Ok(()),
-    }
+/// Ctrl-C and SIGTERM, listened to from creation on so that no signal is missed once the address
+/// is announced.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> Result<(), EmulatorError> {
-    tokio::signal::ctrl_c().await.map_err(EmulatorError::Signal)
+impl ShutdownSignals {
+    #[cfg(unix)]
+    fn install() -> Result<Self, EmulatorError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(EmulatorError::Signal)?,
+            terminate: signal(SignalKind::terminate()).map_err(EmulatorError::Signal)?,
+        })
+    }
+
+    #[cfg(unix)]
+    async fn wait(mut self) -> Result<(), EmulatorError> {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Result<Self, EmulatorError> {
+        Ok(Self {})
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(self) -> Result<(), EmulatorError> {
+        tokio::signal::ctrl_c().await.map_err(EmulatorError::Signal)
+    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 
+use super::App;
 use super::errors::{ApiError, Service, kps_code, sdrs_code};
 use super::gate::{self, RequestId};
 use super::query::{decode_query, parse_failure_job_query, parse_page};
-use super::App;
 
 /// SDRS: list failed jobs.
 pub const SDRS_LIST: &str = "/v1/{project_id}/task-center/failure-jobs";
