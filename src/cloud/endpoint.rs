@@ -1,40 +1,15 @@
 //! Where SDRS and KPS calls go: endpoints derived from the region or overridden per service, and the
 //! host allowlist that keeps credentials from being sent anywhere else. Pure: no I/O.
 
-use std::fmt;
-
 use reqwest::Url;
 
-/// The cloud services taskreaper calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    /// Storage Disaster Recovery Service.
-    Sdrs,
-    /// Key Pair Service (part of DEW, served from the KMS host).
-    Kps,
-}
+pub use crate::api::Service;
 
-impl Service {
-    /// The upper-case name used in logs, metrics and status (`SDRS`, `KPS`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sdrs => "SDRS",
-            Self::Kps => "KPS",
-        }
-    }
-
-    /// The first label of the service's regional host name.
-    fn host_label(self) -> &'static str {
-        match self {
-            Self::Sdrs => "sdrs",
-            Self::Kps => "kms",
-        }
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The first label of a service's regional host name.
+fn host_label(service: Service) -> &'static str {
+    match service {
+        Service::Sdrs => "sdrs",
+        Service::Kps => "kms",
     }
 }
 
@@ -211,7 +186,7 @@ pub fn resolve(
     let raw = match override_url.map(str::trim).filter(|u| !u.is_empty()) {
         Some(url) => url.to_string(),
         None if is_region_id(region) => {
-            format!("https://{}.{region}.myhuaweicloud.com", service.host_label())
+            format!("https://{}.{region}.myhuaweicloud.com", host_label(service))
         }
         None => return Err(EndpointError::DeriveFromRegion(region.to_string())),
     };

@@ -202,37 +202,47 @@ pub fn verify(req: &Request<'_>, auth: &Authorization, secret_key: &[u8], sdk_da
     }
 }
 
+/// The requests the official SDK signed (`tests/data/signing-vectors.json`), for tests here and in
+/// the emulator's verifier.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod vectors {
+    use super::DATE_HEADER;
 
     #[derive(serde::Deserialize)]
-    struct Vector {
-        method: String,
-        host: String,
-        path: String,
-        query: Vec<(String, String)>,
-        headers_in: std::collections::BTreeMap<String, String>,
-        x_sdk_date: String,
-        ak: String,
-        sk: String,
-        authorization: String,
-        uri: String,
+    pub(crate) struct Vector {
+        pub method: String,
+        pub host: String,
+        pub path: String,
+        pub query: Vec<(String, String)>,
+        pub headers_in: std::collections::BTreeMap<String, String>,
+        pub x_sdk_date: String,
+        pub ak: String,
+        pub sk: String,
+        pub authorization: String,
+        pub uri: String,
     }
 
-    const VECTORS: &str = include_str!("../../tests/data/signing-vectors.json");
+    pub(crate) const VECTORS: &str = include_str!("../../tests/data/signing-vectors.json");
 
-    fn vectors() -> Vec<Vector> {
+    pub(crate) fn vectors() -> Vec<Vector> {
         serde_json::from_str(VECTORS).expect("signing vectors parse")
     }
 
-    fn headers_of(v: &Vector) -> Vec<(String, String)> {
+    /// The vector's headers plus `Host` and `X-Sdk-Date`, as signed.
+    pub(crate) fn headers_of(v: &Vector) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> =
             v.headers_in.iter().map(|(k, val)| (k.clone(), val.clone())).collect();
         headers.push(("Host".into(), v.host.clone()));
         headers.push((DATE_HEADER.into(), v.x_sdk_date.clone()));
         headers
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use vectors::{VECTORS, headers_of, vectors};
 
     #[test]
     fn reproduces_every_sdk_vector() {

@@ -6,7 +6,7 @@ use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, FailureKind};
 use crate::api::{Endpoints, Service};
 use crate::cloud::credentials::Credentials;
-use crate::cloud::{self, CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
+use crate::cloud::{CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
 use std::sync::Arc;
 
 /// The cloud as one policy reaches it: its credentials and endpoint overrides.
@@ -27,9 +27,9 @@ impl CloudApi {
     pub fn check_endpoints(&self, policy: &PurgePolicy) -> Result<(), CloudError> {
         for project in &policy.projects {
             for service in policy.targets.iter().map(Target::service) {
-                let (service, url) = match service {
-                    Service::Sdrs => (cloud::Service::Sdrs, self.endpoints.sdrs.as_deref()),
-                    Service::Kps => (cloud::Service::Kps, self.endpoints.kps.as_deref()),
+                let url = match service {
+                    Service::Sdrs => self.endpoints.sdrs.as_deref(),
+                    Service::Kps => self.endpoints.kps.as_deref(),
                 };
                 self.http.endpoint(service, &project.region, url)?;
             }
