@@ -223,6 +223,9 @@ pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
         .await
         .map_err(ControllerError::ElectLeader)?;
     let (mut leader, _task) = manager.watch().await;
+    // A standby replica is healthy: it is ready to take over. Reporting it unready would stall
+    // rolling updates of the Deployment.
+    health.set_ready(true);
     tokio::select! {
         joined = &mut server => return server_stopped(joined),
         _ = leader.wait_for(|is_leader| *is_leader) => {}
