@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "taskreaper-leader")]
     pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it lapses.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(6..))]
+    pub lease_duration_secs: u64,
     /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
@@ -62,6 +65,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 30)]
     pub request_timeout_secs: u64,
 }
+
+/// How long before its Lease lapses a leader renews it.
+const LEASE_GRACE_SECS: u64 = 5;
 
 /// What [`serve`] needs besides a client.
 #[derive(Clone, Debug)]
@@ -219,6 +225,8 @@ pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
+        .with_duration(args.lease_duration_secs)
+        .with_grace(LEASE_GRACE_SECS)
         .build()
         .await
         .map_err(ControllerError::ElectLeader)?;
