@@ -67,7 +67,7 @@ pub const MAX_NAME_PATTERN_LEN: usize = 256;
     ),
     printcolumn(
         name = "Next Run",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.nextScheduleTime",
         description = "When the next scheduled run starts"
     ),

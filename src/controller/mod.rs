@@ -12,7 +12,8 @@ use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, 
 use crate::observability::{Health, Metrics};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::api::ListParams;
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -139,7 +140,7 @@ impl RunArgs {
 }
 
 /// Reconciles policies with `client` until `shutdown` completes. Sets `health` ready once the
-/// policy cache has synced.
+/// policies it watches can be listed.
 pub async fn serve(
     client: Client,
     settings: Settings,
@@ -153,7 +154,7 @@ pub async fn serve(
     let reporter = Reporter { controller: "taskreaper".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         metrics,
         http,
         permits: Semaphore::new(settings.concurrency),
@@ -168,14 +169,9 @@ pub async fn serve(
     if let Some(selector) = &settings.label_selector {
         policy_watch = policy_watch.labels(selector);
     }
+    let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
     let controller = Controller::new(policies, policy_watch);
-    let store = controller.store();
-    let index = store.clone();
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            health.set_ready(true);
-        }
-    });
+    let index = controller.store();
     controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |secret: Secret| {
             // A Secret triggers the policies in its namespace that reference it.
@@ -196,7 +192,31 @@ pub async fn serve(
             }
         })
         .await;
+    probe.abort();
     Ok(())
+}
+
+/// Sets `health` ready once the policies this controller watches can be listed, retrying every
+/// second. Waiting on the policy store's own readiness instead would compete with the controller
+/// for the store's single wake-up slot, leaving either the controller or readiness stuck.
+async fn ready_when_listable(
+    policies: Api<FailedTaskCleanupPolicy>,
+    label_selector: Option<String>,
+    health: Arc<Health>,
+) {
+    let params = ListParams { label_selector, limit: Some(1), ..ListParams::default() };
+    loop {
+        match policies.list_metadata(&params).await {
+            Ok(_) => {
+                health.set_ready(true);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::controller::pipeline::error_chain(&error), "listing policies failed; not ready");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// `taskreaper run`: the controller with its metrics endpoint and optional leader election.

@@ -5,7 +5,7 @@
 use super::events;
 use super::pipeline::{self, Blocked};
 use super::schedule;
-use super::status::{Observed, Verdict, next_status};
+use super::status::{Observed, Verdict, next_status, whole_seconds};
 use crate::api::{FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason};
 use crate::cloud::CloudHttp;
 use crate::observability::Metrics;
@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,8 @@ pub const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who publishes the events.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub http: CloudHttp,
     /// Bounds the cloud calls in flight across all policies.
@@ -61,6 +62,15 @@ pub enum ReconcileError {
     },
     #[error("writing status")]
     PatchStatus(#[source] kube::Error),
+}
+
+impl Context {
+    /// A recorder for one event. kube's `Recorder` folds later events with the same reason about
+    /// the same object into a series that keeps the first event's note, which would show the
+    /// counts of the first run forever; a fresh recorder publishes each run's own note.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
 }
 
 /// One pass over a policy.
@@ -133,7 +143,7 @@ impl Writer<'_> {
     /// Reports a policy that cannot run; the event goes out only when the status changed.
     async fn block(&mut self, observed: &Observed, blocked: &Blocked) -> Result<Action, ReconcileError> {
         if self.apply(observed, &blocked.verdict()).await? {
-            events::blocked(&self.ctx.recorder, self.policy, blocked).await;
+            events::blocked(&self.ctx.recorder(), self.policy, blocked).await;
         }
         Ok(Action::await_change())
     }
@@ -150,7 +160,9 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         return Ok(Action::await_change());
     };
     let policy = &policy;
-    let now = Timestamp::now();
+    // Status times are stored to the second; a run's next time computed from a finer start time
+    // would differ from the one computed later from the stored start, and be written again.
+    let now = whole_seconds(Timestamp::now());
     let uid = policy.uid().unwrap_or_default();
     let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let mut writer = Writer { ctx, policy, api, status: policy.status.clone().unwrap_or_default() };
@@ -234,7 +246,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     let verdict = Verdict::Ran { report: &report, started: now, dry_run: policy.spec.dry_run };
     writer.apply(&observed(next_run, request, finished), &verdict).await?;
     record(ctx, &report, &writer.status, finished.duration_since(now));
-    events::ran(&ctx.recorder, policy, &writer.status).await;
+    events::ran(&ctx.recorder(), policy, &writer.status).await;
     tracing::info!(
         policy = %policy.name_any(),
         namespace,

@@ -33,6 +33,17 @@ pub struct Observed {
     pub now: Timestamp,
 }
 
+/// `t` to whole seconds, the precision of the API server's `metav1.Time`.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// A status time as the API server will store it, so that a status computed again from the stored
+/// one compares equal and is not written again.
+fn api_time(t: Timestamp) -> Time {
+    Time(whole_seconds(t))
+}
+
 /// Reasons that describe the outcome of a run, as opposed to why no run could happen.
 fn is_run_reason(reason: &str) -> bool {
     [
@@ -75,7 +86,7 @@ fn set_condition_status(
         .iter()
         .find(|c| c.type_ == type_.as_str() && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .unwrap_or_else(|| api_time(now));
     let condition = Condition {
         type_: type_.as_str().to_string(),
         status: status.to_string(),
@@ -164,8 +175,8 @@ fn call_error(f: &CallFailure) -> CallError {
 /// The `lastRun` summary of a report.
 pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp) -> RunSummary {
     RunSummary {
-        start_time: Some(Time(started)),
-        completion_time: Some(Time(completed)),
+        start_time: Some(api_time(started)),
+        completion_time: Some(api_time(completed)),
         found: report.found(),
         deleted: report.deleted(),
         would_delete: report.would_delete(),
@@ -201,7 +212,7 @@ pub fn next_status(
     let Observed { generation, now, .. } = observed.clone();
     let conditions = &mut next.conditions;
     next.observed_generation = generation;
-    next.next_schedule_time = observed.next_run.map(Time);
+    next.next_schedule_time = observed.next_run.map(api_time);
     if let Some(request) = &observed.handled_request {
         next.last_handled_requested_at = Some(request.clone());
     }
@@ -314,9 +325,9 @@ pub fn next_status(
                 now,
             );
             idle(conditions);
-            next.last_schedule_time = Some(Time(*started));
+            next.last_schedule_time = Some(api_time(*started));
             if ready {
-                next.last_successful_time = Some(Time(now));
+                next.last_successful_time = Some(api_time(now));
             }
             next.total_deleted = prev.total_deleted.saturating_add(report.deleted());
             next.last_run = Some(run_summary(report, *started, now));
@@ -418,6 +429,25 @@ mod tests {
         assert_eq!(waited, ran, "waiting after a run writes nothing");
         let again = next_status(&waited, &observed("2026-11-22T00:40:00Z"), &Verdict::Waiting, None);
         assert_eq!(again, ran);
+    }
+
+    #[test]
+    fn times_are_whole_seconds_so_a_stored_status_compares_equal() {
+        let r = report(None);
+        let ran = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00.700Z"), dry_run: false };
+        // A jittered next run is not a whole number of seconds.
+        let o =
+            Observed { next_run: Some(t("2026-11-22T01:03:20.250Z")), ..observed("2026-11-22T00:00:05.9Z") };
+        let s = next_status(&Default::default(), &o, &ran, None);
+        assert_eq!(s.last_schedule_time, Some(Time(t("2026-11-22T00:00:00Z"))));
+        assert_eq!(s.last_successful_time, Some(Time(t("2026-11-22T00:00:05Z"))));
+        assert_eq!(s.next_schedule_time, Some(Time(t("2026-11-22T01:03:20Z"))));
+        let run = s.last_run.as_ref().unwrap();
+        assert_eq!(run.completion_time, Some(Time(t("2026-11-22T00:00:05Z"))));
+        assert!(s.conditions.iter().all(|c| c.last_transition_time.0.subsec_nanosecond() == 0));
+        let waited =
+            next_status(&s, &Observed { now: t("2026-11-22T00:10:00.5Z"), ..o }, &Verdict::Waiting, None);
+        assert_eq!(waited, s, "recomputing the same next run writes nothing");
     }
 
     #[test]

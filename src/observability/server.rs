@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Readiness: set once the policy cache has synced, or while this replica stands by for the lease.
+/// Readiness: set once the watched policies can be listed, or while this replica stands by for the lease.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,

@@ -1,0 +1,721 @@
+//! End-to-end scenarios of the controller: a real kube-apiserver (RBAC on, the shipped CRD and
+//! ClusterRole), the controller in process as `taskreaper-controller`, and the SDRS/KPS emulator
+//! over HTTPS. Each test has its own namespace, emulator and controller, and checks status,
+//! conditions, Events and what the emulator still holds.
+//!
+//! Run through `bash tests/run.sh`, or with `TASKREAPER_CONTROL_PLANE_BIN` set.
+
+mod common;
+
+use std::time::Duration;
+
+use common::e2e::{
+    AK, Env, PROJECT_A, PROJECT_B, PROJECT_C, SK, condition, condition_is, eventually, kps_all, kps_matching,
+    sdrs_all, sdrs_groups, sdrs_matching, status_yaml,
+};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use taskreaper::api::{
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, KpsOperateType, RunSummary, Scope,
+    SdrsFailureStatus, SdrsResourceType, Service, TargetOutcome, TaskMatch,
+};
+use taskreaper::cloud::model::{FailedTask, FailureJob};
+use taskreaper::emulator::{
+    KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_LIST, SDRS_ONE, Seed, SeededJob,
+};
+
+const GROUP_1: &str = "897f57b2-6e94-4179-b414-9532726c59f2";
+const GROUP_2: &str = "3d1c4e5f-0a9b-4c8d-9e7f-6a5b4c3d2e1f";
+const GROUP_3: &str = "5b7e2c1d-8f4a-4e3b-9c6d-1a2b3c4d5e6f";
+const GROUP_EMPTY: &str = "0e1d2c3b-4a59-4687-a5b4-c3d2e1f0a9b8";
+
+fn generated(projects: &[&str], tasks_per_kind: usize) -> Seed {
+    Seed::Generated {
+        projects: projects.iter().map(|p| (*p).to_string()).collect(),
+        tasks_per_kind,
+        seed: 11,
+    }
+}
+
+fn ago(hours: i64) -> Timestamp {
+    Timestamp::now() - SignedDuration::from_hours(hours)
+}
+
+/// An SDRS failed job of a protection group.
+fn job(
+    id: &str,
+    resource_type: &str,
+    failure_status: &str,
+    name: &str,
+    hours_ago: i64,
+    group: &str,
+) -> SeededJob {
+    let resource_id = if resource_type == "server_groups" { group.to_string() } else { format!("res-{id}") };
+    SeededJob::new(
+        FailureJob {
+            job_id: id.into(),
+            job_type: "createProtectedInstance".into(),
+            job_status: "FAIL".into(),
+            begin_time: taskreaper::emulator::sdrs_time(ago(hours_ago)),
+            failure_status: failure_status.into(),
+            resource_id,
+            resource_name: name.into(),
+            resource_type: resource_type.into(),
+            error_code: "SDRS.1201".into(),
+            fail_reason: "The ECS quota in the target AZ is insufficient.".into(),
+        },
+        Some(group.to_string()),
+    )
+}
+
+/// A KPS failed task.
+fn task(id: &str, operate_type: &str, keypair: &str, hours_ago: i64) -> FailedTask {
+    FailedTask {
+        task_id: id.into(),
+        operate_type: operate_type.into(),
+        task_time: taskreaper::emulator::kps_time(ago(hours_ago)),
+        task_error_code: "KPS.2011".into(),
+        task_error_msg: "The ECS is not in the stopped state.".into(),
+        server_name: format!("ecs-{id}"),
+        server_id: format!("srv-{id}"),
+        keypair_name: keypair.into(),
+    }
+}
+
+fn status(policy: &FailedTaskCleanupPolicy) -> &FailedTaskCleanupPolicyStatus {
+    policy
+        .status
+        .as_ref()
+        .unwrap_or_else(|| panic!("policy {} has no status", policy.metadata.name.as_deref().unwrap_or("?")))
+}
+
+fn last_run(policy: &FailedTaskCleanupPolicy) -> &RunSummary {
+    status(policy).last_run.as_ref().unwrap_or_else(|| panic!("no lastRun in:\n{}", status_yaml(policy)))
+}
+
+fn ready_message(policy: &FailedTaskCleanupPolicy) -> String {
+    condition(policy, ConditionType::Ready).map(|c| c.message.clone()).unwrap_or_default()
+}
+
+/// The checks every successful run shares: counts add up per target, conditions are settled and
+/// describe the current generation, schedule times are set.
+fn assert_settled_run(policy: &FailedTaskCleanupPolicy) {
+    let yaml = status_yaml(policy);
+    let s = status(policy);
+    let run = last_run(policy);
+    assert_eq!(s.observed_generation, policy.metadata.generation, "{yaml}");
+    for c in &s.conditions {
+        assert_eq!(c.observed_generation, policy.metadata.generation, "condition {}: {yaml}", c.type_);
+    }
+    assert!(condition_is(policy, ConditionType::Reconciling, "False", "Idle"), "{yaml}");
+    assert!(condition_is(policy, ConditionType::Stalled, "False", "AsExpected"), "{yaml}");
+    assert_eq!(run.found, run.targets.iter().map(|t| t.found).sum::<u64>(), "{yaml}");
+    assert_eq!(run.deleted, run.targets.iter().map(|t| t.deleted).sum::<u64>(), "{yaml}");
+    assert_eq!(run.remaining, run.targets.iter().map(|t| t.remaining).sum::<u64>(), "{yaml}");
+    let started =
+        s.last_schedule_time.as_ref().map(|t| t.0).unwrap_or_else(|| panic!("no lastScheduleTime: {yaml}"));
+    let next =
+        s.next_schedule_time.as_ref().map(|t| t.0).unwrap_or_else(|| panic!("no nextScheduleTime: {yaml}"));
+    assert_eq!(next.duration_since(started), SignedDuration::from_hours(1), "an hourly interval: {yaml}");
+    assert!(run.start_time.is_some() && run.completion_time.is_some(), "{yaml}");
+}
+
+// --- 1-5: each target kind deletes exactly what it covers --------------------------------------
+
+#[tokio::test]
+async fn sdrs_all_deletes_only_protection_group_failures() {
+    let env = Env::with_credentials("e2e-sdrs-all", generated(&[PROJECT_A], 4)).await;
+    let store = env.emulator.store();
+    let before = store.failure_jobs(PROJECT_A);
+    let groups: Vec<String> =
+        before.iter().filter(|j| j.resource_type == "server_groups").map(|j| j.job_id.clone()).collect();
+    assert_eq!(groups.len(), 4, "the seed has 4 protection-group failures");
+    let tasks_before = env.task_ids(PROJECT_A);
+
+    env.create(&env.policy("sdrs-all", &[PROJECT_A], vec![sdrs_all()])).await;
+    let policy = env.wait_ready("sdrs-all", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining, run.failed_calls), (4, 4, 0, 0), "{yaml}");
+    assert_eq!(run.targets.len(), 1, "{yaml}");
+    let row = &run.targets[0];
+    assert_eq!((row.project.as_str(), row.service, row.scope), (PROJECT_A, Service::Sdrs, Scope::All));
+    assert_eq!(
+        (row.outcome, row.found, row.deleted, row.remaining),
+        (TargetOutcome::Purged, 4, 4, 0),
+        "{yaml}"
+    );
+    assert!(row.error.is_none(), "{yaml}");
+    assert_eq!(status(&policy).total_deleted, 4, "{yaml}");
+    assert_eq!(ready_message(&policy), "1 project: 4 deleted, 0 remaining");
+    assert!(status(&policy).last_successful_time.is_some(), "{yaml}");
+
+    // Only the protection-group-level failures went; KPS was not touched.
+    let after = store.failure_jobs(PROJECT_A);
+    assert_eq!(after.len(), before.len() - 4);
+    assert!(after.iter().all(|j| j.resource_type != "server_groups"), "{after:?}");
+    assert_eq!(env.task_ids(PROJECT_A), tasks_before);
+    // Listed before and after (filtered to server_groups), one batch delete, nothing else.
+    let calls = env.calls();
+    assert_eq!(calls.route("GET", SDRS_LIST), 2, "{calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_BATCH), 1, "{calls:?}");
+    assert_eq!((calls.deletes, calls.total), (1, 3), "{calls:?}");
+
+    env.wait_event("sdrs-all", "Normal", "Purged", |note| note == "1 project: 4 deleted, 0 remaining").await;
+    env.assert_secret_never_shown("sdrs-all").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn sdrs_protection_groups_delete_only_the_listed_groups() {
+    let env = Env::with_credentials("e2e-sdrs-groups", Seed::Empty).await;
+    env.emulator.store().add_failure_jobs(
+        PROJECT_A,
+        [
+            job("g1-pg", "server_groups", "createFail", "prod-pg-01", 5, GROUP_1),
+            job("g1-vm", "protected_instances", "attachFail", "prod-vm-01", 6, GROUP_1),
+            job("g2-pg", "server_groups", "reprotectFail", "dr-pg-02", 7, GROUP_2),
+            job("g2-rep", "replications", "expandFail", "dr-rep-02", 8, GROUP_2),
+            job("g3-pg", "server_groups", "createFail", "tmp-pg-03", 9, GROUP_3),
+            job("g3-vm", "protected_instances", "createFail", "tmp-vm-03", 10, GROUP_3),
+        ],
+    );
+
+    let targets = vec![sdrs_groups(&[GROUP_1, GROUP_2, GROUP_EMPTY])];
+    env.create(&env.policy("groups", &[PROJECT_A], targets)).await;
+    let policy = env.wait_ready("groups", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (4, 4, 0), "{yaml}");
+    assert_eq!(run.targets.len(), 1, "{yaml}");
+    assert_eq!(
+        (run.targets[0].scope, run.targets[0].outcome),
+        (Scope::ProtectionGroups, TargetOutcome::Purged)
+    );
+
+    assert_eq!(env.job_ids(PROJECT_A), ["g3-pg", "g3-vm"], "only the unlisted group's failures stay");
+    let calls = env.calls();
+    // Each listed group is listed before; the two with failures are batch-deleted and listed again.
+    assert_eq!(calls.route("GET", SDRS_LIST), 3 + 3, "{calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_GROUP_BATCH), 2, "{calls:?}");
+    assert_eq!(calls.deletes, 2, "{calls:?}");
+
+    env.wait_event("groups", "Normal", "Purged", |note| note.contains("4 deleted")).await;
+    env.assert_secret_never_shown("groups").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn sdrs_matching_deletes_only_what_matches_every_filter() {
+    let env = Env::with_credentials("e2e-sdrs-match", Seed::Empty).await;
+    env.emulator.store().add_failure_jobs(
+        PROJECT_A,
+        [
+            job("match-old", "protected_instances", "createFail", "tmp-a", 48, GROUP_1),
+            job("match-older", "protected_instances", "createFail", "tmp-b", 100, GROUP_1),
+            job("too-young", "protected_instances", "createFail", "tmp-c", 1, GROUP_1),
+            job("other-status", "protected_instances", "deleteFail", "tmp-d", 48, GROUP_1),
+            job("other-type", "replications", "createFail", "tmp-e", 48, GROUP_1),
+            job("other-name", "protected_instances", "createFail", "prod-f", 48, GROUP_1),
+            job("group-level", "server_groups", "createFail", "tmp-pg", 48, GROUP_1),
+        ],
+    );
+    let filter = TaskMatch {
+        resource_types: Some(vec![SdrsResourceType::ProtectedInstances]),
+        failure_statuses: Some(vec![SdrsFailureStatus::CreateFail]),
+        name_pattern: Some("^tmp-".into()),
+        older_than: Some("24h".into()),
+        ..TaskMatch::default()
+    };
+    env.create(&env.policy("sdrs-match", &[PROJECT_A], vec![sdrs_matching(filter)])).await;
+    let policy = env.wait_ready("sdrs-match", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (2, 2, 0), "{yaml}");
+    assert_eq!(run.targets[0].scope, Scope::Matching);
+
+    assert_eq!(
+        env.job_ids(PROJECT_A),
+        ["group-level", "other-name", "other-status", "other-type", "too-young"]
+    );
+    let calls = env.calls();
+    assert_eq!(calls.route("DELETE", SDRS_ONE), 2, "{calls:?}");
+    assert_eq!(calls.deletes, 2, "one delete per match, no batch: {calls:?}");
+
+    env.wait_event("sdrs-match", "Normal", "Purged", |note| note == "1 project: 2 deleted, 0 remaining")
+        .await;
+    env.assert_secret_never_shown("sdrs-match").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn kps_all_deletes_every_failed_task() {
+    let env = Env::with_credentials("e2e-kps-all", generated(&[PROJECT_A], 3)).await;
+    let jobs_before = env.job_ids(PROJECT_A);
+    let tasks = env.task_ids(PROJECT_A).len() as u64;
+    assert_eq!(tasks, 9, "3 of each operate type");
+
+    env.create(&env.policy("kps-all", &[PROJECT_A], vec![kps_all()])).await;
+    let policy = env.wait_ready("kps-all", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (tasks, tasks, 0), "{yaml}");
+    let row = &run.targets[0];
+    assert_eq!((row.service, row.scope, row.outcome), (Service::Kps, Scope::All, TargetOutcome::Purged));
+
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    assert_eq!(env.job_ids(PROJECT_A), jobs_before, "SDRS is not touched");
+    let calls = env.calls();
+    assert_eq!((calls.route("GET", KPS_TASKS), calls.route("DELETE", KPS_TASKS)), (2, 1), "{calls:?}");
+    assert_eq!(calls.deletes, 1, "{calls:?}");
+
+    env.wait_event("kps-all", "Normal", "Purged", |note| note == "1 project: 9 deleted, 0 remaining").await;
+    env.assert_secret_never_shown("kps-all").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn kps_matching_deletes_only_what_matches_every_filter() {
+    let env = Env::with_credentials("e2e-kps-match", Seed::Empty).await;
+    env.emulator.store().add_failed_tasks(
+        PROJECT_A,
+        [
+            task("match-old", "FAILED_UNBIND", "kp-a", 100),
+            task("match-older", "FAILED_UNBIND", "kp-b", 400),
+            task("too-young", "FAILED_UNBIND", "kp-c", 10),
+            task("other-op", "FAILED_RESET", "kp-d", 100),
+            task("other-name", "FAILED_UNBIND", "ops-e", 100),
+        ],
+    );
+    let filter = TaskMatch {
+        operate_types: Some(vec![KpsOperateType::FailedUnbind]),
+        name_pattern: Some("^kp-".into()),
+        older_than: Some("72h".into()),
+        ..TaskMatch::default()
+    };
+    env.create(&env.policy("kps-match", &[PROJECT_A], vec![kps_matching(filter)])).await;
+    let policy = env.wait_ready("kps-match", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (2, 2, 0), "{yaml}");
+    assert_eq!((run.targets[0].service, run.targets[0].scope), (Service::Kps, Scope::Matching));
+
+    assert_eq!(env.task_ids(PROJECT_A), ["other-name", "other-op", "too-young"]);
+    let calls = env.calls();
+    assert_eq!(calls.route("DELETE", KPS_ONE), 2, "{calls:?}");
+    assert_eq!(calls.deletes, 2, "{calls:?}");
+
+    env.wait_event("kps-match", "Normal", "Purged", |note| note.contains("2 deleted")).await;
+    env.assert_secret_never_shown("kps-match").await;
+    env.finish().await;
+}
+
+// --- 6: several projects ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn several_projects_get_one_row_per_project_and_target() {
+    let projects = [PROJECT_A, PROJECT_B, PROJECT_C];
+    let env = Env::with_credentials("e2e-projects", generated(&projects, 2)).await;
+    let store = env.emulator.store();
+    let groups =
+        |p: &str| store.failure_jobs(p).iter().filter(|j| j.resource_type == "server_groups").count();
+    let expected: u64 = projects.iter().map(|p| (groups(p) + store.failed_tasks(p).len()) as u64).sum();
+    let others: Vec<usize> = projects.iter().map(|p| store.failure_jobs(p).len() - groups(p)).collect();
+
+    let mut policy = env.policy("projects", &projects, vec![sdrs_all(), kps_all()]);
+    policy.spec.projects[1].region = Some("cn-east-3".into());
+    policy.spec.projects[2].region = Some("ap-southeast-1".into());
+    env.create(&policy).await;
+    let policy = env.wait_ready("projects", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (expected, expected, 0), "{yaml}");
+    let rows: Vec<(&str, u32, Service, Scope)> =
+        run.targets.iter().map(|t| (t.project.as_str(), t.target_index, t.service, t.scope)).collect();
+    let mut wanted = Vec::new();
+    for p in projects {
+        wanted.push((p, 0, Service::Sdrs, Scope::All));
+        wanted.push((p, 1, Service::Kps, Scope::All));
+    }
+    assert_eq!(rows, wanted, "one row per project x target: {yaml}");
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == 0), "{yaml}");
+    assert_eq!(ready_message(&policy), format!("3 projects: {expected} deleted, 0 remaining"));
+
+    let calls = env.calls();
+    for (p, other) in projects.iter().zip(others) {
+        assert_eq!(groups(p), 0, "project {p}");
+        assert!(store.failed_tasks(p).is_empty(), "project {p}");
+        assert_eq!(store.failure_jobs(p).len(), other, "project {p} keeps its other SDRS failures");
+        assert_eq!(calls.project_route(p, "DELETE", SDRS_BATCH), 1, "{calls:?}");
+        assert_eq!(calls.project_route(p, "DELETE", KPS_TASKS), 1, "{calls:?}");
+    }
+    env.assert_secret_never_shown("projects").await;
+    env.finish().await;
+}
+
+// --- 7-8: dry run and the deletion bound ------------------------------------------------------
+
+#[tokio::test]
+async fn dry_run_reports_what_it_would_delete_and_sends_no_delete() {
+    let env = Env::with_credentials("e2e-dry-run", generated(&[PROJECT_A], 3)).await;
+    let store = env.emulator.store();
+    let groups =
+        store.failure_jobs(PROJECT_A).iter().filter(|j| j.resource_type == "server_groups").count() as u64;
+    let unbinds =
+        store.failed_tasks(PROJECT_A).iter().filter(|t| t.operate_type == "FAILED_UNBIND").count() as u64;
+    let (jobs_before, tasks_before) = (env.job_ids(PROJECT_A), env.task_ids(PROJECT_A));
+
+    let filter =
+        TaskMatch { operate_types: Some(vec![KpsOperateType::FailedUnbind]), ..TaskMatch::default() };
+    let mut policy = env.policy("dry", &[PROJECT_A], vec![sdrs_all(), kps_matching(filter)]);
+    policy.spec.dry_run = true;
+    env.create(&policy).await;
+    let policy = env.wait_ready("dry", "True", "DryRun").await;
+    let yaml = status_yaml(&policy);
+    let run = last_run(&policy);
+    assert_eq!(run.would_delete, groups + unbinds, "{yaml}");
+    assert_eq!((run.found, run.deleted), (groups + unbinds, 0), "{yaml}");
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::DryRun && t.deleted == 0), "{yaml}");
+    assert_eq!(run.targets.iter().map(|t| t.would_delete).collect::<Vec<_>>(), [groups, unbinds], "{yaml}");
+    assert_eq!(status(&policy).total_deleted, 0, "{yaml}");
+    assert_eq!(
+        ready_message(&policy),
+        format!("1 project: {} would be deleted, {} found", groups + unbinds, groups + unbinds)
+    );
+
+    let calls = env.calls();
+    assert_eq!(calls.deletes, 0, "a dry run never sends a DELETE: {calls:?}");
+    assert!(calls.by_route.keys().all(|k| k.starts_with("GET ")), "{calls:?}");
+    assert!(calls.total > 0, "a dry run lists: {calls:?}");
+    assert_eq!((env.job_ids(PROJECT_A), env.task_ids(PROJECT_A)), (jobs_before, tasks_before));
+
+    env.wait_event("dry", "Normal", "DryRun", |note| note.contains("would be deleted")).await;
+    env.assert_secret_never_shown("dry").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn max_deletions_per_run_stops_a_matching_purge_at_the_bound() {
+    let env = Env::with_credentials("e2e-limit", Seed::Empty).await;
+    // Seven matches, oldest first t7 .. t1, and two tasks outside the match.
+    let matches: Vec<FailedTask> =
+        (1..=7).map(|i| task(&format!("t{i}"), "FAILED_UNBIND", &format!("kp-{i}"), 10 * i)).collect();
+    env.emulator.store().add_failed_tasks(PROJECT_A, matches);
+    env.emulator.store().add_failed_tasks(
+        PROJECT_A,
+        [task("reset-1", "FAILED_RESET", "kp-r1", 500), task("reset-2", "FAILED_RESET", "kp-r2", 1)],
+    );
+
+    let filter =
+        TaskMatch { operate_types: Some(vec![KpsOperateType::FailedUnbind]), ..TaskMatch::default() };
+    let mut policy = env.policy("limit", &[PROJECT_A], vec![kps_matching(filter)]);
+    policy.spec.max_deletions_per_run = 3;
+    env.create(&policy).await;
+    let policy = env.wait_ready("limit", "True", "DeletionLimitReached").await;
+    let yaml = status_yaml(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (7, 3, 4), "{yaml}");
+    assert_eq!(status(&policy).total_deleted, 3, "{yaml}");
+    assert_eq!(
+        ready_message(&policy),
+        "stopped at maxDeletionsPerRun=3: 1 project: 3 deleted, 4 remaining",
+        "{yaml}"
+    );
+
+    // The three oldest matches went; the rest waits for the next run.
+    assert_eq!(env.task_ids(PROJECT_A), ["reset-1", "reset-2", "t1", "t2", "t3", "t4"]);
+    let calls = env.calls();
+    assert_eq!((calls.route("DELETE", KPS_ONE), calls.deletes), (3, 3), "{calls:?}");
+
+    env.wait_event("limit", "Warning", "DeletionLimitReached", |note| {
+        note.starts_with("stopped at maxDeletionsPerRun=3") && note.contains("4 remaining")
+    })
+    .await;
+    env.assert_secret_never_shown("limit").await;
+    env.finish().await;
+}
+
+// --- 9-10: credentials ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_missing_secret_stalls_until_it_is_created() {
+    let env = Env::start("e2e-no-secret", generated(&[PROJECT_A], 2)).await;
+    env.create(&env.policy("no-secret", &[PROJECT_A], vec![kps_all()])).await;
+    let policy = env.wait_ready("no-secret", "False", "CredentialsNotFound").await;
+    let yaml = status_yaml(&policy);
+    assert!(condition_is(&policy, ConditionType::Stalled, "True", "CredentialsNotFound"), "{yaml}");
+    assert!(ready_message(&policy).contains("hwcloud-credentials"), "the message names the Secret: {yaml}");
+    assert!(status(&policy).next_schedule_time.is_none(), "{yaml}");
+    env.wait_event("no-secret", "Warning", "CredentialsNotFound", |note| {
+        note.contains("hwcloud-credentials")
+    })
+    .await;
+    assert_eq!(env.calls().total, 0, "no cloud call without credentials");
+
+    // Creating the Secret is enough: the controller watches it.
+    env.create_secret(AK, SK).await;
+    let policy = env.wait_ready("no-secret", "True", "Purged").await;
+    assert_settled_run(&policy);
+    assert_eq!(last_run(&policy).deleted, 6, "{}", status_yaml(&policy));
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    env.wait_event("no-secret", "Normal", "Purged", |note| note.contains("6 deleted")).await;
+    env.assert_secret_never_shown("no-secret").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn rejected_keys_stall_without_a_hot_loop() {
+    const WRONG_SK: &str = "e2e-wrong-sk-also-never-shown-2b9d";
+    let env = Env::start("e2e-bad-keys", generated(&[PROJECT_A], 2)).await;
+    env.create_secret(AK, WRONG_SK).await;
+    let (jobs_before, tasks_before) = (env.job_ids(PROJECT_A), env.task_ids(PROJECT_A));
+    env.create(&env.policy("bad-keys", &[PROJECT_A], vec![sdrs_all(), kps_all()])).await;
+    let policy = env.wait_ready("bad-keys", "False", "AuthenticationFailed").await;
+    let yaml = status_yaml(&policy);
+    assert!(condition_is(&policy, ConditionType::Stalled, "True", "AuthenticationFailed"), "{yaml}");
+    assert!(ready_message(&policy).contains("HTTP 401"), "{yaml}");
+    assert!(status(&policy).last_successful_time.is_none(), "{yaml}");
+    let run = last_run(&policy);
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Failed), "{yaml}");
+    assert!(
+        run.targets.iter().all(|t| t.error.as_ref().is_some_and(|e| e.http_status == Some(401))),
+        "each target records the 401: {yaml}"
+    );
+    env.wait_event("bad-keys", "Warning", "AuthenticationFailed", |note| note.contains("HTTP 401")).await;
+
+    // Rejected credentials are not retried in a loop: a few seconds later no further call was made.
+    let after_run = env.calls().total;
+    assert!(after_run <= 4, "one list per target at most, got {:?}", env.calls());
+    let reconciles = env.controller.reconciles();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(env.calls().total, after_run, "calls after the failed run: {:?}", env.calls());
+    assert!(
+        env.controller.reconciles() <= reconciles + 2,
+        "reconciles went from {reconciles} to {}",
+        env.controller.reconciles()
+    );
+    assert_eq!((env.job_ids(PROJECT_A), env.task_ids(PROJECT_A)), (jobs_before, tasks_before));
+
+    env.assert_secret_never_shown("bad-keys").await;
+    let policy = env.get("bad-keys").await;
+    let text = serde_json::to_string(&policy).expect("serialize");
+    assert!(!text.contains(WRONG_SK), "the rejected secret key shows in the policy: {text}");
+    for event in env.events("bad-keys").await {
+        assert!(!event.note.unwrap_or_default().contains(WRONG_SK));
+    }
+
+    // Fixing the Secret takes effect at once, without waiting for the retry delay.
+    env.set_secret_key(SK).await;
+    let policy = env.wait_ready("bad-keys", "True", "Purged").await;
+    assert_settled_run(&policy);
+    assert!(env.task_ids(PROJECT_A).is_empty(), "the run with the fixed keys purged KPS");
+    env.assert_secret_never_shown("bad-keys").await;
+    env.finish().await;
+}
+
+// --- 11-14: suspend, manual trigger, spec changes, deletion ------------------------------------
+
+#[tokio::test]
+async fn suspend_stops_calls_and_resume_runs() {
+    let env = Env::with_credentials("e2e-suspend", generated(&[PROJECT_A], 2)).await;
+    let mut policy = env.policy("suspended", &[PROJECT_A], vec![kps_all()]);
+    policy.spec.suspend = true;
+    env.create(&policy).await;
+    let policy = env.wait_ready("suspended", "False", "Suspended").await;
+    let yaml = status_yaml(&policy);
+    assert!(condition_is(&policy, ConditionType::Stalled, "False", "AsExpected"), "{yaml}");
+    assert!(status(&policy).next_schedule_time.is_none() && status(&policy).last_run.is_none(), "{yaml}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.calls().total, 0, "a suspended policy makes no cloud call");
+    assert_eq!(env.task_ids(PROJECT_A).len(), 6);
+
+    env.patch_spec("suspended", json!({"suspend": false})).await;
+    let policy = env.wait_ready("suspended", "True", "Purged").await;
+    assert_settled_run(&policy);
+    assert_eq!(policy.metadata.generation, Some(2));
+    assert_eq!(last_run(&policy).deleted, 6, "{}", status_yaml(&policy));
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    env.assert_secret_never_shown("suspended").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_manual_trigger_runs_once_per_value() {
+    let env = Env::with_credentials("e2e-trigger", generated(&[PROJECT_A], 1)).await;
+    env.create(&env.policy("trigger", &[PROJECT_A], vec![kps_all()])).await;
+    let first = env.wait_ready("trigger", "True", "Purged").await;
+    assert_eq!(last_run(&first).deleted, 3);
+    assert!(status(&first).last_handled_requested_at.is_none());
+    let first_start = status(&first).last_schedule_time.clone();
+
+    // New failures; the next scheduled run is an hour away, so only the trigger can remove them.
+    env.emulator.store().add_failed_tasks(
+        PROJECT_A,
+        [task("new-1", "FAILED_RESET", "kp-n1", 2), task("new-2", "FAILED_REPLACE", "kp-n2", 3)],
+    );
+    let calls_before = env.calls().total;
+    env.request_run("trigger", "2026-05-01T10:00:00Z", "a").await;
+    let second = env.wait_handled("trigger", "2026-05-01T10:00:00Z").await;
+    let yaml = status_yaml(&second);
+    assert!(condition_is(&second, ConditionType::Ready, "True", "Purged"), "{yaml}");
+    assert_eq!((last_run(&second).found, last_run(&second).deleted), (2, 2), "{yaml}");
+    assert_eq!(status(&second).total_deleted, 5, "{yaml}");
+    assert!(status(&second).last_schedule_time >= first_start, "{yaml}");
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    assert!(env.calls().total > calls_before);
+    env.wait_event("trigger", "Normal", "Purged", |note| note == "1 project: 2 deleted, 0 remaining").await;
+
+    // The same value again (with another change so the controller looks) does not run again.
+    env.emulator.store().add_failed_tasks(PROJECT_A, [task("later", "FAILED_UNBIND", "kp-l", 1)]);
+    let calls_before = env.calls().total;
+    let reconciles = env.controller.reconciles();
+    env.request_run("trigger", "2026-05-01T10:00:00Z", "b").await;
+    eventually("a reconcile of the relabelled policy", Duration::from_secs(30), || async {
+        let n = env.controller.reconciles();
+        if n > reconciles { Ok(()) } else { Err(format!("reconciles still {n}")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let third = env.get("trigger").await;
+    assert_eq!(status(&third).last_run, status(&second).last_run, "{}", status_yaml(&third));
+    assert_eq!(env.calls().total, calls_before, "the handled value does not run again: {:?}", env.calls());
+    assert_eq!(env.task_ids(PROJECT_A), ["later"]);
+    env.assert_secret_never_shown("trigger").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_spec_change_updates_observed_generation() {
+    let env = Env::with_credentials("e2e-generation", generated(&[PROJECT_A], 1)).await;
+    env.create(&env.policy("generation", &[PROJECT_A], vec![kps_all()])).await;
+    let policy = env.wait_ready("generation", "True", "Purged").await;
+    assert_eq!((policy.metadata.generation, status(&policy).observed_generation), (Some(1), Some(1)));
+
+    env.patch_spec("generation", json!({"maxDeletionsPerRun": 500})).await;
+    let policy = env
+        .wait_for("generation", "observedGeneration 2 on the status and every condition", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.observed_generation == Some(2)
+                    && s.conditions.iter().all(|c| c.observed_generation == Some(2))
+            })
+        })
+        .await;
+    let yaml = status_yaml(&policy);
+    assert_eq!(policy.metadata.generation, Some(2));
+    assert!(condition_is(&policy, ConditionType::Ready, "True", "Purged"), "{yaml}");
+    assert_eq!(status(&policy).conditions.len(), 3, "{yaml}");
+    env.assert_secret_never_shown("generation").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_deleted_policy_makes_no_further_calls() {
+    let env = Env::with_credentials("e2e-deleted", generated(&[PROJECT_A], 1)).await;
+    env.create(&env.policy("deleted", &[PROJECT_A], vec![kps_all()])).await;
+    env.wait_ready("deleted", "True", "Purged").await;
+    env.assert_secret_never_shown("deleted").await;
+    env.delete("deleted").await;
+    eventually("the policy to be gone", Duration::from_secs(30), || async {
+        match env.policies().get_opt("deleted").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let calls = env.calls();
+    env.emulator.store().add_failed_tasks(PROJECT_A, [task("after-delete", "FAILED_UNBIND", "kp-x", 1)]);
+    // A change of the Secret would trigger the policy if the controller still knew it.
+    env.label_secret("after-delete").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.calls(), calls, "calls after the policy was deleted");
+    assert_eq!(env.task_ids(PROJECT_A), ["after-delete"]);
+    env.finish().await;
+}
+
+// --- 15-16: kubectl, and no needless status writes --------------------------------------------
+
+#[tokio::test]
+async fn kubectl_shows_the_columns_and_waits_for_ready() {
+    let env = Env::with_credentials("e2e-kubectl", generated(&[PROJECT_A], 2)).await;
+    env.create(&env.policy("shown", &[PROJECT_A], vec![kps_all()])).await;
+    env.kubectl(&["wait", "--for=condition=Ready", "ftcp/shown", "--timeout=60s"]).await;
+    let policy = env.wait_ready("shown", "True", "Purged").await;
+    let deleted = status(&policy).total_deleted;
+    assert_eq!(deleted, 6);
+
+    let table = env.kubectl(&["get", "ftcp"]).await;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "REASON", "LAST", "RUN", "NEXT", "RUN", "DELETED", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.len(), 7, "every column has a value:\n{table}");
+    assert_eq!(&row[..3], ["shown", "True", "Purged"], "{table}");
+    for (column, value) in [("LAST RUN", row[3]), ("NEXT RUN", row[4]), ("AGE", row[6])] {
+        assert!(
+            !value.starts_with('<') && value.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "{column} shows {value:?} (kube-apiserver renders a `date` printer column holding a future \
+             time, such as nextScheduleTime, as <invalid>):\n{table}"
+        );
+    }
+    assert_eq!(row[5], deleted.to_string(), "{table}");
+
+    // describe shows the conditions and the events.
+    let described = env.kubectl(&["describe", "ftcp", "shown"]).await;
+    assert!(described.contains("Purged") && described.contains("6 deleted"), "{described}");
+    assert!(!described.contains(SK));
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_again() {
+    let env = Env::with_credentials("e2e-quiet", generated(&[PROJECT_A], 1)).await;
+    // With jitter the next run is not a whole number of seconds after the last one.
+    let mut policy = env.policy("quiet", &[PROJECT_A], vec![sdrs_all(), kps_all()]);
+    policy.spec.schedule.jitter = Some("17m".into());
+    env.create(&policy).await;
+    env.wait_ready("quiet", "True", "Purged").await;
+    // Let the reconciles that the run's own status writes trigger settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settled = env.get("quiet").await;
+    let version = settled.metadata.resource_version.clone();
+    let writes = env.controller.status_writes();
+    assert_eq!(writes, 2, "one write when the run starts, one when it ends");
+    let calls = env.calls();
+
+    // Each label change of the Secret triggers a reconcile that finds nothing to change.
+    for round in 0..3 {
+        let reconciles = env.controller.reconciles();
+        env.label_secret(&format!("round-{round}")).await;
+        eventually("a reconcile triggered by the Secret", Duration::from_secs(30), || async {
+            let n = env.controller.reconciles();
+            if n > reconciles { Ok(()) } else { Err(format!("reconciles still {n}")) }
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = env.get("quiet").await;
+    assert_eq!(env.controller.status_writes(), writes, "status writes:\n{}", status_yaml(&after));
+    assert_eq!(
+        after.metadata.resource_version,
+        version,
+        "the policy was rewritten:\n{}",
+        status_yaml(&after)
+    );
+    assert_eq!(after.status, settled.status);
+    assert_eq!(env.calls(), calls, "nothing was due");
+    env.assert_secret_never_shown("quiet").await;
+    env.finish().await;
+}
