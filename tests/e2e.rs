@@ -719,3 +719,68 @@ async fn an_unchanged_status_is_not_written_again() {
     env.assert_secret_never_shown("quiet").await;
     env.finish().await;
 }
+
+// --- 17: the cloud misbehaving ------------------------------------------------------------------
+
+#[tokio::test]
+async fn throttling_outages_and_garbage_become_conditions_and_events() {
+    use taskreaper::emulator::Faults;
+    let env = Env::with_credentials("e2e-faults", generated(&[PROJECT_A], 2)).await;
+    let tasks_before = env.task_ids(PROJECT_A);
+    let jobs_before = env.job_ids(PROJECT_A);
+    let set_faults = |faults: Faults| env.emulator.store().set_faults(faults);
+
+    // Every call throttled: the run ends Throttled, nothing is deleted, the retries are bounded.
+    set_faults(Faults { error_rate: 1.0, error_statuses: vec![429], ..Faults::default() });
+    env.create(&env.policy("faulty", &[PROJECT_A], vec![sdrs_all(), kps_all()])).await;
+    let policy = env.wait_ready("faulty", "False", "Throttled").await;
+    let yaml = status_yaml(&policy);
+    assert!(
+        condition_is(&policy, ConditionType::Stalled, "False", "AsExpected"),
+        "throttling is not the user's to fix: {yaml}"
+    );
+    let run = last_run(&policy);
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Throttled), "{yaml}");
+    assert!(
+        run.targets.iter().all(|t| t.error.as_ref().is_some_and(|e| e.http_status == Some(429))),
+        "{yaml}"
+    );
+    assert_eq!(run.failed_calls, 2, "one failed list per target: {yaml}");
+    env.wait_event("faulty", "Warning", "Throttled", |note| note.contains("HTTP 429")).await;
+    let calls = env.calls();
+    assert_eq!(calls.deletes, 0, "{calls:?}");
+    assert!(calls.total <= 2 * 3, "each list tried at most 3 times: {calls:?}");
+
+    // Server errors: CloudUnavailable and a PurgeFailed event.
+    set_faults(Faults { error_rate: 1.0, error_statuses: vec![503], ..Faults::default() });
+    env.request_run("faulty", "outage", "1").await;
+    let policy = env.wait_handled("faulty", "outage").await;
+    assert!(
+        condition_is(&policy, ConditionType::Ready, "False", "CloudUnavailable"),
+        "{}",
+        status_yaml(&policy)
+    );
+    env.wait_event("faulty", "Warning", "PurgeFailed", |note| note.contains("HTTP 503")).await;
+
+    // Garbage list bodies are not trusted: still CloudUnavailable, still nothing deleted.
+    set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
+    env.request_run("faulty", "garbage", "2").await;
+    let policy = env.wait_handled("faulty", "garbage").await;
+    assert!(
+        condition_is(&policy, ConditionType::Ready, "False", "CloudUnavailable"),
+        "{}",
+        status_yaml(&policy)
+    );
+    assert_eq!(env.calls().deletes, 0);
+    assert_eq!((env.task_ids(PROJECT_A), env.job_ids(PROJECT_A)), (tasks_before, jobs_before.clone()));
+
+    // The cloud recovers: the next run purges.
+    set_faults(Faults::default());
+    env.request_run("faulty", "recovered", "3").await;
+    let policy = env.wait_handled("faulty", "recovered").await;
+    assert!(condition_is(&policy, ConditionType::Ready, "True", "Purged"), "{}", status_yaml(&policy));
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    assert!(env.job_ids(PROJECT_A).len() < jobs_before.len());
+    env.assert_secret_never_shown("faulty").await;
+    env.finish().await;
+}
