@@ -493,13 +493,13 @@ async fn rejected_keys_stall_without_a_hot_loop() {
     // Rejected credentials are not retried in a loop: a few seconds later no further call was made.
     let after_run = env.calls().total;
     assert!(after_run <= 4, "one list per target at most, got {:?}", env.calls());
-    let reconciles = env.controller.reconciles();
+    let reconciles = env.controller().reconciles();
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(env.calls().total, after_run, "calls after the failed run: {:?}", env.calls());
     assert!(
-        env.controller.reconciles() <= reconciles + 2,
+        env.controller().reconciles() <= reconciles + 2,
         "reconciles went from {reconciles} to {}",
-        env.controller.reconciles()
+        env.controller().reconciles()
     );
     assert_eq!((env.job_ids(PROJECT_A), env.task_ids(PROJECT_A)), (jobs_before, tasks_before));
 
@@ -575,10 +575,10 @@ async fn the_manual_trigger_runs_once_per_value() {
     // The same value again (with another change so the controller looks) does not run again.
     env.emulator.store().add_failed_tasks(PROJECT_A, [task("later", "FAILED_UNBIND", "kp-l", 1)]);
     let calls_before = env.calls().total;
-    let reconciles = env.controller.reconciles();
+    let reconciles = env.controller().reconciles();
     env.request_run("trigger", "2026-05-01T10:00:00Z", "b").await;
     eventually("a reconcile of the relabelled policy", Duration::from_secs(30), || async {
-        let n = env.controller.reconciles();
+        let n = env.controller().reconciles();
         if n > reconciles { Ok(()) } else { Err(format!("reconciles still {n}")) }
     })
     .await;
@@ -691,23 +691,23 @@ async fn an_unchanged_status_is_not_written_again() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let settled = env.get("quiet").await;
     let version = settled.metadata.resource_version.clone();
-    let writes = env.controller.status_writes();
+    let writes = env.controller().status_writes();
     assert_eq!(writes, 2, "one write when the run starts, one when it ends");
     let calls = env.calls();
 
     // Each label change of the Secret triggers a reconcile that finds nothing to change.
     for round in 0..3 {
-        let reconciles = env.controller.reconciles();
+        let reconciles = env.controller().reconciles();
         env.label_secret(&format!("round-{round}")).await;
         eventually("a reconcile triggered by the Secret", Duration::from_secs(30), || async {
-            let n = env.controller.reconciles();
+            let n = env.controller().reconciles();
             if n > reconciles { Ok(()) } else { Err(format!("reconciles still {n}")) }
         })
         .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = env.get("quiet").await;
-    assert_eq!(env.controller.status_writes(), writes, "status writes:\n{}", status_yaml(&after));
+    assert_eq!(env.controller().status_writes(), writes, "status writes:\n{}", status_yaml(&after));
     assert_eq!(
         after.metadata.resource_version,
         version,

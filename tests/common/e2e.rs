@@ -248,13 +248,20 @@ pub struct Env {
     pub ns: String,
     pub admin: Client,
     pub emulator: Emulator,
-    pub controller: RunningController,
+    controller: Option<RunningController>,
 }
 
 impl Env {
     /// A fresh namespace, an HTTPS emulator accepting [`AK`]/[`SK`] seeded with `seed`, and a
     /// controller watching the namespace. No Secret exists yet.
     pub async fn start(prefix: &str, seed: Seed) -> Env {
+        let mut env = Env::without_controller(prefix, seed).await;
+        env.controller = Some(RunningController::start(env.cp, &env.ns, &env.emulator).await);
+        env
+    }
+
+    /// [`Env::start`] without the in-process controller, for tests that run the binary.
+    pub async fn without_controller(prefix: &str, seed: Seed) -> Env {
         init_tracing();
         let cp = ControlPlane::shared();
         install(cp).await;
@@ -267,9 +274,8 @@ impl Env {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let emulator =
             Emulator::start(loopback, config, seed).await.expect("the emulator starts on loopback");
-        let controller = RunningController::start(cp, &ns, &emulator).await;
         let admin = cp.admin_client().await;
-        Env { cp, ns, admin, emulator, controller }
+        Env { cp, ns, admin, emulator, controller: None }
     }
 
     /// [`Env::start`] plus the Secret with the right keys.
@@ -281,8 +287,15 @@ impl Env {
 
     /// Stops the controller cleanly, then the emulator.
     pub async fn finish(self) {
-        self.controller.stop().await;
+        if let Some(controller) = self.controller {
+            controller.stop().await;
+        }
         self.emulator.shutdown().await;
+    }
+
+    /// The in-process controller.
+    pub fn controller(&self) -> &RunningController {
+        self.controller.as_ref().expect("this Env runs an in-process controller")
     }
 
     pub fn policies(&self) -> Api<FailedTaskCleanupPolicy> {
