@@ -81,10 +81,10 @@ pub async fn reconcile(
     ctx.metrics.reconciles.inc();
     let result = reconcile_inner(&policy, &ctx).await;
     let uid = policy.uid().unwrap_or_default();
-    if let Ok(mut errors) = ctx.errors.lock() {
-        if result.is_ok() {
-            errors.remove(&uid);
-        }
+    if result.is_ok()
+        && let Ok(mut errors) = ctx.errors.lock()
+    {
+        errors.remove(&uid);
     }
     result
 }

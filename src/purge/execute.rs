@@ -25,7 +25,7 @@ pub trait FailedTaskApi: Sync {
 }
 
 /// What listing one project x target found: its listings, or the failure that stopped it.
-type Observed = ((usize, usize), Result<Vec<Listing>, CallFailure>);
+type Observed = (plan::Unit, Result<Vec<Listing>, CallFailure>);
 
 /// Runs one purge of `policy`. `permits` bounds the calls in flight; share it across policies to
 /// bound the whole process.
@@ -35,7 +35,7 @@ pub async fn execute<A: FailedTaskApi>(
     now: Timestamp,
     permits: &Semaphore,
 ) -> RunReport {
-    let units: Vec<(usize, usize)> =
+    let units: Vec<plan::Unit> =
         (0..policy.projects.len()).flat_map(|p| (0..policy.targets.len()).map(move |t| (p, t))).collect();
     let mut calls = 0u64;
 
@@ -43,7 +43,7 @@ pub async fn execute<A: FailedTaskApi>(
         join_all(units.iter().map(|&key| async move { (key, list_unit(api, policy, key, permits).await) }))
             .await;
     calls += before.iter().map(|(key, _)| list_calls(policy, *key)).sum::<u64>();
-    let observed: Vec<((usize, usize), Option<Vec<Listing>>)> =
+    let observed: Vec<plan::Observation> =
         before.iter().map(|(key, r)| (*key, r.as_ref().ok().cloned())).collect();
     let plans = plan::plan(policy, &observed, now);
 
@@ -123,14 +123,14 @@ pub async fn execute<A: FailedTaskApi>(
     report
 }
 
-fn list_calls(policy: &PurgePolicy, (_, t): (usize, usize)) -> u64 {
+fn list_calls(policy: &PurgePolicy, (_, t): plan::Unit) -> u64 {
     plan::list_queries(&policy.targets[t]).len() as u64
 }
 
 async fn list_unit<A: FailedTaskApi>(
     api: &A,
     policy: &PurgePolicy,
-    (p, t): (usize, usize),
+    (p, t): plan::Unit,
     permits: &Semaphore,
 ) -> Result<Vec<Listing>, CallFailure> {
     let project = &policy.projects[p];
@@ -147,7 +147,7 @@ async fn list_unit<A: FailedTaskApi>(
 #[allow(clippy::too_many_arguments)]
 fn row(
     policy: &PurgePolicy,
-    (p, t): (usize, usize),
+    (p, t): plan::Unit,
     outcome: Outcome,
     found: u64,
     deleted: u64,

@@ -35,6 +35,12 @@ pub enum DeleteCall {
     KpsDelete(String),
 }
 
+/// A project x target, as indexes into the policy's projects and targets.
+pub type Unit = (usize, usize);
+
+/// What listing a unit showed before the run: its listings, or `None` when listing failed.
+pub type Observation = (Unit, Option<Vec<Listing>>);
+
 /// The plan for one project x target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitPlan {
@@ -168,14 +174,10 @@ pub fn covered_ids(target: &Target, listings: &[Listing], now: Timestamp) -> BTr
 /// Plans a run. `observed` holds, per project x target, the listings of [`list_queries`] or `None`
 /// when listing failed (such a target gets no calls). Matching targets share the deletion budget in
 /// project order, then target order, oldest tasks first.
-pub fn plan(
-    policy: &PurgePolicy,
-    observed: &[((usize, usize), Option<Vec<Listing>>)],
-    now: Timestamp,
-) -> Vec<UnitPlan> {
+pub fn plan(policy: &PurgePolicy, observed: &[Observation], now: Timestamp) -> Vec<UnitPlan> {
     let mut budget = policy.max_deletions;
     let mut units: Vec<UnitPlan> = Vec::with_capacity(observed.len());
-    let mut ordered: Vec<&((usize, usize), Option<Vec<Listing>>)> = observed.iter().collect();
+    let mut ordered: Vec<&Observation> = observed.iter().collect();
     ordered.sort_by_key(|(key, _)| *key);
     for ((project, target_index), listings) in ordered {
         let Some(target) = policy.targets.get(*target_index) else { continue };
