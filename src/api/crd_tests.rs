@@ -64,7 +64,7 @@ fn printer_columns() {
         ("Ready", "string", r#".status.conditions[?(@.type=="Ready")].status"#),
         ("Reason", "string", r#".status.conditions[?(@.type=="Ready")].reason"#),
         ("Last Run", "date", ".status.lastScheduleTime"),
-        ("Next Run", "date", ".status.nextScheduleTime"),
+        ("Next Run", "string", ".status.nextScheduleTime"),
         ("Deleted", "integer", ".status.totalDeleted"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ];
