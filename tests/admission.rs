@@ -66,6 +66,15 @@ const CASES: &[Case] = &[
         expected: &["spec.schedule", "schedule needs either interval (such as 1h) or cron"],
     },
     Case {
+        name: "unknown-time-zone",
+        mutate: |p| spec(p)["schedule"] = json!({"cron": "0 3 * * *", "timeZone": "Mars/Olympus_Mons"}),
+        expected: &[
+            "spec.schedule.timeZone",
+            "unknown time zone Mars/Olympus_Mons",
+            "use an IANA name such as Asia/Shanghai",
+        ],
+    },
+    Case {
         name: "interval-30s",
         mutate: |p| spec(p)["schedule"] = json!({"interval": "30s"}),
         expected: &["spec.schedule.interval", "schedule.interval must be at least 1m"],

@@ -85,6 +85,7 @@ fn schema_carries_the_admission_rules() {
         ("spec.schedule.interval", "self.matches('^(([0-9]{1,6}h)", "must be a duration"),
         ("spec.schedule.cron", "self.matches('^([*]", "five-field cron expression"),
         ("spec.schedule.timeZone", "self.matches(", "IANA time zone"),
+        ("spec.schedule.timeZone", ".getFullYear(self) == 2000", "time zone the apiserver knows"),
         ("spec.projects", "self.all(p, self.exists_one(q, q.id == p.id))", "only once"),
         ("spec.projects.[].id", "self.matches('^[0-9a-f]{32}$')", "32 lowercase hexadecimal"),
         ("spec.projects.[].region", "self.matches('^[a-z]{2,}-[a-z]+-[0-9]+$')", "region id"),

@@ -492,10 +492,13 @@ pub struct Schedule {
     /// IANA time zone of cron, such as Asia/Shanghai or UTC. Defaults to UTC. Only with cron.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = matches_rule(
-        TIME_ZONE_PATTERN,
-        "schedule.timeZone must be an IANA time zone name such as Asia/Shanghai or UTC"
-    ))]
+    #[x_kube(
+        validation = matches_rule(
+            TIME_ZONE_PATTERN,
+            "schedule.timeZone must be an IANA time zone name such as Asia/Shanghai or UTC"
+        ),
+        validation = time_zone_known_rule(),
+    )]
     pub time_zone: Option<String>,
 
     /// Delays each scheduled run by a random amount up to jitter, such as 30s or 5m, so that
@@ -509,6 +512,15 @@ pub struct Schedule {
 /// `self.matches(pattern)` with a message.
 fn matches_rule(pattern: &str, message: &str) -> Rule {
     Rule::new(format!("self.matches('{pattern}')")).message(Message::Message(message.to_owned()))
+}
+
+/// Asks the apiserver's own time zone database (the one CronJob's timeZone uses): converting a
+/// timestamp into an unknown zone is an evaluation error, which rejects the object.
+fn time_zone_known_rule() -> Rule {
+    Rule::new(format!(
+        "!self.matches('{TIME_ZONE_PATTERN}') || timestamp('2000-07-01T00:00:00Z').getFullYear(self) == 2000"
+    ))
+    .message("schedule.timeZone is not a time zone the apiserver knows; use an IANA name such as Asia/Shanghai or UTC")
 }
 
 fn region_rule() -> Rule {
