@@ -34,7 +34,8 @@ pub fn prepare(spec: &FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> 
         reason: Reason::InvalidSpec,
         message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
     })?;
-    let policy = PurgePolicy::new(spec, &valid);
+    let policy = PurgePolicy::new(spec, &valid)
+        .map_err(|e| Blocked { reason: Reason::InvalidSpec, message: e.to_string() })?;
     Ok(Prepared { valid, policy })
 }
 

@@ -76,9 +76,18 @@ pub struct KpsMatch {
     pub older_than: Option<Duration>,
 }
 
+/// A target that [`crate::api::validate`] should have refused; never turned into a broader one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("spec.targets[{index}]: service {service} has no scope {scope}")]
+pub struct UnsupportedTarget {
+    pub index: usize,
+    pub service: &'static str,
+    pub scope: &'static str,
+}
+
 impl PurgePolicy {
     /// Builds the run's view of a spec that [`crate::api::validate`] accepted.
-    pub fn new(spec: &FailedTaskCleanupPolicySpec, valid: &ValidatedSpec) -> Self {
+    pub fn new(spec: &FailedTaskCleanupPolicySpec, valid: &ValidatedSpec) -> Result<Self, UnsupportedTarget> {
         let projects = spec
             .projects
             .iter()
@@ -91,10 +100,11 @@ impl PurgePolicy {
             .targets
             .iter()
             .zip(&valid.filters)
-            .map(|(target, compiled)| {
+            .enumerate()
+            .map(|(index, (target, compiled))| {
                 let filter = target.filter.clone().unwrap_or_default();
                 let compiled = compiled.clone().unwrap_or_default();
-                match (target.service, target.scope) {
+                Ok(match (target.service, target.scope) {
                     (Service::Sdrs, Scope::All) => Target::SdrsAll,
                     (Service::Sdrs, Scope::ProtectionGroups) => {
                         Target::SdrsProtectionGroups(target.protection_group_ids.clone().unwrap_or_default())
@@ -111,7 +121,14 @@ impl PurgePolicy {
                         name_pattern: compiled.name_pattern,
                         older_than: compiled.older_than,
                     }),
-                    (Service::Kps, Scope::All | Scope::ProtectionGroups) => Target::KpsAll,
+                    (Service::Kps, Scope::All) => Target::KpsAll,
+                    (Service::Kps, Scope::ProtectionGroups) => {
+                        return Err(UnsupportedTarget {
+                            index,
+                            service: target.service.as_str(),
+                            scope: target.scope.as_str(),
+                        });
+                    }
                     (Service::Kps, Scope::Matching) => Target::KpsMatching(KpsMatch {
                         operate_types: names(
                             filter.operate_types.as_ref(),
@@ -120,15 +137,15 @@ impl PurgePolicy {
                         name_pattern: compiled.name_pattern,
                         older_than: compiled.older_than,
                     }),
-                }
+                })
             })
-            .collect();
-        Self {
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             projects,
             targets,
             dry_run: spec.dry_run,
             max_deletions: u64::from(spec.max_deletions_per_run),
-        }
+        })
     }
 }
 
@@ -146,12 +163,23 @@ mod tests {
         let policy: crate::api::FailedTaskCleanupPolicy =
             serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
         let valid = crate::api::validate(&policy.spec).unwrap();
-        let purge = PurgePolicy::new(&policy.spec, &valid);
+        let purge = PurgePolicy::new(&policy.spec, &valid).unwrap();
         assert_eq!(purge.projects.len(), policy.spec.projects.len());
         assert_eq!(purge.targets.len(), policy.spec.targets.len());
         for (built, declared) in purge.targets.iter().zip(&policy.spec.targets) {
             assert_eq!((built.service(), built.scope()), (declared.service, declared.scope));
         }
         assert_eq!(purge.max_deletions, u64::from(policy.spec.max_deletions_per_run));
+    }
+
+    #[test]
+    fn a_kps_protection_group_target_is_refused_not_widened() {
+        let mut policy: crate::api::FailedTaskCleanupPolicy =
+            serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
+        let valid = crate::api::validate(&policy.spec).unwrap();
+        let index = policy.spec.targets.iter().position(|t| t.scope == Scope::ProtectionGroups).unwrap();
+        policy.spec.targets[index].service = Service::Kps;
+        let error = PurgePolicy::new(&policy.spec, &valid).unwrap_err();
+        assert_eq!(error, UnsupportedTarget { index, service: "KPS", scope: "ProtectionGroups" });
     }
 }
