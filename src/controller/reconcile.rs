@@ -5,7 +5,7 @@
 use super::events;
 use super::pipeline::{self, Blocked};
 use super::schedule;
-use super::status::{Observed, Verdict, next_status, whole_seconds};
+use super::status::{self, Observed, Verdict, next_status, whole_seconds};
 use crate::api::{FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason};
 use crate::cloud::CloudHttp;
 use crate::observability::Metrics;
@@ -210,6 +210,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         next_run =
             if credentials_changed { Some(now) } else { next_run.map(|n| n.max(after_auth_retry(last_run))) };
     }
+    next_run = status::earliest(next_run, status::retry_time(&writer.status));
     let request = policy
         .annotations()
         .get(REQUESTED_AT)
@@ -245,6 +246,8 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     }
     let verdict = Verdict::Ran { report: &report, started: now, dry_run: policy.spec.dry_run };
     writer.apply(&observed(next_run, request, finished), &verdict).await?;
+    // The status may bring the next run forward to retry a transient failure.
+    let next_run = writer.status.next_schedule_time.as_ref().map(|t| t.0);
     record(ctx, &report, &writer.status, finished.duration_since(now));
     events::ran(&ctx.recorder(), policy, &writer.status).await;
     tracing::info!(

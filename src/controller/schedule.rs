@@ -29,6 +29,22 @@ pub fn next_run(
     base.checked_add(jitter_offset(schedule.jitter, key, base)).ok()
 }
 
+/// The first wait before retrying a run that failed for a reason a retry can fix.
+pub const RETRY_MIN: Duration = Duration::from_secs(30);
+/// The longest such wait.
+pub const RETRY_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// When to retry a run that failed transiently (throttled, unavailable, timed out). The wait is
+/// how long the policy has been failing, between [`RETRY_MIN`] and [`RETRY_MAX`], so consecutive
+/// failures back off exponentially (30s, 30s, 1m, 2m, 4m, ...), and a restart computes the same
+/// time from the status: `last_run` is `status.lastScheduleTime`, `failing_since` the time the
+/// Ready condition turned False.
+pub fn retry_run(last_run: Timestamp, failing_since: Timestamp) -> Timestamp {
+    let failing = Duration::try_from(last_run.duration_since(failing_since)).unwrap_or(Duration::ZERO);
+    let wait = SignedDuration::try_from(failing.clamp(RETRY_MIN, RETRY_MAX)).unwrap_or(SignedDuration::ZERO);
+    last_run.checked_add(wait).unwrap_or(Timestamp::MAX)
+}
+
 /// A deterministic offset in `[0, jitter)` from a hash of the key and the planned time, so replicas
 /// and restarts agree while policies spread out.
 fn jitter_offset(jitter: Duration, key: &str, planned: Timestamp) -> SignedDuration {
@@ -97,6 +113,22 @@ mod tests {
         let utc = cron("*/15 * * * *", "UTC", Duration::ZERO);
         let last = Some(t("2026-11-22T10:07:00Z"));
         assert_eq!(next_run(&utc, last, t("2026-01-01T00:00:00Z"), "k"), Some(t("2026-11-22T10:15:00Z")));
+    }
+
+    #[test]
+    fn transient_failures_back_off_exponentially_up_to_the_cap() {
+        // Each run starts when the previous retry is due; the first failure was recorded when the
+        // first run ended, a second after it started.
+        let first = t("2026-11-22T00:00:00Z");
+        let since = t("2026-11-22T00:00:01Z");
+        let mut run = first;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let next = retry_run(run, since);
+            waits.push(next.duration_since(run).as_secs());
+            run = next;
+        }
+        assert_eq!(waits, [30, 30, 59, 118, 236, 472, 600, 600]);
     }
 
     #[test]

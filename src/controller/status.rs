@@ -4,6 +4,7 @@
 
 use crate::api::conditions::{ConditionType, Reason};
 use crate::api::status::{CallError, FailedTaskCleanupPolicyStatus, RunSummary, TargetResult};
+use crate::controller::schedule;
 use crate::purge::{CallFailure, FailureKind, RunReport};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -201,6 +202,35 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
     }
 }
 
+/// Whether a failed call may succeed when simply tried again: no answer, a garbage answer,
+/// 408, 429 or 5xx. Any other 4xx needs someone to change something.
+fn retry_can_fix(error: &CallError) -> bool {
+    !matches!(error.http_status, Some(s) if (400..500).contains(&s) && s != 408 && s != 429)
+}
+
+/// When the policy should run again because its last run failed in a way a retry can fix
+/// (see [`schedule::retry_run`]); `None` when it did not. Authentication failures are not retried
+/// here: they wait for the Secret to change or a slow retry.
+pub fn retry_time(status: &FailedTaskCleanupPolicyStatus) -> Option<Timestamp> {
+    let ready = status.condition(ConditionType::Ready)?;
+    let failed_run = ready.status == "False"
+        && is_run_reason(&ready.reason)
+        && ready.reason != Reason::AuthenticationFailed.as_str();
+    let retryable =
+        status.last_run.as_ref()?.targets.iter().any(|t| t.error.as_ref().is_some_and(retry_can_fix));
+    let last_run = status.last_schedule_time.as_ref()?.0;
+    (failed_run && retryable)
+        .then(|| whole_seconds(schedule::retry_run(last_run, ready.last_transition_time.0)))
+}
+
+/// The earlier of a scheduled run and a retry.
+pub fn earliest(scheduled: Option<Timestamp>, retry: Option<Timestamp>) -> Option<Timestamp> {
+    match (scheduled, retry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Computes the next status. `max_deletions` is quoted when the deletion limit stopped a run.
 pub fn next_status(
     prev: &FailedTaskCleanupPolicyStatus,
@@ -331,6 +361,8 @@ pub fn next_status(
             }
             next.total_deleted = prev.total_deleted.saturating_add(report.deleted());
             next.last_run = Some(run_summary(report, *started, now));
+            let next_run = earliest(observed.next_run, retry_time(&next));
+            next.next_schedule_time = next_run.map(api_time);
         }
     }
     next
@@ -414,6 +446,48 @@ mod tests {
         let mut all_down = report(Some(down.clone()));
         all_down.targets[0].error = Some(down);
         assert_eq!(run_verdict(&all_down, false, None).1, Reason::CloudUnavailable);
+    }
+
+    #[test]
+    fn a_transient_failure_brings_the_next_run_forward_and_a_rejection_does_not() {
+        let started = t("2026-11-22T00:00:00Z");
+        let ended = observed("2026-11-22T00:00:05Z");
+        let ran = |failure: CallFailure| {
+            let r = report(Some(failure));
+            next_status(
+                &Default::default(),
+                &ended,
+                &Verdict::Ran { report: &r, started, dry_run: false },
+                None,
+            )
+        };
+        let retry = Some(Time(t("2026-11-22T00:00:30Z")));
+        for (kind, status) in [
+            (FailureKind::Unavailable, Some(503)),
+            (FailureKind::Unavailable, None),
+            (FailureKind::Throttled, Some(429)),
+            (FailureKind::Unavailable, Some(200)),
+        ] {
+            let s = ran(CallFailure::new(kind, status, "x", "y"));
+            assert_eq!(s.next_schedule_time, retry, "{kind:?} {status:?}");
+            assert_eq!(retry_time(&s), Some(t("2026-11-22T00:00:30Z")));
+            // Waiting for the retry recomputes the same status: nothing is written.
+            let o = Observed {
+                next_run: earliest(ended.next_run, retry_time(&s)),
+                ..observed("2026-11-22T00:00:20Z")
+            };
+            assert_eq!(next_status(&s, &o, &Verdict::Waiting, None), s);
+        }
+        for (kind, status) in [(FailureKind::Rejected, Some(400)), (FailureKind::Authentication, Some(401))] {
+            let s = ran(CallFailure::new(kind, status, "x", "y"));
+            assert_eq!(s.next_schedule_time, Some(Time(t("2026-11-22T01:00:00Z"))), "{kind:?}");
+            assert_eq!(retry_time(&s), None);
+        }
+        // A clean run after the retry goes back to the schedule.
+        let r = report(None);
+        let failed = ran(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y"));
+        let ok = next_status(&failed, &ended, &Verdict::Ran { report: &r, started, dry_run: false }, None);
+        assert_eq!((retry_time(&ok), ok.next_schedule_time), (None, Some(Time(t("2026-11-22T01:00:00Z")))));
     }
 
     #[test]
