@@ -347,6 +347,8 @@ async fn several_projects_get_one_row_per_project_and_target() {
     assert_eq!(rows, wanted, "one row per project x target: {yaml}");
     assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == 0), "{yaml}");
     assert_eq!(ready_message(&policy), format!("3 projects: {expected} deleted, 0 remaining"));
+    env.wait_event("projects", "Normal", "Purged", |note| note.contains(&format!("{expected} deleted")))
+        .await;
 
     let calls = env.calls();
     for (p, other) in projects.iter().zip(others) {
@@ -542,6 +544,10 @@ async fn suspend_stops_calls_and_resume_runs() {
     assert_eq!(policy.metadata.generation, Some(2));
     assert_eq!(last_run(&policy).deleted, 6, "{}", status_yaml(&policy));
     assert!(env.task_ids(PROJECT_A).is_empty());
+    let events = env.events("suspended").await;
+    let reasons: Vec<_> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+    assert_eq!(reasons, ["Purged"], "no event while suspended, one for the run after resuming");
+    env.wait_event("suspended", "Normal", "Purged", |note| note.contains("6 deleted")).await;
     env.assert_secret_never_shown("suspended").await;
     env.finish().await;
 }
@@ -597,6 +603,9 @@ async fn a_spec_change_updates_observed_generation() {
     env.create(&env.policy("generation", &[PROJECT_A], vec![kps_all()])).await;
     let policy = env.wait_ready("generation", "True", "Purged").await;
     assert_eq!((policy.metadata.generation, status(&policy).observed_generation), (Some(1), Some(1)));
+    env.wait_event("generation", "Normal", "Purged", |note| note.contains("3 deleted")).await;
+    let (calls, run) = (env.calls(), status(&policy).last_run.clone());
+    env.emulator.store().add_failed_tasks(PROJECT_A, [task("after-change", "FAILED_UNBIND", "kp-y", 1)]);
 
     env.patch_spec("generation", json!({"maxDeletionsPerRun": 500})).await;
     let policy = env
@@ -611,16 +620,25 @@ async fn a_spec_change_updates_observed_generation() {
     assert_eq!(policy.metadata.generation, Some(2));
     assert!(condition_is(&policy, ConditionType::Ready, "True", "Purged"), "{yaml}");
     assert_eq!(status(&policy).conditions.len(), 3, "{yaml}");
+    // A spec change is observed, not a reason to run before the schedule says so.
+    assert_eq!(status(&policy).last_run, run, "{yaml}");
+    assert_eq!(env.calls(), calls);
+    assert_eq!(env.task_ids(PROJECT_A), ["after-change"]);
+    assert_eq!(env.events("generation").await.len(), 1, "only the first run's event");
     env.assert_secret_never_shown("generation").await;
     env.finish().await;
 }
 
 #[tokio::test]
 async fn a_deleted_policy_makes_no_further_calls() {
-    let env = Env::with_credentials("e2e-deleted", generated(&[PROJECT_A], 1)).await;
+    // The policy waits for its Secret with its first run due: creating the Secret would run it at
+    // once (as a_missing_secret_stalls_until_it_is_created shows) if the controller still knew it.
+    let env = Env::start("e2e-deleted", generated(&[PROJECT_A], 1)).await;
     env.create(&env.policy("deleted", &[PROJECT_A], vec![kps_all()])).await;
-    env.wait_ready("deleted", "True", "Purged").await;
-    env.assert_secret_never_shown("deleted").await;
+    let policy = env.wait_ready("deleted", "False", "CredentialsNotFound").await;
+    assert!(status(&policy).last_run.is_none(), "{}", status_yaml(&policy));
+    env.wait_event("deleted", "Warning", "CredentialsNotFound", |note| note.contains("hwcloud-credentials"))
+        .await;
     env.delete("deleted").await;
     eventually("the policy to be gone", Duration::from_secs(30), || async {
         match env.policies().get_opt("deleted").await {
@@ -629,15 +647,17 @@ async fn a_deleted_policy_makes_no_further_calls() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reconciles = env.controller().reconciles();
 
-    let calls = env.calls();
-    env.emulator.store().add_failed_tasks(PROJECT_A, [task("after-delete", "FAILED_UNBIND", "kp-x", 1)]);
-    // A change of the Secret would trigger the policy if the controller still knew it.
-    env.label_secret("after-delete").await;
+    env.create_secret(AK, SK).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.calls(), calls, "calls after the policy was deleted");
-    assert_eq!(env.task_ids(PROJECT_A), ["after-delete"]);
+    assert_eq!(env.calls().total, 0, "calls after the policy was deleted: {:?}", env.calls());
+    assert_eq!(env.task_ids(PROJECT_A).len(), 3, "the tasks are untouched");
+    assert!(
+        env.controller().reconciles() <= reconciles + 1,
+        "reconciles went from {reconciles} to {}",
+        env.controller().reconciles()
+    );
     env.finish().await;
 }
 
@@ -675,6 +695,13 @@ async fn kubectl_shows_the_columns_and_waits_for_ready() {
     // describe shows the conditions and the events.
     let described = env.kubectl(&["describe", "ftcp", "shown"]).await;
     assert!(described.contains("Purged") && described.contains("6 deleted"), "{described}");
+    let events = described.split_once("\nEvents:").map(|(_, e)| e).unwrap_or_default();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.trim_start().starts_with("Normal") && l.contains("Purged") && l.contains("6 deleted")),
+        "describe lists the Purged event:\n{described}"
+    );
     assert!(!described.contains(SK));
     env.finish().await;
 }
@@ -782,5 +809,45 @@ async fn throttling_outages_and_garbage_become_conditions_and_events() {
     assert!(env.task_ids(PROJECT_A).is_empty());
     assert!(env.job_ids(PROJECT_A).len() < jobs_before.len());
     env.assert_secret_never_shown("faulty").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_without_a_trigger() {
+    use taskreaper::emulator::Faults;
+    let env = Env::with_credentials("e2e-retry", generated(&[PROJECT_A], 1)).await;
+    env.emulator.store().set_faults(Faults {
+        error_rate: 1.0,
+        error_statuses: vec![503],
+        ..Faults::default()
+    });
+    env.create(&env.policy("retried", &[PROJECT_A], vec![kps_all()])).await;
+    let failed = env.wait_ready("retried", "False", "CloudUnavailable").await;
+    let yaml = status_yaml(&failed);
+    let (last, next) =
+        (status(&failed).last_schedule_time.clone(), status(&failed).next_schedule_time.clone());
+    let (last, next) = (last.expect("lastScheduleTime").0, next.expect("nextScheduleTime").0);
+    assert_eq!(
+        next.duration_since(last),
+        SignedDuration::from_secs(30),
+        "retried in 30s, not in an hour: {yaml}"
+    );
+    assert!(condition_is(&failed, ConditionType::Stalled, "False", "AsExpected"), "{yaml}");
+    env.wait_event("retried", "Warning", "PurgeFailed", |note| note.contains("HTTP 503")).await;
+    assert_eq!(env.task_ids(PROJECT_A).len(), 3);
+
+    // The cloud recovers. No trigger and no spec change: the retry purges.
+    env.emulator.store().set_faults(Faults::default());
+    let policy = env.wait_ready("retried", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    assert!(status(&policy).last_handled_requested_at.is_none(), "{yaml}");
+    let retried = status(&policy).last_schedule_time.clone().expect("lastScheduleTime").0;
+    assert!(retried >= next, "the retry ran when planned: {yaml}");
+    let back_on_schedule = status(&policy).next_schedule_time.clone().expect("nextScheduleTime").0;
+    assert_eq!(back_on_schedule.duration_since(retried), SignedDuration::from_hours(1), "{yaml}");
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    env.wait_event("retried", "Normal", "Purged", |note| note.contains("3 deleted")).await;
+    env.assert_secret_never_shown("retried").await;
     env.finish().await;
 }
