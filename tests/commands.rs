@@ -22,14 +22,17 @@ async fn emulator() -> Emulator {
     Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config, seed).await.expect("emulator starts")
 }
 
+/// Runs the binary to completion. Through `setpriv --pdeathsig KILL`, so the kernel kills it when
+/// the test's thread ends, even if the test binary exits without dropping the future.
 async fn taskreaper(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_taskreaper"))
+    tokio::process::Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper")])
         .args(args)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .output()
         .await
-        .expect("the taskreaper binary runs")
+        .expect("the taskreaper binary runs (through `setpriv`, from util-linux)")
 }
 
 fn policy(url: &str, dry_run: bool) -> String {

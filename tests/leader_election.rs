@@ -17,9 +17,12 @@ use tokio::process::{Child, Command};
 
 const LEASE: &str = "taskreaper-leader";
 
+/// Starts a replica. Through `setpriv --pdeathsig KILL`, so the kernel kills it when the test's
+/// thread ends, even if the test binary exits without dropping the `Child` (which kills it too).
 fn replica(env: &Env, name: &str, ca: &std::path::Path) -> Child {
     let kubeconfig = env.cp.kubeconfig_path(Identity::Controller);
-    Command::new(env!("CARGO_BIN_EXE_taskreaper"))
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper")])
         .args(["run", "--leader-election", "--lease-duration-secs", "6", "--metrics-addr", "127.0.0.1:0"])
         .args(["--namespace", &env.ns, "--lease-namespace", &env.ns, "--endpoint-allowlist", "127.0.0.1"])
         .arg("--ca-bundle")
@@ -30,7 +33,7 @@ fn replica(env: &Env, name: &str, ca: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("the taskreaper binary starts")
+        .expect("the taskreaper binary starts (through `setpriv`, from util-linux)")
 }
 
 async fn holder(env: &Env) -> Option<String> {

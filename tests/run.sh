@@ -60,6 +60,10 @@ need() {
 section "prerequisites"
 need go "Install the Go toolchain (1.26 or newer): it builds kube-apiserver and etcd for the integration tests."
 need cargo "Install the Rust toolchain (rustup, cargo)."
+need kubectl "Install kubectl: the tests drive the test control plane with it."
+need openssl "Install OpenSSL (package openssl): the test control plane's certificates and keys are made with it."
+need setpriv "Install util-linux: the tests start kube-apiserver, etcd and taskreaper under \`setpriv --pdeathsig KILL\` so they die with the test binary."
+need flock "Install util-linux: tests/control-plane/build.sh takes a lock with \`flock\` so concurrent runs build once."
 
 # --- Kubernetes control plane (kube-apiserver + etcd) ------------------------
 

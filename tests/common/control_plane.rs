@@ -103,6 +103,8 @@ pub struct ControlPlane {
     etcd_url: String,
     tokens: BTreeMap<&'static str, String>,
     pids: Vec<(&'static str, u32)>,
+    ports: Vec<(&'static str, u16)>,
+    sentinel_pid: u32,
     stop: Option<mpsc::Sender<()>>,
     supervisor: Option<thread::JoinHandle<()>>,
 }
@@ -156,6 +158,19 @@ impl ControlPlane {
     /// Process ids of the running `etcd` and `kube-apiserver`.
     pub fn pids(&self) -> &[(&'static str, u32)] {
         &self.pids
+    }
+
+    /// Loopback ports the control plane listens on: etcd's client and peer
+    /// ports and the API server's.
+    pub fn ports(&self) -> &[(&'static str, u16)] {
+        &self.ports
+    }
+
+    /// Process id of the `sh` sentinel that removes [`Self::dir`] once the
+    /// test binary has gone (it is not part of the control plane and outlives
+    /// the binary by a second or so).
+    pub fn sentinel_pid(&self) -> u32 {
+        self.sentinel_pid
     }
 
     /// A kubeconfig file for an identity, usable with `kubectl --kubeconfig`.
@@ -286,6 +301,11 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{}", plan.apiserver_port);
         let etcd_url = format!("http://127.0.0.1:{}", plan.etcd_port);
         let tokens = plan.tokens.clone();
+        let ports = vec![
+            ("etcd", plan.etcd_port),
+            ("etcd-peer", plan.etcd_peer_port),
+            ("kube-apiserver", plan.apiserver_port),
+        ];
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
@@ -294,12 +314,14 @@ impl ControlPlane {
             .spawn(move || supervise(plan, ready_tx, stop_rx))
             .map_err(|e| format!("spawning the control-plane thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(pids)) => Ok(ControlPlane {
+            Ok(Ok(started)) => Ok(ControlPlane {
                 dir,
                 server,
                 etcd_url,
                 tokens,
-                pids,
+                pids: started.pids,
+                ports,
+                sentinel_pid: started.sentinel_pid,
                 stop: Some(stop_tx),
                 supervisor: Some(supervisor),
             }),
@@ -331,6 +353,7 @@ struct Plan {
     etcd: (PathBuf, Vec<String>),
     apiserver: (PathBuf, Vec<String>),
     etcd_port: u16,
+    etcd_peer_port: u16,
     apiserver_port: u16,
     tokens: BTreeMap<&'static str, String>,
     ca_pem: Vec<u8>,
@@ -491,6 +514,7 @@ fn prepare(bin: &Path, dir: &Path) -> Result<Plan, String> {
         etcd: (bin.join("etcd"), etcd_args),
         apiserver: (bin.join("kube-apiserver"), apiserver_args),
         etcd_port,
+        etcd_peer_port,
         apiserver_port,
         tokens,
         ca_pem,
@@ -577,7 +601,7 @@ impl Processes {
     /// Starts `sh` waiting for end-of-file on a pipe whose only writer is
     /// this process; when the test binary exits, however it exits, the pipe
     /// closes and `sh` removes the directory.
-    fn start_sentinel(&mut self, dir: &Path) -> Result<(), String> {
+    fn start_sentinel(&mut self, dir: &Path) -> Result<u32, String> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#"read -r _; sleep 1; rm -rf -- "$1" || { sleep 2; rm -rf -- "$1"; }"#)
@@ -589,8 +613,9 @@ impl Processes {
             .spawn()
             .map_err(|e| format!("starting the cleanup sentinel: {e}"))?;
         let stdin = child.stdin.take().expect("piped stdin");
+        let pid = child.id();
         self.sentinel = Some((child, stdin));
-        Ok(())
+        Ok(pid)
     }
 
     /// Starts a program under `setpriv --pdeathsig KILL`, so the kernel kills
@@ -646,14 +671,16 @@ impl Processes {
     }
 }
 
+/// What the supervisor thread reports once the control plane is ready.
+struct Started {
+    pids: Vec<(&'static str, u32)>,
+    sentinel_pid: u32,
+}
+
 /// Body of the control plane's dedicated thread: starts the processes,
 /// reports readiness, then waits for the `ControlPlane` to be dropped (which
 /// never happens for the shared one) and tears down.
-fn supervise(
-    plan: Plan,
-    ready: mpsc::Sender<Result<Vec<(&'static str, u32)>, String>>,
-    stop: mpsc::Receiver<()>,
-) {
+fn supervise(plan: Plan, ready: mpsc::Sender<Result<Started, String>>, stop: mpsc::Receiver<()>) {
     let mut processes = Processes::default();
     let result = start_processes(&plan, &mut processes);
     let started = result.is_ok();
@@ -665,19 +692,19 @@ fn supervise(
     processes.shutdown(&plan.dir);
 }
 
-fn start_processes(plan: &Plan, processes: &mut Processes) -> Result<Vec<(&'static str, u32)>, String> {
+fn start_processes(plan: &Plan, processes: &mut Processes) -> Result<Started, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("building a tokio runtime: {e}"))?;
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let result = (|| {
-        processes.start_sentinel(&plan.dir)?;
+        let sentinel_pid = processes.start_sentinel(&plan.dir)?;
         let etcd_pid = processes.spawn("etcd", &plan.dir, &plan.etcd)?;
         runtime.block_on(wait_for_etcd(plan, processes, deadline))?;
         let apiserver_pid = processes.spawn("kube-apiserver", &plan.dir, &plan.apiserver)?;
         runtime.block_on(wait_for_apiserver(plan, processes, deadline))?;
-        Ok(vec![("etcd", etcd_pid), ("kube-apiserver", apiserver_pid)])
+        Ok(Started { pids: vec![("etcd", etcd_pid), ("kube-apiserver", apiserver_pid)], sentinel_pid })
     })();
     result.map_err(|e: String| {
         format!("{e}\ncontrol plane directory: {}\n{}", plan.dir.display(), logs_tail(&plan.dir))
