@@ -13,6 +13,7 @@ use crate::observability::{Health, Metrics};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -161,10 +162,12 @@ pub async fn serve(
         auth_failures: Mutex::default(),
         errors: Mutex::default(),
     });
-    let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<Secret>) = match &settings.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    // Only the Secrets' metadata is watched: their data is read when a policy runs, never cached.
+    let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<PartialObjectMeta<Secret>>) =
+        match &settings.namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
     let mut policy_watch = watcher::Config::default().any_semantic();
     if let Some(selector) = &settings.label_selector {
         policy_watch = policy_watch.labels(selector);
@@ -173,7 +176,7 @@ pub async fn serve(
     let controller = Controller::new(policies, policy_watch);
     let index = controller.store();
     controller
-        .watches(secrets, watcher::Config::default().any_semantic(), move |secret: Secret| {
+        .watches(secrets, watcher::Config::default().any_semantic(), move |secret: PartialObjectMeta<Secret>| {
             // A Secret triggers the policies in its namespace that reference it.
             let namespace = secret.namespace();
             let name = secret.name_any();
