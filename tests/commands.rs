@@ -87,6 +87,14 @@ async fn purge_runs_one_policy_and_prints_its_status() {
     assert!(before_groups > 0 && !emu.store().failed_tasks(PROJECT).is_empty());
     let common = ["--credentials", &creds, "--endpoint-allowlist", "127.0.0.1", "--ca-bundle", &ca];
 
+    // A suspended policy makes no call, says so, and exits non-zero: it did not run.
+    let suspended = policy(&emu.url(), false).replace("dryRun: false", "dryRun: false\n  suspend: true");
+    let file = write(dir.path(), "suspended.yaml", &suspended);
+    let out = taskreaper(&[&["purge", "-f", &file], &common[..]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ready(&status_of(&out)), ("False".into(), "Suspended".into()));
+    assert_eq!(emu.store().calls().total, 0);
+
     // A dry run reports and deletes nothing.
     let file = write(dir.path(), "dry.yaml", &policy(&emu.url(), true));
     let out = taskreaper(&[&["purge", "-f", &file], &common[..]].concat()).await;

@@ -78,7 +78,7 @@ pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u
 }
 
 /// Runs `policy` once with the given credential keys and returns the status a controller would
-/// write. `permits` bounds the calls in flight.
+/// write; a suspended policy makes no call and says Suspended. `permits` bounds the calls in flight.
 pub async fn purge_once(
     policy: &FailedTaskCleanupPolicy,
     credentials: &BTreeMap<String, Vec<u8>>,
@@ -98,6 +98,9 @@ pub async fn purge_once(
         Ok(p) => p,
         Err(b) => return blocked(b),
     };
+    if policy.spec.suspend {
+        return next_status(&prev, &observed(None, start), &Verdict::Suspended, None);
+    }
     let cloud = match pipeline::credentials(&policy.spec.credentials_ref.name, Some(credentials))
         .and_then(|c| pipeline::cloud_api(&policy.spec, &prepared.policy, c, http))
     {
