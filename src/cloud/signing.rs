@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// The header carrying the signing time, `YYYYMMDDTHHMMSSZ` in UTC.
 pub const DATE_HEADER: &str = "X-Sdk-Date";
-/// A header that, when present on a request with a body, replaces the body hash in the canonical
-/// request.
+/// A header that, on a request with a body, replaces the body hash in the canonical request unless its
+/// value is blank. With an empty body it is signed like any header but the hash stays the empty one.
 pub const CONTENT_SHA256_HEADER: &str = "X-Sdk-Content-Sha256";
 
 const SDK_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
@@ -141,18 +141,36 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
+/// A header value trimmed as the SDK trims it (Python's `str.strip()`): Unicode white space and the
+/// separators U+001C to U+001F.
+fn sdk_trim(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// The last line of the canonical request, as the SDK's `_process_hash_payload` computes it:
+/// - an empty body hashes as the empty string, whatever `X-Sdk-Content-Sha256` says;
+/// - otherwise a non-blank `X-Sdk-Content-Sha256` (e.g. `UNSIGNED-PAYLOAD`) is taken as it is, trimmed,
+///   and with its UTF-8 bytes read back as Latin-1 characters, as the SDK leaves every header value
+///   before it reads this one (no change for ASCII);
+/// - otherwise the body's hash.
+pub fn payload_hash(headers: &[(String, String)], body: &[u8]) -> String {
+    if body.is_empty() {
+        return hex_sha256(b"");
+    }
+    match header(headers, CONTENT_SHA256_HEADER).map(sdk_trim).filter(|v| !v.is_empty()) {
+        Some(value) => value.bytes().map(char::from).collect(),
+        None => hex_sha256(body),
+    }
+}
+
 /// The canonical request over the given signed headers (names lower-case). A signed header that is
 /// absent from the request contributes an empty value, so a verifier fails rather than panics.
 pub fn canonical_request(req: &Request<'_>, signed_headers: &[String]) -> String {
     let headers: String = signed_headers
         .iter()
-        .map(|name| format!("{name}:{}\n", header(req.headers, name).unwrap_or("").trim()))
+        .map(|name| format!("{name}:{}\n", sdk_trim(header(req.headers, name).unwrap_or(""))))
         .collect();
-    // As the SDK does: an empty body always hashes as empty, whatever the header says.
-    let payload_hash = header(req.headers, CONTENT_SHA256_HEADER)
-        .filter(|_| !req.body.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| hex_sha256(req.body));
+    let payload_hash = payload_hash(req.headers, req.body);
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method.to_ascii_uppercase(),
@@ -340,10 +358,11 @@ mod tests {
 
     #[test]
     fn header_values_are_trimmed_and_content_sha_overrides_body() {
-        let headers: Vec<(String, String)> = [("Host", "  h  "), (CONTENT_SHA256_HEADER, "UNSIGNED-PAYLOAD")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            [("Host", "  h\u{1c}"), (CONTENT_SHA256_HEADER, " UNSIGNED-PAYLOAD\t")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let req = Request { method: "get", path: "/", query: &[], headers: &headers, body: b"ignored" };
         let canonical = canonical_request(&req, &signed_header_names(&headers));
         assert_eq!(
@@ -351,7 +370,28 @@ mod tests {
             "GET\n/\n\nhost:h\nx-sdk-content-sha256:UNSIGNED-PAYLOAD\n\nhost;x-sdk-content-sha256\nUNSIGNED-PAYLOAD"
         );
         let empty = Request { body: b"", ..req };
-        assert!(canonical_request(&empty, &signed_header_names(&headers)).ends_with(&hex_sha256(b"")));
+        let canonical = canonical_request(&empty, &signed_header_names(&headers));
+        assert!(canonical.contains("\nx-sdk-content-sha256:UNSIGNED-PAYLOAD\n"), "still signed as a header");
+        assert!(
+            canonical.ends_with(&format!("\n{EMPTY_SHA256}")),
+            "an empty body ignores the header: {canonical}"
+        );
+    }
+
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn payload_hash_follows_the_sdk() {
+        let with = |value: &str| vec![("x-SDK-content-sha256".to_string(), value.to_string())];
+        let body_hash = hex_sha256(b"{}");
+        assert_eq!(payload_hash(&[], b""), EMPTY_SHA256);
+        assert_eq!(payload_hash(&[], b"{}"), body_hash);
+        assert_eq!(payload_hash(&with("UNSIGNED-PAYLOAD"), b""), EMPTY_SHA256);
+        assert_eq!(payload_hash(&with("UNSIGNED-PAYLOAD"), b"{}"), "UNSIGNED-PAYLOAD");
+        assert_eq!(payload_hash(&with("  abc\t"), b"{}"), "abc");
+        assert_eq!(payload_hash(&with(""), b"{}"), body_hash, "an empty value counts as absent");
+        assert_eq!(payload_hash(&with(" \t "), b"{}"), body_hash, "so does a blank one");
+        assert_eq!(payload_hash(&with("é"), b"{}"), "\u{c3}\u{a9}", "UTF-8 bytes read as Latin-1");
     }
 
     #[test]
