@@ -1,6 +1,7 @@
 //! SDK-HMAC-SHA256 request signing, as the official Huawei Cloud SDKs do it. Pure: no I/O, the clock
 //! is passed in, so the same inputs always give the same `Authorization`.
 
+use hmac::digest::Key;
 use hmac::{Hmac, KeyInit, Mac};
 use jiff::Timestamp;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -187,11 +188,25 @@ pub fn string_to_sign(canonical_request: &str, sdk_date: &str) -> String {
     format!("{ALGORITHM}\n{sdk_date}\n{}", hex_sha256(canonical_request.as_bytes()))
 }
 
+/// HMAC-SHA256 keyed with `secret_key`. HMAC (RFC 2104) first hashes a key longer than the hash's
+/// block and pads every key with zeros to the block; doing that here gives a block-sized key for the
+/// infallible constructor, so no length check is left to fail.
+fn hmac_sha256(secret_key: &[u8]) -> Hmac<Sha256> {
+    let mut block = Key::<Hmac<Sha256>>::default();
+    let hashed;
+    let key = if secret_key.len() > block.len() {
+        hashed = Sha256::digest(secret_key);
+        hashed.as_slice()
+    } else {
+        secret_key
+    };
+    block.iter_mut().zip(key).for_each(|(slot, byte)| *slot = *byte);
+    <Hmac<Sha256> as KeyInit>::new(&block)
+}
+
 /// Lower-case hex HMAC-SHA256 of the string to sign keyed with the secret key.
 pub fn signature(secret_key: &[u8], string_to_sign: &str) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac_sha256(secret_key);
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -211,8 +226,7 @@ pub fn authorize(req: &Request<'_>, access_key: &str, secret_key: &[u8], sdk_dat
 /// client declared.
 pub fn verify(req: &Request<'_>, auth: &Authorization, secret_key: &[u8], sdk_date: &str) -> bool {
     let canonical = canonical_request(req, &auth.signed_headers);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac_sha256(secret_key);
     mac.update(string_to_sign(&canonical, sdk_date).as_bytes());
     match hex::decode(&auth.signature) {
         Ok(expected) => mac.verify_slice(&expected).is_ok(),
@@ -392,6 +406,45 @@ mod tests {
         assert_eq!(payload_hash(&with(""), b"{}"), body_hash, "an empty value counts as absent");
         assert_eq!(payload_hash(&with(" \t "), b"{}"), body_hash, "so does a blank one");
         assert_eq!(payload_hash(&with("é"), b"{}"), "\u{c3}\u{a9}", "UTF-8 bytes read as Latin-1");
+    }
+
+    /// RFC 4231 test cases 1, 2, 6 and 7 (keys of 20, 4, 131 and 131 bytes), and a key of exactly one
+    /// block, against the length-checked constructor.
+    #[test]
+    fn hmac_matches_rfc_4231_for_every_key_length() {
+        let long_key = [0xaa_u8; 131];
+        let cases: [(&[u8], &str, &str); 4] = [
+            (&[0x0b; 20], "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            (
+                b"Jefe",
+                "what do ya want for nothing?",
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                &long_key,
+                "Test Using Larger Than Block-Size Key - Hash Key First",
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                &long_key,
+                "This is a test using a larger than block-size key and a larger than block-size data. \
+                 The key needs to be hashed before being used by the HMAC algorithm.",
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for (key, data, expected) in cases {
+            assert_eq!(signature(key, data), expected, "key of {} bytes", key.len());
+        }
+        for len in [0, 1, 63, 64, 65, 200] {
+            let key: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+            reference.update(b"data");
+            assert_eq!(
+                signature(&key, "data"),
+                hex::encode(reference.finalize().into_bytes()),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
