@@ -375,6 +375,31 @@ async fn single_deletes_of_missing_items_are_already_gone() {
     assert_eq!(route(&emu, KPS_ONE), 1, "the id is one encoded path segment");
 }
 
+/// A single delete whose path the gateway does not publish (an empty id leaves the path without its
+/// last segment) gets the gateway's 404 `APIGW.0101`: the path or endpoint is wrong, so the delete
+/// fails once, without retries, instead of counting as already gone.
+#[tokio::test]
+async fn single_deletes_through_an_unpublished_path_fail() {
+    let emu = emulator(false).await;
+    let store = emu.store();
+    store.add_failure_jobs(PROJECT, jobs(1, "replications"));
+    store.add_failed_tasks(PROJECT, tasks(1));
+    let http = http_for(&emu, |_| {});
+    let results = [
+        ("SDRS, empty job id", sdrs(&http, &emu, aksk()).delete_failure_job("").await),
+        ("KPS, empty task id", kps(&http, &emu, token()).delete_failed_task("").await),
+    ];
+    for (what, result) in results {
+        let err = result.expect_err(what);
+        assert_eq!((err.class(), err.attempts()), (ErrorClass::Permanent, 1), "{what}: {err}");
+        let api = err.api_error().unwrap_or_else(|| panic!("{what}: the gateway's answer is kept"));
+        assert_eq!((api.http_status, api.code.as_str()), (404, "APIGW.0101"), "{what}");
+    }
+    assert_eq!(store.calls().total, 0, "no request reached a published API");
+    assert_eq!(store.failure_jobs(PROJECT).len(), 1);
+    assert_eq!(store.failed_tasks(PROJECT).len(), 1);
+}
+
 #[tokio::test]
 async fn oversized_responses_are_refused() {
     let emu = emulator(false).await;
