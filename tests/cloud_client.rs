@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use taskreaper::cloud::credentials::{Credentials, Secret};
 use taskreaper::cloud::model::{FailedTask, FailureJob, FailureJobFilter};
+use taskreaper::cloud::ratelimit::LimiterKey;
 use taskreaper::cloud::{
     Allowlist, CloudError, CloudHttp, DeleteOutcome, EndpointPolicy, ErrorClass, HttpConfig, KpsClient,
     RateLimit, RateLimiters, RetryPolicy, SdrsClient, SystemClock,
@@ -375,6 +376,31 @@ async fn single_deletes_of_missing_items_are_already_gone() {
     assert_eq!(route(&emu, KPS_ONE), 1, "the id is one encoded path segment");
 }
 
+/// A single delete whose path the gateway does not publish (an empty id leaves the path without its
+/// last segment) gets the gateway's 404 `APIGW.0101`: the path or endpoint is wrong, so the delete
+/// fails once, without retries, instead of counting as already gone.
+#[tokio::test]
+async fn single_deletes_through_an_unpublished_path_fail() {
+    let emu = emulator(false).await;
+    let store = emu.store();
+    store.add_failure_jobs(PROJECT, jobs(1, "replications"));
+    store.add_failed_tasks(PROJECT, tasks(1));
+    let http = http_for(&emu, |_| {});
+    let results = [
+        ("SDRS, empty job id", sdrs(&http, &emu, aksk()).delete_failure_job("").await),
+        ("KPS, empty task id", kps(&http, &emu, token()).delete_failed_task("").await),
+    ];
+    for (what, result) in results {
+        let err = result.expect_err(what);
+        assert_eq!((err.class(), err.attempts()), (ErrorClass::Permanent, 1), "{what}: {err}");
+        let api = err.api_error().unwrap_or_else(|| panic!("{what}: the gateway's answer is kept"));
+        assert_eq!((api.http_status, api.code.as_str()), (404, "APIGW.0101"), "{what}");
+    }
+    assert_eq!(store.calls().total, 0, "no request reached a published API");
+    assert_eq!(store.failure_jobs(PROJECT).len(), 1);
+    assert_eq!(store.failed_tasks(PROJECT).len(), 1);
+}
+
 #[tokio::test]
 async fn oversized_responses_are_refused() {
     let emu = emulator(false).await;
@@ -508,12 +534,24 @@ async fn tls_verification_is_always_on() {
     assert_eq!(emu.store().calls().total, 0, "nothing reached the handler over an untrusted connection");
 }
 
+/// Waits, at most five seconds, until `key` is paused, and returns when the pause ends.
+async fn pause_on(limiters: &RateLimiters, key: &LimiterKey) -> tokio::time::Instant {
+    let wait = async {
+        loop {
+            if let Some(until) = limiters.paused_until(key) {
+                return until;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait).await.expect("the 429 paused the key")
+}
+
 #[tokio::test]
 async fn retry_after_pauses_every_client_of_the_same_key() {
     let emu = emulator(false).await;
     emu.store().add_failed_tasks(PROJECT, tasks(1));
     emu.store().add_failure_jobs(PROJECT, jobs(1, "replications"));
-    emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429]) });
     let limiters = roomy_limits();
     let config = HttpConfig {
         endpoints: EndpointPolicy {
@@ -524,23 +562,50 @@ async fn retry_after_pauses_every_client_of_the_same_key() {
         ..HttpConfig::default()
     };
     let http = CloudHttp::new(config, limiters.clone(), Arc::new(SystemClock)).expect("client core");
+    // SDRS and KPS share the emulator's host, so one access key is one limiter key for both.
+    let key = LimiterKey { host: emu.addr().to_string(), identity: aksk().identity() };
+    let token_key = LimiterKey { host: emu.addr().to_string(), identity: token().identity() };
+    assert_ne!(key, token_key);
+
+    // A 429 with Retry-After: 1 on the KPS client pauses the SDRS client of the same key too.
+    emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429]) });
     let start = Instant::now();
     let throttled = kps(&http, &emu, aksk());
     let first = tokio::spawn(async move { throttled.list_failed_tasks().await.map(|t| t.len()) });
-    while emu.store().calls().total == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let until = pause_on(&limiters, &key).await;
     let other = sdrs(&http, &emu, aksk()).list_failure_jobs(&FailureJobFilter::default()).await;
     assert_eq!(other.expect("the other client succeeds after the pause").len(), 1);
+    assert!(tokio::time::Instant::now() >= until, "the other client of the key waited out the pause");
     assert!(start.elapsed() >= Duration::from_millis(900), "waited out Retry-After: {:?}", start.elapsed());
     assert_eq!(first.await.expect("task").expect("retried after the pause"), 1);
     assert_eq!(emu.store().calls().total, 3, "one 429, then one call each");
 
-    let unrelated = kps(&http, &emu, token());
+    // While that key is paused again, a call with other credentials on the same host is timed: it
+    // goes at once and is done before the pause ends; a call with the same credentials is held.
+    emu.store().reset_calls();
     emu.store().set_faults(Faults { retry_after_secs: 1, ..faults(vec![429]) });
-    let _ = kps(&http, &emu, aksk()).list_failed_tasks_page(1, 0).await;
-    let start = Instant::now();
-    unrelated.list_failed_tasks().await.expect("other credentials are not paused");
-    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    let throttled = kps(&http, &emu, aksk());
+    let first = tokio::spawn(async move { throttled.list_failed_tasks().await.map(|t| t.len()) });
+    let until = pause_on(&limiters, &key).await;
+    assert_eq!(emu.store().calls().total, 1, "the emulator has answered the 429 and nothing else");
+    assert!(until > tokio::time::Instant::now() + Duration::from_millis(500), "most of the pause is left");
+
+    let unrelated = Instant::now();
+    let listed =
+        kps(&http, &emu, token()).list_failed_tasks().await.expect("other credentials are not paused");
+    assert_eq!(listed.len(), 1);
+    let unrelated = unrelated.elapsed();
+    assert!(tokio::time::Instant::now() < until, "done before the pause on the other key ended");
+    assert!(unrelated < Duration::from_millis(300), "other credentials went at once: {unrelated:?}");
+    assert_eq!(limiters.paused_until(&token_key), None, "a 429 for one key pauses no other key");
+
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    assert!(!left.is_zero(), "the pause is still in force");
+    let same = Instant::now();
+    let listed = sdrs(&http, &emu, aksk()).list_failure_jobs(&FailureJobFilter::default()).await;
+    assert_eq!(listed.expect("the same credentials succeed after the pause").len(), 1);
+    assert!(tokio::time::Instant::now() >= until, "the same credentials waited for the pause to end");
+    assert!(same.elapsed() >= left, "held for the {left:?} left of the pause: {:?}", same.elapsed());
+    assert_eq!(first.await.expect("task").expect("retried after the pause"), 1);
+    assert_eq!(emu.store().calls().total, 4, "the 429, the unrelated call, the retry and the held call");
 }

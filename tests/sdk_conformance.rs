@@ -43,6 +43,11 @@ async fn our_signer_matches_the_sdk_signer_on_random_requests() {
         .map(|s| s.parse::<u64>().expect("TASKREAPER_SDK_SEED must be an unsigned integer"))
         .unwrap_or(DEFAULT_SEED);
     let cases = signer_cases::generate(seed, SIGNER_CASES);
+    let coverage = content_sha256_coverage(&cases);
+    println!("X-Sdk-Content-Sha256 cases: {coverage:?}");
+    for kind in CONTENT_SHA256_KINDS {
+        assert!(coverage.contains_key(kind), "no request with X-Sdk-Content-Sha256 {kind} (seed {seed})");
+    }
     let input = serde_json::to_vec(&cases.iter().map(signer_cases::Case::sdk_json).collect::<Vec<_>>())
         .expect("cases serialize");
     let output = harness::run_python("sign_random.py", &[], &[], input).await;
@@ -97,6 +102,41 @@ async fn our_signer_matches_the_sdk_signer_on_random_requests() {
         cases.len(),
         mismatches.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// The kinds of `X-Sdk-Content-Sha256` requests the comparison must include.
+const CONTENT_SHA256_KINDS: [&str; 6] = [
+    "UNSIGNED-PAYLOAD with a body",
+    "UNSIGNED-PAYLOAD without a body",
+    "blank with a body",
+    "blank without a body",
+    "other value with a body",
+    "other value without a body",
+];
+
+/// How many requests carry `X-Sdk-Content-Sha256` as sent, by value (`UNSIGNED-PAYLOAD` once
+/// trimmed, blank, or anything else) and by whether there is a body.
+fn content_sha256_coverage(cases: &[signer_cases::Case]) -> BTreeMap<&'static str, usize> {
+    let mut coverage = BTreeMap::new();
+    for case in cases {
+        let headers = case.headers_as_sent();
+        let Some((_, value)) =
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(signing::CONTENT_SHA256_HEADER))
+        else {
+            continue;
+        };
+        let body = case.body.as_deref().is_some_and(|b| !b.is_empty());
+        let kind = match (value.trim_matches(|c: char| c.is_whitespace() || c.is_control()), body) {
+            ("UNSIGNED-PAYLOAD", true) => CONTENT_SHA256_KINDS[0],
+            ("UNSIGNED-PAYLOAD", false) => CONTENT_SHA256_KINDS[1],
+            ("", true) => CONTENT_SHA256_KINDS[2],
+            ("", false) => CONTENT_SHA256_KINDS[3],
+            (_, true) => CONTENT_SHA256_KINDS[4],
+            (_, false) => CONTENT_SHA256_KINDS[5],
+        };
+        *coverage.entry(kind).or_insert(0) += 1;
+    }
+    coverage
 }
 
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";

@@ -8,18 +8,24 @@ use crate::cloud::endpoint::{EndpointError, Service};
 /// Longest error message kept from a response body, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 512;
 
+/// The API gateway's code for a 404 on a method and path it does not publish ("The API does not
+/// exist or has not been published"): the endpoint or path is wrong, not the item gone.
+pub const GATEWAY_NO_SUCH_API: &str = "APIGW.0101";
+
 /// What kind of failure an error is, which decides retries and how it is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// 401/403: credentials missing, wrong or not permitted. Never retried.
     Authentication,
-    /// 404: the resource does not exist. Never retried; on a single delete it means already gone.
+    /// 404 from the service: the resource does not exist. Never retried; on a single delete it means
+    /// already gone.
     NotFound,
     /// 429: the API gateway throttled the caller. Retried after `Retry-After` or a backoff.
     Throttled,
     /// 408, 5xx, connect errors, timeouts, resets, truncated bodies. Retried with backoff.
     Transient,
-    /// Other 4xx, and anything a retry cannot fix (bad endpoint, oversized body). Never retried.
+    /// Other 4xx, the gateway's 404 for an API it does not publish (`APIGW.0101`: wrong endpoint or
+    /// path), and anything a retry cannot fix (bad endpoint, oversized body). Never retried.
     Permanent,
     /// A 2xx whose body is not the expected JSON. Retried like a transient failure, bounded.
     Decode,
@@ -39,6 +45,15 @@ impl ErrorClass {
             429 => Self::Throttled,
             408 | 500..=599 => Self::Transient,
             _ => Self::Permanent,
+        }
+    }
+
+    /// The class of an HTTP error response from its status and the error code of its body: a 404
+    /// is [`Self::NotFound`] unless the gateway says the API itself does not exist.
+    pub fn of_response(status: u16, code: &str) -> Self {
+        match (status, code.trim()) {
+            (404, GATEWAY_NO_SUCH_API) => Self::Permanent,
+            _ => Self::of_status(status),
         }
     }
 
@@ -105,7 +120,7 @@ impl ApiError {
 
     /// The class of this error.
     pub fn class(&self) -> ErrorClass {
-        ErrorClass::of_status(self.http_status)
+        ErrorClass::of_response(self.http_status, &self.code)
     }
 }
 
@@ -385,6 +400,31 @@ mod tests {
         for (status, class) in table {
             assert_eq!(ErrorClass::of_status(status), class, "{status}");
         }
+        let responses = [
+            (404, r#"{"error":{"code":"SDRS.1301","message":"The failure job does not exist."}}"#, NotFound),
+            (404, r#"{"error_code":"KPS.0010","error_msg":"The failed task does not exist."}"#, NotFound),
+            (404, "", NotFound),
+            (404, "<html>Not Found</html>", NotFound),
+            (
+                404,
+                r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist or has not been published in the environment","request_id":"r"}"#,
+                Permanent,
+            ),
+            (404, r#"{"code":"APIGW.0101","message":"nested shape"}"#, Permanent),
+            (
+                400,
+                r#"{"error_code":"APIGW.0101","error_msg":"only a 404 says the API is missing"}"#,
+                Permanent,
+            ),
+            (503, r#"{"error_code":"APIGW.0101","error_msg":"m"}"#, Transient),
+            (429, r#"{"error_code":"APIGW.0308","error_msg":"throttled"}"#, Throttled),
+        ];
+        for (status, body, class) in responses {
+            assert_eq!(parse(status, body).class(), class, "{status} {body}");
+        }
+        assert_eq!(ErrorClass::of_response(404, "APIGW.0101"), Permanent);
+        assert_eq!(ErrorClass::of_response(404, "SDRS.1301"), NotFound);
+        assert!(!Permanent.is_retryable());
         assert!(Throttled.is_retryable() && Transient.is_retryable() && Decode.is_retryable());
         assert!(!Authentication.is_retryable() && !NotFound.is_retryable() && !Permanent.is_retryable());
     }

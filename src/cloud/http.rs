@@ -122,7 +122,8 @@ pub enum DeleteOutcome {
 }
 
 impl DeleteOutcome {
-    /// Reads the result of a single delete: success is `Deleted`, a 404 is `AlreadyGone`.
+    /// Reads the result of a single delete: success is `Deleted`, a 404 of the service is
+    /// `AlreadyGone`. The gateway's 404 for an unpublished API (wrong endpoint or path) is an error.
     pub(crate) fn of(result: Result<(), CloudError>) -> Result<Self, CloudError> {
         match result {
             Ok(()) => Ok(Self::Deleted),
@@ -508,5 +509,23 @@ mod tests {
         let config = HttpConfig { ca_bundle_pem: Some(b"not a pem".to_vec()), ..HttpConfig::default() };
         let err = CloudHttp::new(config, limiters, Arc::new(SystemClock)).unwrap_err();
         assert!(matches!(err, CloudError::EmptyCaBundle), "{err:?}");
+    }
+
+    #[test]
+    fn only_the_services_404_means_already_gone() {
+        let call = Call { service: Service::Sdrs, operation: "DeleteFailureJob", project_id: "p".into() };
+        let reply = |body: &str| {
+            let error = Box::new(ApiError::from_response(404, None, body.as_bytes()));
+            Err(CloudError::Api { call: call.clone(), attempts: 1, error })
+        };
+        assert_eq!(DeleteOutcome::of(Ok(())).unwrap(), DeleteOutcome::Deleted);
+        let gone = reply(r#"{"error":{"code":"SDRS.1301","message":"The failure job does not exist."}}"#);
+        assert_eq!(DeleteOutcome::of(gone).unwrap(), DeleteOutcome::AlreadyGone);
+        let no_api = reply(
+            r#"{"error_code":"APIGW.0101","error_msg":"The API does not exist or has not been published in the environment"}"#,
+        );
+        let err = DeleteOutcome::of(no_api).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert_eq!(err.api_error().map(|e| e.code.as_str()), Some("APIGW.0101"));
     }
 }

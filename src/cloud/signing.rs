@@ -1,6 +1,7 @@
 //! SDK-HMAC-SHA256 request signing, as the official Huawei Cloud SDKs do it. Pure: no I/O, the clock
 //! is passed in, so the same inputs always give the same `Authorization`.
 
+use hmac::digest::Key;
 use hmac::{Hmac, KeyInit, Mac};
 use jiff::Timestamp;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -10,8 +11,8 @@ use sha2::{Digest, Sha256};
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// The header carrying the signing time, `YYYYMMDDTHHMMSSZ` in UTC.
 pub const DATE_HEADER: &str = "X-Sdk-Date";
-/// A header that, when present on a request with a body, replaces the body hash in the canonical
-/// request.
+/// A header that, on a request with a body, replaces the body hash in the canonical request unless its
+/// value is blank. With an empty body it is signed like any header but the hash stays the empty one.
 pub const CONTENT_SHA256_HEADER: &str = "X-Sdk-Content-Sha256";
 
 const SDK_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
@@ -141,18 +142,36 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
+/// A header value trimmed as the SDK trims it (Python's `str.strip()`): Unicode white space and the
+/// separators U+001C to U+001F.
+fn sdk_trim(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// The last line of the canonical request, as the SDK's `_process_hash_payload` computes it:
+/// - an empty body hashes as the empty string, whatever `X-Sdk-Content-Sha256` says;
+/// - otherwise a non-blank `X-Sdk-Content-Sha256` (e.g. `UNSIGNED-PAYLOAD`) is taken as it is, trimmed,
+///   and with its UTF-8 bytes read back as Latin-1 characters, as the SDK leaves every header value
+///   before it reads this one (no change for ASCII);
+/// - otherwise the body's hash.
+pub fn payload_hash(headers: &[(String, String)], body: &[u8]) -> String {
+    if body.is_empty() {
+        return hex_sha256(b"");
+    }
+    match header(headers, CONTENT_SHA256_HEADER).map(sdk_trim).filter(|v| !v.is_empty()) {
+        Some(value) => value.bytes().map(char::from).collect(),
+        None => hex_sha256(body),
+    }
+}
+
 /// The canonical request over the given signed headers (names lower-case). A signed header that is
 /// absent from the request contributes an empty value, so a verifier fails rather than panics.
 pub fn canonical_request(req: &Request<'_>, signed_headers: &[String]) -> String {
     let headers: String = signed_headers
         .iter()
-        .map(|name| format!("{name}:{}\n", header(req.headers, name).unwrap_or("").trim()))
+        .map(|name| format!("{name}:{}\n", sdk_trim(header(req.headers, name).unwrap_or(""))))
         .collect();
-    // As the SDK does: an empty body always hashes as empty, whatever the header says.
-    let payload_hash = header(req.headers, CONTENT_SHA256_HEADER)
-        .filter(|_| !req.body.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| hex_sha256(req.body));
+    let payload_hash = payload_hash(req.headers, req.body);
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method.to_ascii_uppercase(),
@@ -169,11 +188,25 @@ pub fn string_to_sign(canonical_request: &str, sdk_date: &str) -> String {
     format!("{ALGORITHM}\n{sdk_date}\n{}", hex_sha256(canonical_request.as_bytes()))
 }
 
+/// HMAC-SHA256 keyed with `secret_key`. HMAC (RFC 2104) first hashes a key longer than the hash's
+/// block and pads every key with zeros to the block; doing that here gives a block-sized key for the
+/// infallible constructor, so no length check is left to fail.
+fn hmac_sha256(secret_key: &[u8]) -> Hmac<Sha256> {
+    let mut block = Key::<Hmac<Sha256>>::default();
+    let hashed;
+    let key = if secret_key.len() > block.len() {
+        hashed = Sha256::digest(secret_key);
+        hashed.as_slice()
+    } else {
+        secret_key
+    };
+    block.iter_mut().zip(key).for_each(|(slot, byte)| *slot = *byte);
+    <Hmac<Sha256> as KeyInit>::new(&block)
+}
+
 /// Lower-case hex HMAC-SHA256 of the string to sign keyed with the secret key.
 pub fn signature(secret_key: &[u8], string_to_sign: &str) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac_sha256(secret_key);
     mac.update(string_to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -193,8 +226,7 @@ pub fn authorize(req: &Request<'_>, access_key: &str, secret_key: &[u8], sdk_dat
 /// client declared.
 pub fn verify(req: &Request<'_>, auth: &Authorization, secret_key: &[u8], sdk_date: &str) -> bool {
     let canonical = canonical_request(req, &auth.signed_headers);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = hmac_sha256(secret_key);
     mac.update(string_to_sign(&canonical, sdk_date).as_bytes());
     match hex::decode(&auth.signature) {
         Ok(expected) => mac.verify_slice(&expected).is_ok(),
@@ -340,10 +372,11 @@ mod tests {
 
     #[test]
     fn header_values_are_trimmed_and_content_sha_overrides_body() {
-        let headers: Vec<(String, String)> = [("Host", "  h  "), (CONTENT_SHA256_HEADER, "UNSIGNED-PAYLOAD")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            [("Host", "  h\u{1c}"), (CONTENT_SHA256_HEADER, " UNSIGNED-PAYLOAD\t")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let req = Request { method: "get", path: "/", query: &[], headers: &headers, body: b"ignored" };
         let canonical = canonical_request(&req, &signed_header_names(&headers));
         assert_eq!(
@@ -351,7 +384,67 @@ mod tests {
             "GET\n/\n\nhost:h\nx-sdk-content-sha256:UNSIGNED-PAYLOAD\n\nhost;x-sdk-content-sha256\nUNSIGNED-PAYLOAD"
         );
         let empty = Request { body: b"", ..req };
-        assert!(canonical_request(&empty, &signed_header_names(&headers)).ends_with(&hex_sha256(b"")));
+        let canonical = canonical_request(&empty, &signed_header_names(&headers));
+        assert!(canonical.contains("\nx-sdk-content-sha256:UNSIGNED-PAYLOAD\n"), "still signed as a header");
+        assert!(
+            canonical.ends_with(&format!("\n{EMPTY_SHA256}")),
+            "an empty body ignores the header: {canonical}"
+        );
+    }
+
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn payload_hash_follows_the_sdk() {
+        let with = |value: &str| vec![("x-SDK-content-sha256".to_string(), value.to_string())];
+        let body_hash = hex_sha256(b"{}");
+        assert_eq!(payload_hash(&[], b""), EMPTY_SHA256);
+        assert_eq!(payload_hash(&[], b"{}"), body_hash);
+        assert_eq!(payload_hash(&with("UNSIGNED-PAYLOAD"), b""), EMPTY_SHA256);
+        assert_eq!(payload_hash(&with("UNSIGNED-PAYLOAD"), b"{}"), "UNSIGNED-PAYLOAD");
+        assert_eq!(payload_hash(&with("  abc\t"), b"{}"), "abc");
+        assert_eq!(payload_hash(&with(""), b"{}"), body_hash, "an empty value counts as absent");
+        assert_eq!(payload_hash(&with(" \t "), b"{}"), body_hash, "so does a blank one");
+        assert_eq!(payload_hash(&with("é"), b"{}"), "\u{c3}\u{a9}", "UTF-8 bytes read as Latin-1");
+    }
+
+    /// RFC 4231 test cases 1, 2, 6 and 7 (keys of 20, 4, 131 and 131 bytes), and a key of exactly one
+    /// block, against the length-checked constructor.
+    #[test]
+    fn hmac_matches_rfc_4231_for_every_key_length() {
+        let long_key = [0xaa_u8; 131];
+        let cases: [(&[u8], &str, &str); 4] = [
+            (&[0x0b; 20], "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            (
+                b"Jefe",
+                "what do ya want for nothing?",
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                &long_key,
+                "Test Using Larger Than Block-Size Key - Hash Key First",
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                &long_key,
+                "This is a test using a larger than block-size key and a larger than block-size data. \
+                 The key needs to be hashed before being used by the HMAC algorithm.",
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for (key, data, expected) in cases {
+            assert_eq!(signature(key, data), expected, "key of {} bytes", key.len());
+        }
+        for len in [0, 1, 63, 64, 65, 200] {
+            let key: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+            reference.update(b"data");
+            assert_eq!(
+                signature(&key, "data"),
+                hex::encode(reference.finalize().into_bytes()),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]

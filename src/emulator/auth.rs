@@ -289,6 +289,49 @@ mod tests {
         );
     }
 
+    /// Signs a POST with `content_sha256` as `X-Sdk-Content-Sha256` over `signed_body`, then checks it
+    /// as received with `sent_body`.
+    fn check_content_sha256(
+        content_sha256: &str,
+        signed_body: &[u8],
+        sent_body: &[u8],
+    ) -> Result<Principal, AuthError> {
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".into(), "127.0.0.1:1".into()),
+            (DATE_HEADER.into(), "20261122T053000Z".into()),
+            (signing::CONTENT_SHA256_HEADER.into(), content_sha256.into()),
+        ];
+        fn request<'a>(headers: &'a [(String, String)], body: &'a [u8]) -> signing::Request<'a> {
+            signing::Request { method: "POST", path: "/v3/p/failed-tasks", query: &[], headers, body }
+        }
+        let auth = signing::authorize(&request(&headers, signed_body), "AK", b"SK", "20261122T053000Z");
+        headers.push(("Authorization".into(), auth.header_value()));
+        authenticate(&request(&headers, sent_body), &settings("AK", "SK"), signed_at())
+    }
+
+    #[test]
+    fn content_sha256_stands_for_a_body_only() {
+        let accepted = Ok(Principal::AccessKey("AK".into()));
+        assert_eq!(check_content_sha256("UNSIGNED-PAYLOAD", b"{}", b"{}"), accepted);
+        assert_eq!(
+            check_content_sha256(" UNSIGNED-PAYLOAD ", b"{}", b"{\"other\":1}"),
+            accepted,
+            "body not signed"
+        );
+        assert_eq!(check_content_sha256("UNSIGNED-PAYLOAD", b"", b""), accepted);
+        assert_eq!(
+            check_content_sha256("UNSIGNED-PAYLOAD", b"", b"{}"),
+            Err(AuthError::SignatureMismatch),
+            "without a body the empty hash was signed, not the header"
+        );
+        assert_eq!(check_content_sha256(" ", b"{}", b"{}"), accepted);
+        assert_eq!(
+            check_content_sha256(" ", b"{}", b"{\"other\":1}"),
+            Err(AuthError::SignatureMismatch),
+            "a blank value leaves the body signed"
+        );
+    }
+
     #[test]
     fn accepts_configured_tokens_only() {
         let s = settings("AK", "SK");

@@ -6,6 +6,9 @@ stdin: a JSON list of requests, each
      "security_token": str | null, "project_id": str | null}
 A query value is a string, a boolean, an integer, or a list of strings (a repeated name, as the SDK's
 "multi" collection format passes it). `path` is the resource path exactly as the SDK sends it.
+`headers` go to the SDK as given, an explicit X-Sdk-Content-Sha256 (blank, padded or UNSIGNED-PAYLOAD)
+included; a `body` of "" or null is no body, for which the SDK signs the empty hash whatever that
+header says.
 
 stdout: a JSON list, one object per request, in order:
     {"authorization", "x_sdk_date", "uri", "header_names"}

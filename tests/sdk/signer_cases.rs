@@ -77,6 +77,12 @@ fn unsigned_payload(headers: &[(String, String)]) -> bool {
     })
 }
 
+/// Whether the request the SDK signs carries `X-Sdk-Content-Sha256`, from the caller or added.
+pub fn has_content_sha256(headers: &[(String, String)]) -> bool {
+    unsigned_payload(headers)
+        || headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(signing::CONTENT_SHA256_HEADER))
+}
+
 const METHODS: [&str; 8] = ["GET", "DELETE", "POST", "PUT", "PATCH", "HEAD", "get", "delete"];
 const HOSTS: [&str; 6] = [
     "sdrs.cn-north-4.myhuaweicloud.com",
@@ -174,7 +180,18 @@ const HEADER_VALUES: [&str; 8] = [
     "名字",
     "a=b; c=d",
 ];
-const BODIES: [&str; 4] = ["{}", "{\"failure_jobs\":[]}", "plain text body", "名字 ünïcödé"];
+/// Values for an explicit `X-Sdk-Content-Sha256` besides a random hex digest: the SDK trims the value,
+/// takes an empty one as absent, and reads a non-ASCII one after re-decoding its UTF-8 as Latin-1.
+const CONTENT_SHA256_VALUES: [&str; 7] = [
+    "UNSIGNED-PAYLOAD",
+    "  UNSIGNED-PAYLOAD\t",
+    "unsigned-payload",
+    "",
+    "   ",
+    "\u{1c}UNSIGNED-PAYLOAD\u{1f}",
+    "名字",
+];
+const BODIES: [&str; 5] = ["{}", "{\"failure_jobs\":[]}", "plain text body", "名字 ünïcödé", ""];
 
 /// `count` requests from `seed`.
 pub fn generate(seed: u64, count: usize) -> Vec<Case> {
@@ -198,12 +215,11 @@ fn alnum(rng: &mut StdRng, len: usize) -> String {
 fn case(rng: &mut StdRng) -> Case {
     let (query, sdk_query) = query(rng);
     let headers = headers(rng);
-    // With an empty body the SDK 3.1.219 hashes the empty string even when X-Sdk-Content-Sha256 is
-    // set, while signing::canonical_request takes the header: a known difference, so every request
-    // that carries the header also carries a body.
-    let needs_body = unsigned_payload(&headers)
-        || headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(signing::CONTENT_SHA256_HEADER));
-    let body = if needs_body || rng.random_bool(0.25) { Some(pick(rng, &BODIES).to_string()) } else { None };
+    // Requests that carry X-Sdk-Content-Sha256 (set by the caller, or by the SDK for a Content-Type
+    // that is neither JSON nor BSON) come with and without a body as often as each other: with an
+    // empty body the header's value is not used.
+    let body_chance = if has_content_sha256(&headers) { 0.5 } else { 0.25 };
+    let body = rng.random_bool(body_chance).then(|| pick(rng, &BODIES).to_string());
     let seconds = rng.random_range(946_684_800_i64..4_102_444_799);
     let date = signing::format_sdk_date(jiff::Timestamp::from_second(seconds).expect("in range"));
     let sk = if rng.random_bool(0.1) { format!("{}/+=密钥", alnum(rng, 30)) } else { alnum(rng, 40) };
@@ -304,8 +320,14 @@ fn query(rng: &mut StdRng) -> (Pairs, SdkQuery) {
 
 fn headers(rng: &mut StdRng) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::new();
-    for _ in 0..rng.random_range(0..=5) {
-        let name = pick(rng, &HEADER_NAMES);
+    // One request in three sets X-Sdk-Content-Sha256 first; others may still pick it below.
+    let explicit_content_sha256 = rng.random_bool(1.0 / 3.0);
+    for i in 0..rng.random_range(0..=5) + usize::from(explicit_content_sha256) {
+        let name = if explicit_content_sha256 && i == 0 {
+            signing::CONTENT_SHA256_HEADER
+        } else {
+            pick(rng, &HEADER_NAMES)
+        };
         if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
             continue;
         }
@@ -320,7 +342,7 @@ fn headers(rng: &mut StdRng) -> Vec<(String, String)> {
             if unsigned_payload(&headers) {
                 continue; // the SDK would overwrite it
             }
-            hex(rng, 64)
+            if rng.random_bool(0.4) { hex(rng, 64) } else { pick(rng, &CONTENT_SHA256_VALUES).to_string() }
         } else {
             pick(rng, &HEADER_VALUES).to_string()
         };
