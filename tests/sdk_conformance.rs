@@ -165,10 +165,14 @@ async fn start_emulator(tls: bool) -> Emulator {
 
 /// Runs `sdk_client.py` against the emulator with the given secret key and extra arguments.
 async fn run_sdk_client(emu: &Emulator, secret_key: &str, scenario: &str, extra: &[String]) -> Value {
-    let url = emu.url();
+    run_sdk_client_at(&emu.url(), secret_key, scenario, extra).await
+}
+
+/// Runs `sdk_client.py` against the emulator at `url`.
+async fn run_sdk_client_at(url: &str, secret_key: &str, scenario: &str, extra: &[String]) -> Value {
     let page_size = PAGE_SIZE.to_string();
     let mut args: Vec<&str> =
-        vec!["--endpoint", &url, "--project", PROJECT, "--scenario", scenario, "--page-size", &page_size];
+        vec!["--endpoint", url, "--project", PROJECT, "--scenario", scenario, "--page-size", &page_size];
     args.extend(extra.iter().map(String::as_str));
     let envs = [("TASKREAPER_SDK_AK", ACCESS_KEY), ("TASKREAPER_SDK_SK", secret_key)];
     let output = harness::run_python("sdk_client.py", &args, &envs, Vec::new()).await;
@@ -454,4 +458,85 @@ async fn sdk_verifies_the_emulator_certificate() {
          (SslHandShakeException)"
     );
     emu.shutdown().await;
+}
+
+/// `taskreaper emulator` itself, the binary on a port it picked: the official SDK lists and purges
+/// the failed tasks it seeded, and a request whose signature was tampered with gets a 401 with a
+/// Huawei-style body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_command_serves_the_official_sdk() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let access_key = format!("{ACCESS_KEY}:{SECRET_KEY}");
+    // Through `setpriv --pdeathsig KILL`, so the server dies with the test binary whatever happens.
+    let mut server = tokio::process::Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper"), "emulator"])
+        .args(["--listen", "127.0.0.1:0", "--projects", PROJECT, "--tasks-per-kind", "4"])
+        .args(["--access-key", &access_key])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("`taskreaper emulator` starts (through `setpriv`, from util-linux)");
+    let stdout = server.stdout.take().expect("stdout is piped");
+    let line =
+        tokio::time::timeout(std::time::Duration::from_secs(30), BufReader::new(stdout).lines().next_line())
+            .await
+            .expect("the emulator prints its address within 30 s")
+            .expect("reading the emulator's stdout")
+            .expect("the emulator prints a line");
+    let url = line
+        .strip_prefix("taskreaper emulator listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "a real port was picked: {url}");
+
+    // The SDK lists (every page), deletes the protection-group failures and every KPS task.
+    let out = run_sdk_client_at(&url, SECRET_KEY, "purge", &[]).await;
+    let sdrs = &out["sdrs"];
+    assert_eq!(sdrs["initial"]["count"], 16, "4 jobs of each of the 4 resource types: {sdrs}");
+    assert_eq!(sdrs["initial"]["by_resource_type"][SERVER_GROUPS], 4, "{sdrs}");
+    assert_eq!(sdrs["delete_all"]["status"], 204, "{sdrs}");
+    assert_eq!(sdrs["delete_all"]["after"]["count"], 12, "only protection-group failures go: {sdrs}");
+    let kps = &out["kps"];
+    assert_eq!(kps["initial"]["total"], 12, "4 tasks of each of the 3 operate types: {kps}");
+    assert_eq!(kps["delete_all"]["status"], 200, "{kps}");
+    assert_eq!(kps["delete_all"]["after"]["total"], 0, "{kps}");
+
+    // A correctly signed request with one character of its signature changed.
+    let host = url.trim_start_matches("http://").to_string();
+    let path = format!("/v1/{PROJECT}/task-center/failure-jobs");
+    let date = signing::format_sdk_date(jiff::Timestamp::now());
+    let headers: Vec<(String, String)> = vec![
+        ("Host".into(), host),
+        (signing::DATE_HEADER.into(), date.clone()),
+        ("X-Project-Id".into(), PROJECT.into()),
+    ];
+    let req = Request { method: "GET", path: &path, query: &[], headers: &headers, body: b"" };
+    let mut auth = signing::authorize(&req, ACCESS_KEY, SECRET_KEY.as_bytes(), &date);
+    let flipped = if auth.signature.ends_with('0') { '1' } else { '0' };
+    auth.signature.pop();
+    auth.signature.push(flipped);
+    let response = reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .header(signing::DATE_HEADER, &date)
+        .header("X-Project-Id", PROJECT)
+        .header("Authorization", auth.header_value())
+        .send()
+        .await
+        .expect("the emulator answers");
+    assert_eq!(response.status(), 401);
+    let request_id = response.headers().get("X-Request-Id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error_code"], gateway_code::AUTHENTICATION, "{body}");
+    assert!(body["error_msg"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(request_id.is_some_and(|id| !id.is_empty()), "X-Request-Id is set");
+    println!(
+        "taskreaper emulator at {url}: the SDK listed {} SDRS jobs -> {} after the batch delete, {} KPS tasks \
+         -> {}; a tampered signature got 401 {}",
+        sdrs["initial"]["count"],
+        sdrs["delete_all"]["after"]["count"],
+        kps["initial"]["total"],
+        kps["delete_all"]["after"]["total"],
+        body["error_code"]
+    );
 }
