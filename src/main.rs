@@ -1,3 +1,6 @@
+//! The `taskreaper` command: parses arguments, sets up tracing, dispatches to [`taskreaper::cli`].
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use std::process::ExitCode;
 
