@@ -9,4 +9,3 @@ pub mod controller;
 pub mod emulator;
 pub mod observability;
 pub mod purge;
-
