@@ -1,6 +1,8 @@
 //! The `taskreaper` binary's one-shot commands, run as a user would: `purge` against the emulator
 //! over HTTPS, `demo`, and `crd`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,17 +24,9 @@ async fn emulator() -> Emulator {
     Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config, seed).await.expect("emulator starts")
 }
 
-/// Runs the binary to completion. Through `setpriv --pdeathsig KILL`, so the kernel kills it when
-/// the test's thread ends, even if the test binary exits without dropping the future.
+/// Runs the binary to completion.
 async fn taskreaper(args: &[&str]) -> Output {
-    tokio::process::Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper")])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("the taskreaper binary runs (through `setpriv`, from util-linux)")
+    common::binary::taskreaper().args(args).output().await.expect(common::binary::START_FAILED)
 }
 
 fn policy(url: &str, dry_run: bool) -> String {

@@ -824,9 +824,8 @@ async fn a_transient_failure_is_retried_without_a_trigger() {
     env.create(&env.policy("retried", &[PROJECT_A], vec![kps_all()])).await;
     let failed = env.wait_ready("retried", "False", "CloudUnavailable").await;
     let yaml = status_yaml(&failed);
-    let (last, next) =
-        (status(&failed).last_schedule_time.clone(), status(&failed).next_schedule_time.clone());
-    let (last, next) = (last.expect("lastScheduleTime").0, next.expect("nextScheduleTime").0);
+    let last = status(&failed).last_schedule_time.as_ref().expect("lastScheduleTime").0;
+    let next = status(&failed).next_schedule_time.as_ref().expect("nextScheduleTime").0;
     assert_eq!(
         next.duration_since(last),
         SignedDuration::from_secs(30),
@@ -842,9 +841,9 @@ async fn a_transient_failure_is_retried_without_a_trigger() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     assert!(status(&policy).last_handled_requested_at.is_none(), "{yaml}");
-    let retried = status(&policy).last_schedule_time.clone().expect("lastScheduleTime").0;
+    let retried = status(&policy).last_schedule_time.as_ref().expect("lastScheduleTime").0;
     assert!(retried >= next, "the retry ran when planned: {yaml}");
-    let back_on_schedule = status(&policy).next_schedule_time.clone().expect("nextScheduleTime").0;
+    let back_on_schedule = status(&policy).next_schedule_time.as_ref().expect("nextScheduleTime").0;
     assert_eq!(back_on_schedule.duration_since(retried), SignedDuration::from_hours(1), "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
     env.wait_event("retried", "Normal", "Purged", |note| note.contains("3 deleted")).await;

@@ -13,27 +13,23 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use taskreaper::cloud::model::FailedTask;
 use taskreaper::emulator::Seed;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const LEASE: &str = "taskreaper-leader";
 
-/// Starts a replica. Through `setpriv --pdeathsig KILL`, so the kernel kills it when the test's
-/// thread ends, even if the test binary exits without dropping the `Child` (which kills it too).
+/// Starts a replica.
 fn replica(env: &Env, name: &str, ca: &std::path::Path) -> Child {
     let kubeconfig = env.cp.kubeconfig_path(Identity::Controller);
-    Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper")])
+    common::binary::taskreaper()
         .args(["run", "--leader-election", "--lease-duration-secs", "6", "--metrics-addr", "127.0.0.1:0"])
         .args(["--namespace", &env.ns, "--lease-namespace", &env.ns, "--endpoint-allowlist", "127.0.0.1"])
         .arg("--ca-bundle")
         .arg(ca)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", name)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
-        .expect("the taskreaper binary starts (through `setpriv`, from util-linux)")
+        .expect(common::binary::START_FAILED)
 }
 
 async fn holder(env: &Env) -> Option<String> {

@@ -5,6 +5,7 @@
 //!
 //! Run: `TASKREAPER_PYTHON=/path/to/venv/bin/python cargo test --test sdk_conformance -- --nocapture`
 
+mod common;
 #[path = "sdk/harness.rs"]
 mod harness;
 #[path = "sdk/signer_cases.rs"]
@@ -467,16 +468,12 @@ async fn sdk_verifies_the_emulator_certificate() {
 async fn the_emulator_command_serves_the_official_sdk() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let access_key = format!("{ACCESS_KEY}:{SECRET_KEY}");
-    // Through `setpriv --pdeathsig KILL`, so the server dies with the test binary whatever happens.
-    let mut server = tokio::process::Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper"), "emulator"])
-        .args(["--listen", "127.0.0.1:0", "--projects", PROJECT, "--tasks-per-kind", "4"])
+    let mut server = common::binary::taskreaper()
+        .args(["emulator", "--listen", "127.0.0.1:0", "--projects", PROJECT, "--tasks-per-kind", "4"])
         .args(["--access-key", &access_key])
-        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
-        .expect("`taskreaper emulator` starts (through `setpriv`, from util-linux)");
+        .expect(common::binary::START_FAILED);
     let stdout = server.stdout.take().expect("stdout is piped");
     let line =
         tokio::time::timeout(std::time::Duration::from_secs(30), BufReader::new(stdout).lines().next_line())

@@ -157,10 +157,6 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     let Some(policy) =
         api.get_opt(&policy.name_any()).await.map_err(|source| ReconcileError::GetPolicy { source })?
     else {
-        // Deleted: forget what was kept about it.
-        if let Ok(mut failures) = ctx.auth_failures.lock() {
-            failures.remove(&policy.uid().unwrap_or_default());
-        }
         return Ok(Action::await_change());
     };
     let policy = &policy;

@@ -225,10 +225,7 @@ pub fn retry_time(status: &FailedTaskCleanupPolicyStatus) -> Option<Timestamp> {
 
 /// The earlier of a scheduled run and a retry.
 pub fn earliest(scheduled: Option<Timestamp>, retry: Option<Timestamp>) -> Option<Timestamp> {
-    match (scheduled, retry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    scheduled.into_iter().chain(retry).min()
 }
 
 /// Computes the next status. `max_deletions` is quoted when the deletion limit stopped a run.

@@ -2,5 +2,6 @@
 //! declares `mod common;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod control_plane;
 pub mod e2e;
