@@ -27,7 +27,8 @@ pub enum ErrorClass {
     /// Other 4xx, the gateway's 404 for an API it does not publish (`APIGW.0101`: wrong endpoint or
     /// path), and anything a retry cannot fix (bad endpoint, oversized body). Never retried.
     Permanent,
-    /// A 2xx whose body is not the expected JSON. Retried like a transient failure, bounded.
+    /// A 2xx whose body is cut short or not JSON at all. Retried like a transient failure, bounded.
+    /// (Valid JSON of the wrong shape is [`Self::Permanent`]: a retry gets the same body.)
     Decode,
 }
 
@@ -216,11 +217,15 @@ pub enum CloudError {
     },
     #[error("{call} failed after {attempts} attempt(s): response body exceeds the {limit}-byte cap")]
     BodyTooLarge { call: Call, attempts: u32, limit: usize },
-    #[error("{call} failed after {attempts} attempt(s): HTTP {http_status} body is not the expected JSON")]
+    #[error(
+        "{call} failed after {attempts} attempt(s): HTTP {http_status} body is not the expected JSON at `{path}`"
+    )]
     Decode {
         call: Call,
         attempts: u32,
         http_status: u16,
+        /// Where in the body decoding stopped, e.g. `tasks[3].task_id`; `.` for the whole body.
+        path: String,
         #[source]
         source: serde_json::Error,
     },
@@ -247,6 +252,11 @@ impl CloudError {
             Self::Api { error, .. } => error.class(),
             Self::Send { source, .. } if source.is_builder() => ErrorClass::Permanent,
             Self::Send { .. } | Self::ReadBody { .. } => ErrorClass::Transient,
+            // Valid JSON of the wrong shape comes back the same on every try; a body that is cut
+            // short or not JSON at all is a transfer or proxy failure worth another try.
+            Self::Decode { source, .. } if source.classify() == serde_json::error::Category::Data => {
+                ErrorClass::Permanent
+            }
             Self::Decode { .. } => ErrorClass::Decode,
             Self::ResolveEndpoint { .. }
             | Self::BuildClient(_)
@@ -444,10 +454,23 @@ mod tests {
             call: call.clone(),
             attempts: 1,
             http_status: 200,
+            path: ".".into(),
             source: serde_json::from_str::<u8>("x").unwrap_err(),
         };
-        assert_eq!(decode.class(), ErrorClass::Decode);
+        assert_eq!(decode.class(), ErrorClass::Decode, "not JSON: worth another try");
         assert_eq!(decode.with_attempts(4).attempts(), 4);
+        let shape = CloudError::Decode {
+            call: call.clone(),
+            attempts: 1,
+            http_status: 200,
+            path: "tasks[0].task_id".into(),
+            source: serde_json::from_str::<u8>("[]").unwrap_err(),
+        };
+        assert_eq!(shape.class(), ErrorClass::Permanent, "the wrong shape comes back on every try");
+        assert_eq!(
+            shape.to_string(),
+            "KPS DeleteFailedTask for project p1 failed after 1 attempt(s): HTTP 200 body is not the expected JSON at `tasks[0].task_id`"
+        );
         let big = CloudError::BodyTooLarge { call: call.clone(), attempts: 1, limit: 10 };
         assert_eq!(big.class(), ErrorClass::Permanent);
         assert!(big.api_error().is_none());

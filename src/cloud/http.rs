@@ -141,6 +141,22 @@ struct RawReply {
     body: Vec<u8>,
 }
 
+/// A 2xx body that did not decode, and where in it decoding stopped.
+#[derive(Debug)]
+pub(crate) struct BodyError {
+    pub path: String,
+    pub source: serde_json::Error,
+}
+
+/// Decodes a JSON body, keeping the path of the field that failed.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| BodyError { path: e.path().to_string(), source: e.into_inner() })?;
+    de.end().map_err(|source| BodyError { path: ".".into(), source })?;
+    Ok(value)
+}
+
 impl CloudHttp {
     /// Builds the HTTPS client: timeouts, extra CA roots, no redirects (a redirect could carry the
     /// token elsewhere).
@@ -181,13 +197,13 @@ impl CloudHttp {
             .map_err(|source| CloudError::ResolveEndpoint { service, source })
     }
 
-    /// Runs one call with retries. `parse` turns a 2xx body into the result; when it fails the
-    /// attempt counts as a decode failure and is retried like a transient one.
+    /// Runs one call with retries. `parse` turns a 2xx body into the result (see [`json`]); when it
+    /// fails the call fails with [`CloudError::Decode`], retried only when the body was not JSON.
     pub(crate) async fn call<T>(
         &self,
         ctx: &ClientContext,
         req: &ApiRequest,
-        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, CloudError> {
         let call = Call {
             service: ctx.endpoint.service(),
@@ -208,7 +224,7 @@ impl CloudHttp {
         ctx: &ClientContext,
         req: &ApiRequest,
         call: &Call,
-        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+        parse: impl Fn(&[u8]) -> Result<T, BodyError>,
     ) -> Result<T, CloudError> {
         let config = &self.inner.config;
         config
@@ -232,11 +248,12 @@ impl CloudHttp {
                         );
                         return Ok(value);
                     }
-                    Err(source) => (
+                    Err(BodyError { path, source }) => (
                         CloudError::Decode {
                             call: call.clone(),
                             attempts: 0,
                             http_status: raw.status,
+                            path,
                             source,
                         },
                         None,

@@ -8,7 +8,7 @@ use reqwest::Method;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::endpoint::Service;
 use crate::cloud::error::{Call, CloudError};
-use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome};
+use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome, json};
 use crate::cloud::model::{FailedTask, FailedTaskPage, MAX_PAGE};
 use crate::cloud::paging::{MAX_LIST_ITEMS, Next, Pager};
 use crate::cloud::signing::encode;
@@ -63,7 +63,7 @@ impl KpsClient {
             path: self.tasks_path(),
             query: vec![("limit".into(), limit.to_string()), ("offset".into(), offset.to_string())],
         };
-        self.http.call(&self.ctx, &req, |body| serde_json::from_slice(body)).await
+        self.http.call(&self.ctx, &req, json).await
     }
 
     /// Every failed task, paging until `total` is reached or a page is empty.

@@ -1,4 +1,9 @@
 //! Wire types of the SDRS and KPS failed-task APIs, shared by the client and the emulator. No I/O.
+//!
+//! Decoding is lenient where the documented bodies are: any string may be `null` (read as empty),
+//! a time may be a string or a number, counts may be numbers or numeric strings, and enum values
+//! outside the documented ones are kept as they are. Encoding writes an empty string as `null`, the
+//! way the services show an absent value.
 
 use serde::{Deserialize, Serialize};
 
@@ -6,16 +11,27 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailureJob {
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub job_id: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub job_type: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub job_status: String,
-    /// `2019-04-01T12:00:00.000Z`.
+    /// `2019-04-01T12:00:00.000Z`; a number is kept as its decimal text.
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub begin_time: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub failure_status: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub resource_id: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub resource_name: String,
+    /// One of [`SDRS_RESOURCE_TYPES`], or another value the service chose to show.
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub resource_type: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub error_code: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub fail_reason: String,
 }
 
@@ -23,7 +39,9 @@ pub struct FailureJob {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailureJobPage {
+    #[serde(deserialize_with = "lenient::list")]
     pub failure_jobs: Vec<FailureJob>,
+    #[serde(deserialize_with = "lenient::count")]
     pub count: u64,
 }
 
@@ -37,18 +55,53 @@ pub struct FailureJobFilter {
     pub resource_type: Option<String>,
 }
 
+/// One SDRS protection group, as `GET /v1/{project_id}/server-groups` returns it (the fields the
+/// controller reads; others are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProtectionGroup {
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
+    pub id: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
+    pub name: String,
+    /// `available`, `protected`, `error-creating`, ...
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
+    pub status: String,
+}
+
+/// A page of the protection-group list; `count` is the total number of groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProtectionGroupPage {
+    #[serde(deserialize_with = "lenient::list")]
+    pub server_groups: Vec<ProtectionGroup>,
+    #[serde(deserialize_with = "lenient::count")]
+    pub count: u64,
+}
+
 /// One failed KPS task, as `GET /v3/{project_id}/failed-tasks` returns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailedTask {
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub task_id: String,
-    /// FAILED_RESET, FAILED_REPLACE or FAILED_UNBIND.
+    /// FAILED_RESET, FAILED_REPLACE or FAILED_UNBIND, or another value the service chose to show
+    /// (the documented example has `RUNNING_RESET`).
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub operate_type: String,
+    /// Epoch milliseconds as a string in the documented example (`"1523342130000"`); a number is
+    /// kept as its decimal text.
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub task_time: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub task_error_code: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub task_error_msg: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub server_name: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub server_id: String,
+    #[serde(deserialize_with = "lenient::string", serialize_with = "lenient::empty_as_null")]
     pub keypair_name: String,
 }
 
@@ -56,14 +109,16 @@ pub struct FailedTask {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailedTaskPage {
+    #[serde(deserialize_with = "lenient::count")]
     pub total: u64,
+    #[serde(deserialize_with = "lenient::list")]
     pub tasks: Vec<FailedTask>,
 }
 
 /// SDRS `resource_type` values.
 pub const SDRS_RESOURCE_TYPES: [&str; 4] =
     ["server_groups", "protected_instances", "replications", "disaster_recovery_drills"];
-/// The resource type the SDRS batch delete clears.
+/// The resource type of a protection-group-level failure.
 pub const SERVER_GROUPS: &str = "server_groups";
 /// SDRS `failure_status` values.
 pub const SDRS_FAILURE_STATUSES: [&str; 11] = [
@@ -83,3 +138,208 @@ pub const SDRS_FAILURE_STATUSES: [&str; 11] = [
 pub const KPS_OPERATE_TYPES: [&str; 3] = ["FAILED_RESET", "FAILED_REPLACE", "FAILED_UNBIND"];
 /// Largest page both list calls accept.
 pub const MAX_PAGE: u32 = 1000;
+
+/// Below this magnitude an epoch number counts as seconds, from it on as milliseconds: 10^11
+/// seconds is the year 5138, 10^11 milliseconds is March 1973.
+pub const EPOCH_MILLIS_FROM: i64 = 100_000_000_000;
+
+/// Parses a task time as the services write it: RFC 3339 (`2019-04-01T12:00:00.000Z`), or an epoch
+/// number in seconds or milliseconds, told apart by magnitude ([`EPOCH_MILLIS_FROM`]).
+pub fn parse_task_time(value: &str) -> Option<jiff::Timestamp> {
+    let value = value.trim();
+    if let Ok(t) = value.parse::<jiff::Timestamp>() {
+        return Some(t);
+    }
+    let n = value.parse::<i64>().ok()?;
+    if n.unsigned_abs() < EPOCH_MILLIS_FROM.unsigned_abs() {
+        jiff::Timestamp::from_second(n).ok()
+    } else {
+        jiff::Timestamp::from_millisecond(n).ok()
+    }
+}
+
+/// Serde helpers for the lenient reading of the wire types.
+mod lenient {
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::{Deserialize, Serializer};
+    use std::fmt;
+
+    /// A string, or `null` (empty), or a number or boolean (its text).
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number or null")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<String, E> {
+                Ok(String::new())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+                Ok(String::new())
+            }
+        }
+        d.deserialize_any(Text)
+    }
+
+    /// A count: a non-negative number, a numeric string, or `null` (0).
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = string(d)?;
+        if text.trim().is_empty() {
+            return Ok(0);
+        }
+        text.trim().parse::<u64>().map_err(|_| de::Error::custom(format!("expected a count, got {text:?}")))
+    }
+
+    /// A list, or `null` (empty).
+    pub fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    }
+
+    /// An empty string is written as `null`.
+    pub fn empty_as_null<S: Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+        if value.is_empty() { s.serialize_none() } else { s.serialize_str(value) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example response of `GET /v3/{project_id}/failed-tasks`.
+    const KPS_EXAMPLE: &str = r#"{
+      "total" : 1,
+      "tasks" : [ {
+        "task_id" : "2ce7dc7e-5e2b-4f3b-b3a0-b6f6b3f6a5d4",
+        "operate_type" : "RUNNING_RESET",
+        "task_time" : "1523342130000",
+        "task_error_code" : null,
+        "task_error_msg" : null,
+        "server_name" : "ecs-name",
+        "server_id" : "c2d7d2b8-fd8e-4a2e-9f1d-3c0e5a7d1c11",
+        "keypair_name" : "keypair-name"
+      } ]
+    }"#;
+
+    /// The documented example response of `GET /v1/{project_id}/task-center/failure-jobs`.
+    const SDRS_EXAMPLE: &str = r#"{
+      "failure_jobs" : [ {
+        "job_id" : "0000000000-0000-0000-0000-00000000000",
+        "job_type" : "createProtectedInstance",
+        "job_status" : "FAIL",
+        "begin_time" : "2019-04-01T12:00:00.000Z",
+        "failure_status" : "createFail",
+        "resource_id" : "0000000000-0000-0000-0000-00000000000",
+        "resource_name" : "resource-name",
+        "resource_type" : "protectedInstance",
+        "error_code" : "SDRS.1104",
+        "fail_reason" : "The protected instance failed to be created."
+      } ],
+      "count" : 1
+    }"#;
+
+    /// The documented example response of `GET /v1/{project_id}/server-groups`, abridged to the
+    /// fields the list call documents plus several it does not.
+    const GROUPS_EXAMPLE: &str = r#"{
+      "server_groups" : [ {
+        "id" : "0e6b7ba0-c3cd-4bf8-8a6e-f0f1f9c6c5a8",
+        "name" : "protection_group_1",
+        "description" : "",
+        "status" : "available",
+        "progress" : 0,
+        "source_availability_zone" : "az1.dc1",
+        "target_availability_zone" : "az2.dc2",
+        "domain_id" : "6bd9f0a3-2e62-4d6d-b39b-6f4e6f5bb6e1",
+        "domain_name" : "sdrs_domain",
+        "priority_station" : "source",
+        "protected_instance_num" : 1,
+        "replication_num" : 1,
+        "disaster_recovery_drill_num" : 0,
+        "protection_type" : "replication-pair",
+        "replication_status" : "active",
+        "health_status" : "normal",
+        "created_at" : "2019-05-07 11:07:13.603",
+        "updated_at" : "2019-05-07 11:15:18.186"
+      } ],
+      "count" : 1
+    }"#;
+
+    #[test]
+    fn the_documented_kps_example_decodes() {
+        let page: FailedTaskPage = serde_json::from_str(KPS_EXAMPLE).unwrap();
+        assert_eq!(page.total, 1);
+        let task = &page.tasks[0];
+        assert_eq!(task.operate_type, "RUNNING_RESET", "values outside the enum are kept");
+        assert_eq!(task.task_error_code, "", "null reads as empty");
+        assert_eq!(parse_task_time(&task.task_time).unwrap().as_millisecond(), 1_523_342_130_000);
+    }
+
+    #[test]
+    fn the_documented_sdrs_example_decodes() {
+        let page: FailureJobPage = serde_json::from_str(SDRS_EXAMPLE).unwrap();
+        assert_eq!(page.count, 1);
+        assert_eq!(page.failure_jobs[0].resource_type, "protectedInstance");
+        assert_eq!(parse_task_time(&page.failure_jobs[0].begin_time).unwrap().as_second(), 1_554_120_000);
+    }
+
+    #[test]
+    fn the_documented_protection_group_example_decodes() {
+        let page: ProtectionGroupPage = serde_json::from_str(GROUPS_EXAMPLE).unwrap();
+        assert_eq!(page.count, 1);
+        assert_eq!(page.server_groups[0].id, "0e6b7ba0-c3cd-4bf8-8a6e-f0f1f9c6c5a8");
+        assert_eq!(page.server_groups[0].status, "available");
+    }
+
+    #[test]
+    fn times_as_numbers_and_counts_as_strings_decode() {
+        let page: FailedTaskPage = serde_json::from_str(
+            r#"{"total":"2","tasks":[{"task_id":"a","task_time":1523342130000},{"task_id":"b","task_time":1523342130}]}"#,
+        )
+        .unwrap();
+        assert_eq!(page.total, 2);
+        let ms = |i: usize| parse_task_time(&page.tasks[i].task_time).unwrap().as_millisecond();
+        assert_eq!(ms(0), 1_523_342_130_000, "milliseconds");
+        assert_eq!(ms(1), 1_523_342_130_000, "seconds");
+        let empty: FailureJobPage = serde_json::from_str(r#"{"failure_jobs":null,"count":null}"#).unwrap();
+        assert_eq!(empty, FailureJobPage::default());
+    }
+
+    #[test]
+    fn epoch_magnitude_decides_seconds_or_milliseconds() {
+        let secs = |v: &str| parse_task_time(v).map(|t| t.as_second());
+        assert_eq!(secs("1523342130"), Some(1_523_342_130), "seconds");
+        assert_eq!(secs("1523342130000"), Some(1_523_342_130), "milliseconds");
+        assert_eq!(secs("99999999999"), Some(99_999_999_999), "just below the line: seconds");
+        assert_eq!(secs("100000000000"), Some(100_000_000), "on the line: milliseconds");
+        assert_eq!(secs(" 2019-04-01T12:00:00.000Z "), Some(1_554_120_000), "RFC 3339");
+        assert_eq!(secs("yesterday"), None);
+        assert_eq!(secs(""), None);
+    }
+
+    #[test]
+    fn wrong_shapes_still_fail_and_empty_strings_encode_as_null() {
+        assert!(serde_json::from_str::<FailedTaskPage>(r#"{"tasks":[{"task_id":{"x":1}}]}"#).is_err());
+        assert!(serde_json::from_str::<FailedTaskPage>(r#"{"total":-1}"#).is_err());
+        let wire = serde_json::to_value(FailedTask { task_id: "t".into(), ..FailedTask::default() }).unwrap();
+        assert_eq!(wire["task_id"], "t");
+        assert!(wire["task_error_code"].is_null(), "{wire}");
+    }
+}

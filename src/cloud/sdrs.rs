@@ -8,8 +8,10 @@ use reqwest::Method;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::endpoint::Service;
 use crate::cloud::error::{Call, CloudError};
-use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome};
-use crate::cloud::model::{FailureJob, FailureJobFilter, FailureJobPage, MAX_PAGE};
+use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome, json};
+use crate::cloud::model::{
+    FailureJob, FailureJobFilter, FailureJobPage, MAX_PAGE, ProtectionGroup, ProtectionGroupPage,
+};
 use crate::cloud::paging::{MAX_LIST_ITEMS, Next, Pager};
 use crate::cloud::signing::encode;
 
@@ -75,7 +77,7 @@ impl SdrsClient {
             path: format!("{}/failure-jobs", self.base_path()),
             query,
         };
-        self.http.call(&self.ctx, &req, |body| serde_json::from_slice(body)).await
+        self.http.call(&self.ctx, &req, json).await
     }
 
     /// Every failure job matching the filter, paging until `count` is reached or a page is empty.
@@ -90,6 +92,40 @@ impl SdrsClient {
                 Err(runaway) => {
                     return Err(CloudError::Paging {
                         call: self.call("ListFailureJobs"),
+                        collected: runaway.collected,
+                    });
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/{project_id}/server-groups` with `limit` and `offset`.
+    pub async fn list_protection_groups_page(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> Result<ProtectionGroupPage, CloudError> {
+        let req = ApiRequest {
+            operation: "ListProtectionGroups",
+            method: Method::GET,
+            path: format!("/v1/{}/server-groups", encode(&self.ctx.project_id)),
+            query: vec![("limit".into(), limit.to_string()), ("offset".into(), offset.to_string())],
+        };
+        self.http.call(&self.ctx, &req, json).await
+    }
+
+    /// Every protection group of the project, paging until `count` is reached or a page is empty.
+    pub async fn list_protection_groups(&self) -> Result<Vec<ProtectionGroup>, CloudError> {
+        let mut pager = Pager::new(MAX_LIST_ITEMS);
+        let mut offset = 0;
+        loop {
+            let page = self.list_protection_groups_page(self.page_size, offset).await?;
+            match pager.take(page.server_groups, page.count, |g| g.id.as_str()) {
+                Ok(Next::Fetch(next)) => offset = next,
+                Ok(Next::Done) => return Ok(pager.into_items()),
+                Err(runaway) => {
+                    return Err(CloudError::Paging {
+                        call: self.call("ListProtectionGroups"),
                         collected: runaway.collected,
                     });
                 }

@@ -2,7 +2,7 @@
 //! to make. Pure: no I/O, no clock.
 
 use super::policy::{KpsMatch, PurgePolicy, SdrsMatch, Target};
-use crate::cloud::model::{FailedTask, FailureJob, FailureJobFilter, SERVER_GROUPS};
+use crate::cloud::model::{FailedTask, FailureJob, FailureJobFilter, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
 use std::collections::BTreeSet;
 
@@ -85,14 +85,6 @@ pub fn list_queries(target: &Target) -> Vec<ListQuery> {
 struct Candidate {
     id: String,
     created: Option<Timestamp>,
-}
-
-/// Parses an SDRS `begin_time` or a KPS `task_time` (RFC 3339, or epoch milliseconds).
-pub fn parse_task_time(value: &str) -> Option<Timestamp> {
-    if let Ok(t) = value.parse::<Timestamp>() {
-        return Some(t);
-    }
-    value.parse::<i64>().ok().and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }
 
 /// True when the task is at least `older_than` old. A task whose time cannot be read is never old
@@ -379,12 +371,5 @@ mod tests {
     fn failed_listings_get_no_plan() {
         let p = policy(vec![Target::KpsAll], false, 10);
         assert!(plan(&p, &[((0, 0), None)], now()).is_empty());
-    }
-
-    #[test]
-    fn task_times_parse_in_both_forms() {
-        assert_eq!(parse_task_time("2019-04-01T12:00:00.000Z").unwrap().to_string(), "2019-04-01T12:00:00Z");
-        assert_eq!(parse_task_time("1700000000000").unwrap().as_second(), 1_700_000_000);
-        assert!(parse_task_time("yesterday").is_none());
     }
 }
