@@ -74,7 +74,7 @@ pub struct RunSummary {
     pub found: u64,
 
     /// Failed tasks that are gone after the run (measured: found minus what a second listing
-    /// still shows).
+    /// still shows); targets whose counts are unknown add nothing.
     #[serde(default)]
     #[schemars(extend("format" = "int64"))]
     pub deleted: u64,
@@ -84,10 +84,11 @@ pub struct RunSummary {
     #[schemars(extend("format" = "int64"))]
     pub would_delete: u64,
 
-    /// Failed tasks in scope still present after the run.
-    #[serde(default)]
+    /// Failed tasks in scope still present after the run; absent when a target could not list
+    /// after deleting (see the targets' `unmeasured`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int64"))]
-    pub remaining: u64,
+    pub remaining: Option<u64>,
 
     /// Cloud calls that failed after retries.
     #[serde(default)]
@@ -122,25 +123,32 @@ pub struct TargetResult {
     /// because maxDeletionsPerRun was reached).
     pub outcome: TargetOutcome,
 
-    /// Failed tasks in scope found before deleting.
-    #[serde(default)]
+    /// Failed tasks in scope found before this target's calls; absent when the list failed.
+    /// Tasks an earlier target of the same project removed are not found again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int64"))]
-    pub found: u64,
+    pub found: Option<u64>,
 
-    /// Failed tasks that are gone after the run.
-    #[serde(default)]
+    /// Failed tasks found before this target's calls and gone after them; absent when not
+    /// measured (see unmeasured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int64"))]
-    pub deleted: u64,
+    pub deleted: Option<u64>,
 
     /// In a dry run: failed tasks that would have been deleted.
     #[serde(default)]
     #[schemars(extend("format" = "int64"))]
     pub would_delete: u64,
 
-    /// Failed tasks in scope still present after the run.
-    #[serde(default)]
+    /// Failed tasks in scope still present after this target's calls; absent when not measured
+    /// (see unmeasured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int64"))]
-    pub remaining: u64,
+    pub remaining: Option<u64>,
+
+    /// Why found, deleted or remaining is absent, for example "the list after deleting failed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<String>,
 
     /// The failed call, when outcome is Failed or Throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,7 +67,7 @@ fn summary(status: &FailedTaskCleanupPolicyStatus) -> String {
         run.found,
         run.deleted,
         run.would_delete,
-        run.remaining,
+        run.remaining.map_or("unknown".to_string(), |n| n.to_string()),
         run.failed_calls
     )
 }

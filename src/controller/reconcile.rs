@@ -302,6 +302,6 @@ fn record(
             outcome: t.outcome.as_str().into(),
         };
         m.targets.get_or_create(&labels).inc();
-        m.deleted.get_or_create(&labels).inc_by(t.deleted);
+        m.deleted.get_or_create(&labels).inc_by(t.deleted.unwrap_or(0));
     }
 }

@@ -119,11 +119,11 @@ pub fn run_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>
             FailureKind::Rejected => Reason::PartialFailure,
         };
         let message = format!(
-            "{failed} of {} targets failed; first: {}; {} deleted, {} remaining",
+            "{failed} of {} targets failed; first: {}; {} deleted, {}",
             report.targets.len(),
             describe_failure(failure),
             report.deleted(),
-            report.remaining()
+            remaining(report)
         );
         return (false, reason, message);
     }
@@ -144,17 +144,28 @@ pub fn run_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>
             true,
             Reason::DeletionLimitReached,
             format!(
-                "stopped at {limit}: {projects} project{plural}: {} deleted, {} remaining",
+                "stopped at {limit}: {projects} project{plural}: {} deleted, {}",
                 report.deleted(),
-                report.remaining()
+                remaining(report)
             ),
         );
     }
     (
         true,
         Reason::Purged,
-        format!("{projects} project{plural}: {} deleted, {} remaining", report.deleted(), report.remaining()),
+        format!("{projects} project{plural}: {} deleted, {}", report.deleted(), remaining(report)),
     )
+}
+
+/// "3 remaining", or why the number is unknown.
+fn remaining(report: &RunReport) -> String {
+    match report.remaining() {
+        Some(n) => format!("{n} remaining"),
+        None => {
+            let n = report.unmeasured();
+            format!("remaining unknown ({n} target{} could not be measured)", if n == 1 { "" } else { "s" })
+        }
+    }
 }
 
 /// A one-line account of a failed call, for messages and events.
@@ -196,6 +207,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
                 deleted: t.deleted,
                 would_delete: t.would_delete,
                 remaining: t.remaining,
+                unmeasured: t.unmeasured.clone(),
                 error: t.error.as_ref().map(call_error),
             })
             .collect(),
@@ -393,10 +405,11 @@ mod tests {
             service: Service::Sdrs,
             scope: Scope::All,
             outcome: if error.is_some() { TargetOutcome::Failed } else { TargetOutcome::Purged },
-            found: 5,
-            deleted: if error.is_some() { 0 } else { 5 },
+            found: Some(5),
+            deleted: Some(if error.is_some() { 0 } else { 5 }),
             would_delete: 0,
-            remaining: if error.is_some() { 5 } else { 0 },
+            remaining: Some(if error.is_some() { 5 } else { 0 }),
+            unmeasured: None,
             limited: false,
             error,
         };

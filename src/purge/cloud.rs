@@ -6,6 +6,7 @@ use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, FailureKind};
 use crate::api::{Endpoints, Service};
 use crate::cloud::credentials::Credentials;
+use crate::cloud::model::FailureJobFilter;
 use crate::cloud::{CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
 use std::sync::Arc;
 
@@ -79,17 +80,20 @@ pub fn failure(error: &CloudError) -> CallFailure {
 
 impl FailedTaskApi for CloudApi {
     async fn list(&self, project: &Project, query: &ListQuery) -> Result<Listing, CallFailure> {
-        match query {
-            ListQuery::Sdrs(filter) => self
+        let result = match query {
+            ListQuery::SdrsGroups => self
                 .sdrs(project)?
-                .list_failure_jobs(filter)
+                .list_protection_groups()
                 .await
-                .map(Listing::Sdrs)
-                .map_err(|e| failure(&e)),
-            ListQuery::Kps => {
-                self.kps(project)?.list_failed_tasks().await.map(Listing::Kps).map_err(|e| failure(&e))
+                .map(|groups| Listing::SdrsGroups(groups.into_iter().map(|g| g.id).collect())),
+            ListQuery::SdrsJobs { group } => {
+                let filter =
+                    FailureJobFilter { server_group_id: group.clone(), ..FailureJobFilter::default() };
+                self.sdrs(project)?.list_failure_jobs(&filter).await.map(Listing::SdrsJobs)
             }
-        }
+            ListQuery::Kps => self.kps(project)?.list_failed_tasks().await.map(Listing::Kps),
+        };
+        result.map_err(|e| failure(&e))
     }
 
     async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {

@@ -1,13 +1,23 @@
-//! The executor: lists, plans, deletes and lists again through a [`FailedTaskApi`], so every count
-//! in the report is measured. Does I/O only through that trait.
+//! The executor: for each project and service, lists, plans, deletes and lists again through a
+//! [`FailedTaskApi`], one target at a time, so every count in the report is measured and every
+//! removed task is counted once, by the target whose calls removed it. Does I/O only through that
+//! trait.
+//!
+//! Projects and services run side by side; within one project and service the targets run in spec
+//! order, and a list is never taken while deletes there are in flight. The list taken after one
+//! target's deletes is the list the next target plans from, so overlapping targets neither count
+//! the same task twice nor spend the deletion budget on tasks already gone.
 
-use super::plan::{self, DeleteCall, ListQuery, Listing};
-use super::policy::{Project, PurgePolicy};
+use super::plan::{self, DeleteCall, Groups, ListQuery, Listing, Scope, Snapshot};
+use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, Outcome, RunReport, TargetReport, outcome_of};
+use crate::api::Service;
 use futures::future::join_all;
 use jiff::Timestamp;
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::Semaphore;
 
 /// The cloud calls a purge needs. A 404 on a single delete is success (already gone).
@@ -24,188 +34,271 @@ pub trait FailedTaskApi: Sync {
     ) -> impl Future<Output = Result<(), CallFailure>> + Send;
 }
 
-/// What listing one project x target found: its listings, or the failure that stopped it.
-type Observed = (plan::Unit, Result<Vec<Listing>, CallFailure>);
+/// What a whole run shares: the calls in flight, the deletion budget and the call counts.
+struct Run<'a, A> {
+    api: &'a A,
+    policy: &'a PurgePolicy,
+    now: Timestamp,
+    permits: &'a Semaphore,
+    /// What is left of `maxDeletionsPerRun`.
+    budget: Mutex<u64>,
+    calls: AtomicU64,
+    failed_calls: AtomicU64,
+}
 
 /// Runs one purge of `policy`. `permits` bounds the calls in flight; share it across policies to
-/// bound the whole process.
+/// bound the whole process. The deletion budget is shared by every project, first come first served.
 pub async fn execute<A: FailedTaskApi>(
     api: &A,
     policy: &PurgePolicy,
     now: Timestamp,
     permits: &Semaphore,
 ) -> RunReport {
-    let units: Vec<plan::Unit> =
-        (0..policy.projects.len()).flat_map(|p| (0..policy.targets.len()).map(move |t| (p, t))).collect();
-    let mut calls = 0u64;
+    let run = Run {
+        api,
+        policy,
+        now,
+        permits,
+        budget: Mutex::new(policy.max_deletions),
+        calls: AtomicU64::new(0),
+        failed_calls: AtomicU64::new(0),
+    };
+    let lanes = (0..policy.projects.len())
+        .flat_map(|p| [Service::Sdrs, Service::Kps].into_iter().map(move |s| (p, s)))
+        .filter(|(_, s)| policy.targets.iter().any(|t| t.service() == *s));
+    let rows = join_all(lanes.map(|(p, s)| run.lane(p, s))).await;
+    let mut targets: Vec<TargetReport> = rows.into_iter().flatten().collect();
+    targets.sort_by_key(|r| (r.project_index, r.target_index));
+    RunReport { targets, failed_calls: run.failed_calls.into_inner(), calls: run.calls.into_inner() }
+}
 
-    let before: Vec<Observed> =
-        join_all(units.iter().map(|&key| async move { (key, list_unit(api, policy, key, permits).await) }))
-            .await;
-    calls += before.iter().map(|(key, _)| list_calls(policy, *key)).sum::<u64>();
-    let observed: Vec<plan::Observation> =
-        before.iter().map(|(key, r)| (*key, r.as_ref().ok().cloned())).collect();
-    let plans = plan::plan(policy, &observed, now);
-
-    let outcomes = join_all(plans.iter().map(|unit| async move {
-        let project = &policy.projects[unit.project];
-        let results = join_all(unit.calls.iter().map(|call| async move {
-            let _permit = permits.acquire().await;
-            api.delete(project, call).await
-        }))
-        .await;
-        let failures: Vec<CallFailure> = results.into_iter().filter_map(Result::err).collect();
-        let after = if unit.calls.is_empty() {
-            None
-        } else {
-            Some(list_unit(api, policy, (unit.project, unit.target), permits).await)
-        };
-        (unit, failures, after)
-    }))
-    .await;
-
-    let mut report = RunReport::default();
-    for ((p, t), result) in &before {
-        if let Err(failure) = result {
-            report.failed_calls += 1;
-            report.targets.push(row(
-                policy,
-                (*p, *t),
-                outcome_of(failure),
-                0,
-                0,
-                0,
-                0,
-                false,
-                Some(failure.clone()),
-            ));
+impl<A: FailedTaskApi> Run<'_, A> {
+    /// The targets of one service in one project, in spec order.
+    async fn lane(&self, p: usize, service: Service) -> Vec<TargetReport> {
+        let project = &self.policy.projects[p];
+        let targets: Vec<(usize, &Target)> =
+            self.policy.targets.iter().enumerate().filter(|(_, t)| t.service() == service).collect();
+        let mut scope = plan::joint_scope(targets.iter().map(|(_, t)| *t));
+        let mut rows = Vec::with_capacity(targets.len());
+        let mut snapshot = self.snapshot(project, &mut scope).await;
+        for (t, target) in targets {
+            let row = |outcome| TargetReport::new(self.policy, p, t, outcome);
+            let before = match &snapshot {
+                Ok(s) => s,
+                Err(failure) => {
+                    rows.push(TargetReport {
+                        error: Some(failure.clone()),
+                        unmeasured: Some("the list before deleting failed".into()),
+                        ..row(outcome_of(failure))
+                    });
+                    continue;
+                }
+            };
+            let planned = {
+                // Held while planning, so that concurrent projects cannot spend the same budget.
+                let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+                let planned = plan::plan_target(target, before, *budget, self.policy.dry_run, self.now);
+                if matches!(target, Target::SdrsMatching(_) | Target::KpsMatching(_)) {
+                    *budget = budget.saturating_sub(planned.selected.len() as u64);
+                }
+                planned
+            };
+            let found = planned.found.len() as u64;
+            let outcome = if self.policy.dry_run {
+                Outcome::DryRun
+            } else if planned.limited && planned.selected.is_empty() {
+                Outcome::Skipped
+            } else {
+                Outcome::Purged
+            };
+            if planned.calls.is_empty() {
+                let would_delete = if self.policy.dry_run { planned.selected.len() as u64 } else { 0 };
+                rows.push(TargetReport {
+                    found: Some(found),
+                    deleted: Some(0),
+                    would_delete,
+                    remaining: Some(found),
+                    limited: planned.limited,
+                    ..row(outcome)
+                });
+                if let Ok(s) = &mut snapshot {
+                    // A dry run imagines its deletes, so that later targets do not count them again.
+                    s.remove(&planned.selected);
+                }
+                continue;
+            }
+            let failures: Vec<CallFailure> = join_all(planned.calls.iter().map(|call| async move {
+                let _permit = self.permits.acquire().await;
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                self.api.delete(project, call).await
+            }))
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+            self.failed_calls.fetch_add(failures.len() as u64, Ordering::Relaxed);
+            snapshot = self.snapshot(project, &mut scope).await;
+            let measured = match &snapshot {
+                Ok(after) => {
+                    let present = after.ids();
+                    let deleted = planned.found.iter().filter(|id| !present.contains(id.as_str())).count();
+                    TargetReport {
+                        found: Some(found),
+                        deleted: Some(deleted as u64),
+                        remaining: Some(plan::covered_ids(target, after, self.now).len() as u64),
+                        ..row(outcome)
+                    }
+                }
+                Err(failure) => TargetReport {
+                    found: Some(found),
+                    error: Some(failure.clone()),
+                    unmeasured: Some("the list after deleting failed".into()),
+                    ..row(outcome_of(failure))
+                },
+            };
+            let error = failures.into_iter().next().or(measured.error.clone());
+            rows.push(TargetReport {
+                outcome: error.as_ref().map_or(measured.outcome, outcome_of),
+                limited: planned.limited,
+                error,
+                ..measured
+            });
         }
+        rows
     }
-    for (unit, failures, after) in outcomes {
-        calls += unit.calls.len() as u64;
-        report.failed_calls += failures.len() as u64;
-        let target = &policy.targets[unit.target];
-        let (remaining_ids, after_failure): (BTreeSet<String>, Option<CallFailure>) = match after {
-            None => (unit.found.clone(), None),
-            Some(Ok(listings)) => {
-                calls += list_calls(policy, (unit.project, unit.target));
-                (plan::covered_ids(target, &listings, now), None)
-            }
-            Some(Err(failure)) => {
-                calls += list_calls(policy, (unit.project, unit.target));
-                report.failed_calls += 1;
-                (unit.found.clone(), Some(failure))
-            }
+
+    /// Lists what `scope` covers in one project. Protection groups are discovered once per run and
+    /// kept in `scope`.
+    async fn snapshot(&self, project: &Project, scope: &mut Scope) -> Result<Snapshot, CallFailure> {
+        if scope.kps {
+            return match self.list(project, ListQuery::Kps).await? {
+                Listing::Kps(tasks) => Ok(Snapshot::Kps(tasks)),
+                other => Err(unexpected(&other)),
+            };
+        }
+        if let Groups::All(extra) = &scope.groups {
+            let Listing::SdrsGroups(ids) = self.list(project, ListQuery::SdrsGroups).await? else {
+                return Err(CallFailure::unexpected("ListProtectionGroups"));
+            };
+            let mut all: BTreeSet<String> = ids.into_iter().collect();
+            all.extend(extra.iter().cloned());
+            scope.groups = Groups::Ids(all);
+        }
+        let groups: Vec<Option<String>> = match &scope.groups {
+            Groups::Ids(ids) => ids.iter().cloned().map(Some).collect(),
+            Groups::None | Groups::All(_) => Vec::new(),
         };
-        let deleted = unit.found.iter().filter(|id| !remaining_ids.contains(*id)).count() as u64;
-        let error = failures.into_iter().next().or(after_failure);
-        let outcome = match &error {
-            Some(failure) => outcome_of(failure),
-            None if policy.dry_run => Outcome::DryRun,
-            None if unit.limited && unit.selected.is_empty() => Outcome::Skipped,
-            None => Outcome::Purged,
-        };
-        let would_delete = if policy.dry_run { unit.selected.len() as u64 } else { 0 };
-        report.targets.push(row(
-            policy,
-            (unit.project, unit.target),
-            outcome,
-            unit.found.len() as u64,
-            deleted,
-            would_delete,
-            remaining_ids.len() as u64,
-            unit.limited,
-            error,
-        ));
+        let queries = scope.group_level.then_some(None).into_iter().chain(groups);
+        let lists = join_all(queries.map(|group| async move {
+            match self.list(project, ListQuery::SdrsJobs { group: group.clone() }).await? {
+                Listing::SdrsJobs(jobs) => Ok((group, jobs)),
+                other => Err(unexpected(&other)),
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, CallFailure>>()?;
+        Ok(Snapshot::sdrs(lists))
     }
-    report.targets.sort_by_key(|r| (r.project_index, r.target_index));
-    report.calls = calls;
-    report
-}
 
-fn list_calls(policy: &PurgePolicy, (_, t): plan::Unit) -> u64 {
-    plan::list_queries(&policy.targets[t]).len() as u64
-}
-
-async fn list_unit<A: FailedTaskApi>(
-    api: &A,
-    policy: &PurgePolicy,
-    (p, t): plan::Unit,
-    permits: &Semaphore,
-) -> Result<Vec<Listing>, CallFailure> {
-    let project = &policy.projects[p];
-    let queries = plan::list_queries(&policy.targets[t]);
-    join_all(queries.iter().map(|q| async move {
-        let _permit = permits.acquire().await;
-        api.list(project, q).await
-    }))
-    .await
-    .into_iter()
-    .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn row(
-    policy: &PurgePolicy,
-    (p, t): plan::Unit,
-    outcome: Outcome,
-    found: u64,
-    deleted: u64,
-    would_delete: u64,
-    remaining: u64,
-    limited: bool,
-    error: Option<CallFailure>,
-) -> TargetReport {
-    let target = &policy.targets[t];
-    TargetReport {
-        project_index: p,
-        target_index: t,
-        project: policy.projects[p].id.clone(),
-        service: target.service(),
-        scope: target.scope(),
-        outcome,
-        found,
-        deleted,
-        would_delete,
-        remaining,
-        limited,
-        error,
+    async fn list(&self, project: &Project, query: ListQuery) -> Result<Listing, CallFailure> {
+        let _permit = self.permits.acquire().await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.api.list(project, &query).await;
+        if result.is_err() {
+            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
+}
+
+fn unexpected(listing: &Listing) -> CallFailure {
+    CallFailure::unexpected(match listing {
+        Listing::SdrsGroups(_) => "ListProtectionGroups",
+        Listing::SdrsJobs(_) => "ListFailureJobs",
+        Listing::Kps(_) => "ListFailedTask",
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cloud::model::{FailedTask, FailureJob};
-    use crate::purge::policy::{KpsMatch, Target};
+    use crate::purge::policy::{KpsMatch, SdrsMatch};
     use crate::purge::report::FailureKind;
+    use proptest::prelude::*;
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
-    /// An in-memory cloud for executor unit tests; the emulator proves the same end to end.
+    /// Whether a call deletes one task, and so spends the deletion budget.
+    fn is_single(call: &DeleteCall) -> bool {
+        matches!(call, DeleteCall::SdrsDelete(_) | DeleteCall::KpsDelete(_))
+    }
+
+    /// One SDRS failure in the fake cloud: `group` is None for a protection-group-level failure.
+    #[derive(Clone, Debug)]
+    struct Job {
+        job: FailureJob,
+        group: Option<String>,
+    }
+
+    /// An in-memory cloud for executor unit tests, with the strict SDRS list scoping; the emulator
+    /// proves the same end to end. `vanish` removes tasks behind the executor's back on every list,
+    /// as another client would.
     #[derive(Default)]
     struct Fake {
-        jobs: Mutex<BTreeMap<String, Vec<FailureJob>>>,
+        groups: Mutex<BTreeMap<String, Vec<String>>>,
+        jobs: Mutex<BTreeMap<String, Vec<Job>>>,
         tasks: Mutex<BTreeMap<String, Vec<FailedTask>>>,
         deletes: Mutex<Vec<DeleteCall>>,
         fail_lists: Option<FailureKind>,
+        /// Fail every list after this many succeeded.
+        lists_before_failing: Option<usize>,
+        lists: AtomicU64,
+        /// Every list first removes this many tasks of each kind, if there are any.
+        vanish: usize,
+        /// Ids that left the cloud, by whatever hand.
+        gone: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn vanish(&self, project: &str) {
+            let mut gone = self.gone.lock().unwrap();
+            let mut jobs = self.jobs.lock().unwrap();
+            let jobs = jobs.entry(project.into()).or_default();
+            for _ in 0..self.vanish.min(jobs.len()) {
+                gone.push(jobs.remove(0).job.job_id);
+            }
+            let mut tasks = self.tasks.lock().unwrap();
+            let tasks = tasks.entry(project.into()).or_default();
+            for _ in 0..self.vanish.min(tasks.len()) {
+                gone.push(tasks.remove(0).task_id);
+            }
+        }
     }
 
     impl FailedTaskApi for Fake {
         async fn list(&self, project: &Project, query: &ListQuery) -> Result<Listing, CallFailure> {
+            let n = self.lists.fetch_add(1, Ordering::SeqCst) as usize;
             if let Some(kind) = self.fail_lists {
                 return Err(CallFailure::new(kind, Some(429), "APIGW.0308", "throttled"));
             }
+            if self.lists_before_failing.is_some_and(|limit| n >= limit) {
+                return Err(CallFailure::new(FailureKind::Unavailable, Some(503), "SDRS.0503", "down"));
+            }
+            self.vanish(&project.id);
             Ok(match query {
-                ListQuery::Sdrs(f) => Listing::Sdrs(
+                ListQuery::SdrsGroups => Listing::SdrsGroups(
+                    self.groups.lock().unwrap().get(&project.id).cloned().unwrap_or_default(),
+                ),
+                ListQuery::SdrsJobs { group } => Listing::SdrsJobs(
                     self.jobs
                         .lock()
                         .unwrap()
                         .get(&project.id)
                         .into_iter()
                         .flatten()
-                        .filter(|j| f.resource_type.as_ref().is_none_or(|r| *r == j.resource_type))
-                        .cloned()
+                        .filter(|j| j.group == *group)
+                        .map(|j| j.job.clone())
                         .collect(),
                 ),
                 ListQuery::Kps => {
@@ -216,16 +309,26 @@ mod tests {
 
         async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
             self.deletes.lock().unwrap().push(call.clone());
+            let mut gone = self.gone.lock().unwrap();
             let mut jobs = self.jobs.lock().unwrap();
             let mut tasks = self.tasks.lock().unwrap();
             let jobs = jobs.entry(project.id.clone()).or_default();
             let tasks = tasks.entry(project.id.clone()).or_default();
+            let mut remove_jobs = |keep: &dyn Fn(&Job) -> bool| {
+                let (kept, removed): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| keep(j));
+                *jobs = kept;
+                gone.extend(removed.into_iter().map(|j| j.job.job_id));
+            };
             match call {
-                DeleteCall::SdrsBatch => jobs.retain(|j| j.resource_type != "server_groups"),
-                DeleteCall::SdrsGroupBatch(_) => jobs.clear(),
-                DeleteCall::SdrsDelete(id) => jobs.retain(|j| &j.job_id != id),
-                DeleteCall::KpsDeleteAll => tasks.clear(),
-                DeleteCall::KpsDelete(id) => tasks.retain(|t| &t.task_id != id),
+                DeleteCall::SdrsBatch => remove_jobs(&|j| j.group.is_some()),
+                DeleteCall::SdrsGroupBatch(g) => remove_jobs(&|j| j.group.as_ref() != Some(g)),
+                DeleteCall::SdrsDelete(id) => remove_jobs(&|j| &j.job.job_id != id),
+                DeleteCall::KpsDeleteAll => gone.extend(tasks.drain(..).map(|t| t.task_id)),
+                DeleteCall::KpsDelete(id) => {
+                    let (kept, removed): (Vec<_>, Vec<_>) = tasks.drain(..).partition(|t| &t.task_id != id);
+                    *tasks = kept;
+                    gone.extend(removed.into_iter().map(|t| t.task_id));
+                }
             }
             Ok(())
         }
@@ -235,20 +338,30 @@ mod tests {
         Project { id: id.into(), region: "cn-north-4".into() }
     }
 
+    /// Per project: groups g1, g2; a group-level failure per group; two instance failures in each
+    /// group; four KPS tasks.
     fn seeded() -> Fake {
         let fake = Fake::default();
         for p in ["p0", "p1"] {
+            fake.groups.lock().unwrap().insert(p.into(), vec!["g1".into(), "g2".into()]);
+            let job = |i: usize, resource_type: &str, group: Option<&str>| Job {
+                job: FailureJob {
+                    job_id: format!("{p}-j{i}"),
+                    resource_type: resource_type.into(),
+                    ..Default::default()
+                },
+                group: group.map(str::to_string),
+            };
             fake.jobs.lock().unwrap().insert(
                 p.into(),
-                ["server_groups", "server_groups", "protected_instances"]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, rt)| FailureJob {
-                        job_id: format!("{p}-j{i}"),
-                        resource_type: rt.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
+                vec![
+                    job(0, "server_groups", None),
+                    job(1, "server_groups", None),
+                    job(2, "protected_instances", Some("g1")),
+                    job(3, "replications", Some("g1")),
+                    job(4, "protected_instances", Some("g2")),
+                    job(5, "protected_instances", Some("g2")),
+                ],
             );
             fake.tasks.lock().unwrap().insert(
                 p.into(),
@@ -268,75 +381,161 @@ mod tests {
         "2026-11-22T00:00:00Z".parse().unwrap()
     }
 
-    #[tokio::test]
-    async fn measures_before_and_after() {
-        let fake = seeded();
-        let policy = PurgePolicy {
-            projects: vec![project("p0"), project("p1")],
-            targets: vec![Target::SdrsAll, Target::KpsAll],
-            dry_run: false,
-            max_deletions: 100,
-        };
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
-        assert_eq!(report.targets.len(), 4);
-        assert_eq!(report.found(), 2 * 2 + 2 * 4);
-        assert_eq!(report.deleted(), 12);
-        assert_eq!(report.remaining(), 0);
-        assert_eq!(report.failed_calls, 0);
-        assert!(report.targets.iter().all(|r| r.outcome == Outcome::Purged));
-        assert_eq!(fake.jobs.lock().unwrap()["p0"].len(), 1, "the instance-level failure stays");
-        // 4 lists before, 4 deletes, 4 lists after.
-        assert_eq!(report.calls, 12);
+    fn policy(projects: &[&str], targets: Vec<Target>, dry_run: bool, max_deletions: u64) -> PurgePolicy {
+        PurgePolicy {
+            projects: projects.iter().map(|p| project(p)).collect(),
+            targets,
+            dry_run,
+            max_deletions,
+        }
+    }
+
+    fn instances() -> Target {
+        Target::SdrsMatching(SdrsMatch {
+            resource_types: vec!["protected_instances".into()],
+            ..Default::default()
+        })
     }
 
     #[tokio::test]
-    async fn dry_run_sends_no_delete() {
+    async fn all_clears_group_level_and_in_group_failures_and_measures_them() {
         let fake = seeded();
-        let policy = PurgePolicy {
-            projects: vec![project("p0")],
-            targets: vec![Target::KpsAll],
-            dry_run: true,
-            max_deletions: 1,
-        };
+        let policy = policy(&["p0", "p1"], vec![Target::SdrsAll, Target::KpsAll], false, 100);
+        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        assert_eq!(report.targets.len(), 4);
+        assert_eq!((report.found(), report.deleted(), report.remaining()), (2 * 6 + 2 * 4, 20, Some(0)));
+        assert_eq!(report.failed_calls, 0);
+        assert!(report.targets.iter().all(|r| r.outcome == Outcome::Purged));
+        assert!(fake.jobs.lock().unwrap().values().all(Vec::is_empty));
+        // Per project: SDRS groups + 3 job lists, 3 batches, 3 job lists; KPS list, delete-all, list.
+        assert_eq!(report.calls, 2 * (4 + 3 + 3) + 2 * 3);
+    }
+
+    #[tokio::test]
+    async fn matching_finds_instance_failures_inside_every_group() {
+        let fake = seeded();
+        let policy = policy(&["p0"], vec![instances()], false, 100);
+        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        assert_eq!((report.found(), report.deleted(), report.remaining()), (3, 3, Some(0)));
+        let left: Vec<String> =
+            fake.jobs.lock().unwrap()["p0"].iter().map(|j| j.job.job_id.clone()).collect();
+        assert_eq!(left, ["p0-j0", "p0-j1", "p0-j3"], "group-level failures and replications stay");
+    }
+
+    #[tokio::test]
+    async fn overlapping_targets_count_each_task_once() {
+        let fake = seeded();
+        let kps_matching = Target::KpsMatching(KpsMatch::default());
+        let policy =
+            policy(&["p0"], vec![Target::KpsAll, kps_matching, Target::SdrsAll, instances()], false, 100);
+        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let counts: Vec<(Option<u64>, Option<u64>)> =
+            report.targets.iter().map(|r| (r.found, r.deleted)).collect();
+        assert_eq!(counts, [(Some(4), Some(4)), (Some(0), Some(0)), (Some(6), Some(6)), (Some(0), Some(0))]);
+        assert_eq!(report.deleted(), fake.gone.lock().unwrap().len() as u64);
+        // Only batch calls went out: the Matching targets found nothing left to delete.
+        assert!(fake.deletes.lock().unwrap().iter().all(|c| !is_single(c)));
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_not_spent_on_tasks_already_gone() {
+        let fake = seeded();
+        let kps_matching = Target::KpsMatching(KpsMatch::default());
+        let policy = policy(&["p0"], vec![Target::KpsAll, kps_matching, instances()], false, 3);
+        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        assert_eq!(report.targets[2].deleted, Some(3), "the budget is left for the instances");
+        assert!(!report.limited());
+    }
+
+    #[tokio::test]
+    async fn dry_run_sends_no_delete_and_counts_overlaps_once() {
+        let fake = seeded();
+        let policy = policy(&["p0"], vec![Target::KpsAll, Target::KpsMatching(KpsMatch::default())], true, 1);
         let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
         assert!(fake.deletes.lock().unwrap().is_empty());
-        assert_eq!(report.targets[0].outcome, Outcome::DryRun);
-        assert_eq!(
-            (report.targets[0].would_delete, report.targets[0].remaining, report.deleted()),
-            (4, 4, 0)
-        );
+        assert!(report.targets.iter().all(|r| r.outcome == Outcome::DryRun));
+        assert_eq!(report.would_delete(), 4);
+        assert_eq!((report.targets[0].remaining, report.deleted()), (Some(4), 0));
     }
 
     #[tokio::test]
     async fn the_budget_stops_matching_and_says_so() {
         let fake = seeded();
-        let policy = PurgePolicy {
-            projects: vec![project("p0"), project("p1")],
-            targets: vec![Target::KpsMatching(KpsMatch::default())],
-            dry_run: false,
-            max_deletions: 4,
-        };
+        let policy = policy(&["p0", "p1"], vec![Target::KpsMatching(KpsMatch::default())], false, 4);
         let report = execute(&fake, &policy, now(), &Semaphore::new(2)).await;
         assert_eq!(fake.deletes.lock().unwrap().len(), 4);
-        assert_eq!(report.deleted(), 4);
-        assert_eq!(report.remaining(), 4);
-        assert_eq!(report.targets[1].outcome, Outcome::Skipped);
+        assert_eq!((report.deleted(), report.remaining()), (4, Some(4)));
         assert!(report.limited());
     }
 
     #[tokio::test]
-    async fn a_failed_listing_deletes_nothing_and_reports_the_class() {
+    async fn a_failed_listing_deletes_nothing_and_counts_nothing() {
         let fake = Fake { fail_lists: Some(FailureKind::Throttled), ..seeded() };
-        let policy = PurgePolicy {
-            projects: vec![project("p0")],
-            targets: vec![Target::KpsAll],
-            dry_run: false,
-            max_deletions: 9,
-        };
+        let policy =
+            policy(&["p0"], vec![Target::KpsAll, Target::KpsMatching(KpsMatch::default())], false, 9);
         let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
         assert!(fake.deletes.lock().unwrap().is_empty());
-        assert_eq!(report.targets[0].outcome, Outcome::Throttled);
-        assert_eq!(report.failed_calls, 1);
-        assert_eq!(report.targets[0].error.as_ref().unwrap().code, "APIGW.0308");
+        assert_eq!(report.failed_calls, 1, "one list, not one per target");
+        for row in &report.targets {
+            assert_eq!(row.outcome, Outcome::Throttled);
+            assert_eq!((row.found, row.deleted, row.remaining), (None, None, None));
+            assert_eq!(row.error.as_ref().unwrap().code, "APIGW.0308");
+        }
+        assert_eq!(report.remaining(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_after_deleting_leaves_the_counts_unknown() {
+        let fake = Fake { lists_before_failing: Some(1), ..seeded() };
+        let policy = policy(&["p0"], vec![Target::KpsAll], false, 9);
+        let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
+        let row = &report.targets[0];
+        assert_eq!((row.found, row.deleted, row.remaining), (Some(4), None, None));
+        assert_eq!(row.outcome, Outcome::Failed);
+        assert_eq!(row.unmeasured.as_deref(), Some("the list after deleting failed"));
+        assert_eq!(fake.gone.lock().unwrap().len(), 4, "the delete went out");
+    }
+
+    fn arb_target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            Just(Target::SdrsAll),
+            Just(Target::KpsAll),
+            Just(instances()),
+            Just(Target::SdrsMatching(SdrsMatch::default())),
+            Just(Target::KpsMatching(KpsMatch::default())),
+            prop::sample::subsequence(vec!["g1".to_string(), "g2".to_string(), "g9".to_string()], 1..=3)
+                .prop_map(Target::SdrsProtectionGroups),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Over random overlapping targets, budgets and tasks vanishing behind the executor's
+        /// back: no task is counted twice and the total never exceeds what left the cloud; with
+        /// nothing vanishing, the total is exactly what left.
+        #[test]
+        fn counts_never_exceed_what_left_the_cloud(
+            targets in prop::collection::vec(arb_target(), 1..6),
+            budget in 0u64..8,
+            vanish in 0usize..2,
+        ) {
+            let fake = Fake { vanish, ..seeded() };
+            let policy = policy(&["p0", "p1"], targets, false, budget);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let report = runtime.block_on(execute(&fake, &policy, now(), &Semaphore::new(3)));
+            let gone = fake.gone.lock().unwrap().clone();
+            let unique: BTreeSet<&String> = gone.iter().collect();
+            prop_assert_eq!(unique.len(), gone.len(), "a task left the cloud twice");
+            prop_assert!(report.deleted() <= gone.len() as u64);
+            if vanish == 0 {
+                prop_assert_eq!(report.deleted(), gone.len() as u64);
+            }
+            let singles = fake.deletes.lock().unwrap().iter().filter(|c| is_single(c)).count() as u64;
+            prop_assert!(singles <= budget, "{} single deletes over a budget of {}", singles, budget);
+            for row in &report.targets {
+                prop_assert!(row.deleted.unwrap_or(0) <= row.found.unwrap_or(0));
+            }
+        }
     }
 }

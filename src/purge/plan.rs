@@ -1,27 +1,38 @@
-//! The planner: from a policy, what each target's listings showed, and `now`, decide the exact calls
-//! to make. Pure: no I/O, no clock.
+//! The planner: what a project must list for its targets, what a listing holds, which tasks each
+//! target covers, and the exact calls that remove them. Pure: no I/O, no clock.
+//!
+//! SDRS lists by protection group: without `server_group_id` the list shows protection-group-level
+//! failures, with it the failures inside that group. A [`Snapshot`] joins those lists, remembering
+//! which group's list showed each failure, so the planner can choose the batch call that removes it.
 
-use super::policy::{KpsMatch, PurgePolicy, SdrsMatch, Target};
-use crate::cloud::model::{FailedTask, FailureJob, FailureJobFilter, SERVER_GROUPS, parse_task_time};
+use super::policy::{KpsMatch, SdrsMatch, Target};
+use crate::api::Service;
+use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// A list call whose result a target needs.
+/// A list call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListQuery {
-    Sdrs(FailureJobFilter),
+    /// `GET /v1/{p}/server-groups`, every page.
+    SdrsGroups,
+    /// `GET /v1/{p}/task-center/failure-jobs`, every page; with `server_group_id` when `group` is set.
+    SdrsJobs { group: Option<String> },
+    /// `GET /v3/{p}/failed-tasks`, every page.
     Kps,
 }
 
 /// What one list call returned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Listing {
-    Sdrs(Vec<FailureJob>),
+    /// Protection group ids.
+    SdrsGroups(Vec<String>),
+    SdrsJobs(Vec<FailureJob>),
     Kps(Vec<FailedTask>),
 }
 
 /// A call that changes something in the cloud.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DeleteCall {
     /// `DELETE /v1/{p}/task-center/failure-jobs/batch`
     SdrsBatch,
@@ -35,56 +46,140 @@ pub enum DeleteCall {
     KpsDelete(String),
 }
 
-/// A project x target, as indexes into the policy's projects and targets.
-pub type Unit = (usize, usize);
-
-/// What listing a unit showed before the run: its listings, or `None` when listing failed.
-pub type Observation = (Unit, Option<Vec<Listing>>);
-
-/// The plan for one project x target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnitPlan {
-    pub project: usize,
-    pub target: usize,
-    /// Ids of the tasks the target covers, as listed before the run.
-    pub found: BTreeSet<String>,
-    /// Ids the plan removes (or would, in a dry run).
-    pub selected: BTreeSet<String>,
-    /// The calls to send; empty in a dry run.
-    pub calls: Vec<DeleteCall>,
-    /// `maxDeletionsPerRun` cut this target short.
-    pub limited: bool,
+/// Which protection groups an SDRS snapshot lists the failures of.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Groups {
+    #[default]
+    None,
+    /// These ids, as given.
+    Ids(BTreeSet<String>),
+    /// Every group `GET /v1/{p}/server-groups` lists, and these ids too.
+    All(BTreeSet<String>),
 }
 
-/// The list calls a target needs, in order. A protection-group target lists each group.
-pub fn list_queries(target: &Target) -> Vec<ListQuery> {
-    let sdrs = |resource_type: Option<&str>, failure_status: Option<&str>, group: Option<&str>| {
-        ListQuery::Sdrs(FailureJobFilter {
-            resource_type: resource_type.map(str::to_string),
-            failure_status: failure_status.map(str::to_string),
-            server_group_id: group.map(str::to_string),
-            resource_name: None,
-        })
-    };
-    let single = |values: &[String]| match values {
-        [one] => Some(one.clone()),
-        _ => None,
-    };
-    match target {
-        Target::SdrsAll => vec![sdrs(Some(SERVER_GROUPS), None, None)],
-        Target::SdrsProtectionGroups(groups) => groups.iter().map(|g| sdrs(None, None, Some(g))).collect(),
-        Target::SdrsMatching(m) => {
-            vec![sdrs(single(&m.resource_types).as_deref(), single(&m.failure_statuses).as_deref(), None)]
+impl Groups {
+    fn union(self, other: Groups) -> Groups {
+        match (self, other) {
+            (Groups::None, g) | (g, Groups::None) => g,
+            (Groups::Ids(mut a), Groups::Ids(b)) => {
+                a.extend(b);
+                Groups::Ids(a)
+            }
+            (Groups::All(mut a), Groups::Ids(b) | Groups::All(b)) | (Groups::Ids(b), Groups::All(mut a)) => {
+                a.extend(b);
+                Groups::All(a)
+            }
         }
-        Target::KpsAll | Target::KpsMatching(_) => vec![ListQuery::Kps],
     }
 }
 
-/// A task the target covers, with its age for ordering.
+/// The lists a project must take for a set of targets of one service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// SDRS: the list without `server_group_id` (protection-group-level failures).
+    pub group_level: bool,
+    /// SDRS: the protection groups whose failures are listed.
+    pub groups: Groups,
+    /// KPS: the failed-task list.
+    pub kps: bool,
+}
+
+/// What `target` needs listed; for `Matching`, only the lists its `resourceTypes` can match in.
+pub fn scope(target: &Target) -> Scope {
+    let all_groups = || Groups::All(BTreeSet::new());
+    match target {
+        Target::SdrsAll => Scope { group_level: true, groups: all_groups(), kps: false },
+        Target::SdrsProtectionGroups(ids) => {
+            Scope { group_level: false, groups: Groups::Ids(ids.iter().cloned().collect()), kps: false }
+        }
+        Target::SdrsMatching(m) => {
+            let any = m.resource_types.is_empty();
+            let group_level = any || m.resource_types.iter().any(|t| t == SERVER_GROUPS);
+            let in_group = any || m.resource_types.iter().any(|t| t != SERVER_GROUPS);
+            Scope { group_level, groups: if in_group { all_groups() } else { Groups::None }, kps: false }
+        }
+        Target::KpsAll | Target::KpsMatching(_) => Scope { kps: true, ..Scope::default() },
+    }
+}
+
+/// The union of what several targets need.
+pub fn joint_scope<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Scope {
+    targets.into_iter().map(scope).fold(Scope::default(), |a, b| Scope {
+        group_level: a.group_level || b.group_level,
+        groups: a.groups.union(b.groups),
+        kps: a.kps || b.kps,
+    })
+}
+
+/// One SDRS failure and the protection group whose list showed it (`None`: the group-level list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdrsTask {
+    pub job: FailureJob,
+    pub group: Option<String>,
+}
+
+/// What one project holds of one service, as its lists showed it at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    Sdrs(Vec<SdrsTask>),
+    Kps(Vec<FailedTask>),
+}
+
+impl Snapshot {
+    /// Joins the SDRS lists: the group-level list and each group's list, in any order. A failure that
+    /// several lists show (a looser reading of the list call) is kept once, with its group.
+    pub fn sdrs(lists: impl IntoIterator<Item = (Option<String>, Vec<FailureJob>)>) -> Self {
+        let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+        let mut tasks: Vec<SdrsTask> = Vec::new();
+        for (group, jobs) in lists {
+            for job in jobs {
+                match by_id.get(&job.job_id) {
+                    Some(&i) if !job.job_id.is_empty() => {
+                        if tasks[i].group.is_none() {
+                            tasks[i].group = group.clone();
+                        }
+                    }
+                    _ => {
+                        by_id.insert(job.job_id.clone(), tasks.len());
+                        tasks.push(SdrsTask { job, group: group.clone() });
+                    }
+                }
+            }
+        }
+        Snapshot::Sdrs(tasks)
+    }
+
+    pub fn service(&self) -> Service {
+        match self {
+            Snapshot::Sdrs(_) => Service::Sdrs,
+            Snapshot::Kps(_) => Service::Kps,
+        }
+    }
+
+    /// The ids of every task.
+    pub fn ids(&self) -> BTreeSet<&str> {
+        match self {
+            Snapshot::Sdrs(tasks) => tasks.iter().map(|t| t.job.job_id.as_str()).collect(),
+            Snapshot::Kps(tasks) => tasks.iter().map(|t| t.task_id.as_str()).collect(),
+        }
+    }
+
+    /// Drops the tasks with these ids, as a dry run imagines its deletes.
+    pub fn remove(&mut self, ids: &BTreeSet<String>) {
+        match self {
+            Snapshot::Sdrs(tasks) => tasks.retain(|t| !ids.contains(&t.job.job_id)),
+            Snapshot::Kps(tasks) => tasks.retain(|t| !ids.contains(&t.task_id)),
+        }
+    }
+}
+
+/// A task a target covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Candidate {
     id: String,
     created: Option<Timestamp>,
+    /// SDRS: the protection group whose list showed it.
+    group: Option<String>,
 }
 
 /// True when the task is at least `older_than` old. A task whose time cannot be read is never old
@@ -117,109 +212,108 @@ pub fn kps_matches(m: &KpsMatch, task: &FailedTask, now: Timestamp) -> bool {
         && old_enough(&task.task_time, m.older_than, now)
 }
 
-/// The tasks a target covers in its listings (one listing per [`list_queries`] entry), oldest first.
-fn candidates(target: &Target, listings: &[Listing], now: Timestamp) -> Vec<Candidate> {
-    let sdrs = |keep: &dyn Fn(&FailureJob) -> bool| -> Vec<Candidate> {
-        listings
+/// The tasks of `snapshot` that `target` covers, oldest first (unreadable times last, ties by id).
+fn candidates(target: &Target, snapshot: &Snapshot, now: Timestamp) -> Vec<Candidate> {
+    let mut found: Vec<Candidate> = match snapshot {
+        Snapshot::Sdrs(tasks) => tasks
             .iter()
-            .filter_map(|l| match l {
-                Listing::Sdrs(jobs) => Some(jobs),
-                Listing::Kps(_) => None,
+            .filter(|t| match target {
+                Target::SdrsAll => true,
+                Target::SdrsProtectionGroups(ids) => t.group.as_ref().is_some_and(|g| ids.contains(g)),
+                Target::SdrsMatching(m) => sdrs_matches(m, &t.job, now),
+                Target::KpsAll | Target::KpsMatching(_) => false,
             })
-            .flatten()
-            .filter(|j| keep(j))
-            .map(|j| Candidate { id: j.job_id.clone(), created: parse_task_time(&j.begin_time) })
-            .collect()
-    };
-    let kps = |keep: &dyn Fn(&FailedTask) -> bool| -> Vec<Candidate> {
-        listings
+            .map(|t| Candidate {
+                id: t.job.job_id.clone(),
+                created: parse_task_time(&t.job.begin_time),
+                group: t.group.clone(),
+            })
+            .collect(),
+        Snapshot::Kps(tasks) => tasks
             .iter()
-            .filter_map(|l| match l {
-                Listing::Kps(tasks) => Some(tasks),
-                Listing::Sdrs(_) => None,
+            .filter(|t| match target {
+                Target::KpsAll => true,
+                Target::KpsMatching(m) => kps_matches(m, t, now),
+                Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
             })
-            .flatten()
-            .filter(|t| keep(t))
-            .map(|t| Candidate { id: t.task_id.clone(), created: parse_task_time(&t.task_time) })
-            .collect()
+            .map(|t| Candidate { id: t.task_id.clone(), created: parse_task_time(&t.task_time), group: None })
+            .collect(),
     };
-    let mut found = match target {
-        Target::SdrsAll => sdrs(&|j| j.resource_type == SERVER_GROUPS),
-        Target::SdrsProtectionGroups(_) => sdrs(&|_| true),
-        Target::SdrsMatching(m) => sdrs(&|j| sdrs_matches(m, j, now)),
-        Target::KpsAll => kps(&|_| true),
-        Target::KpsMatching(m) => kps(&|t| kps_matches(m, t, now)),
-    };
-    // Oldest first; tasks without a readable time last; ties by id so the plan is deterministic.
     found.sort_by(|a, b| {
         (a.created.is_none(), a.created, &a.id).cmp(&(b.created.is_none(), b.created, &b.id))
     });
-    found.dedup_by(|a, b| a.id == b.id);
     found
 }
 
-/// The ids a target covers in its listings; used before and after a run to measure it.
-pub fn covered_ids(target: &Target, listings: &[Listing], now: Timestamp) -> BTreeSet<String> {
-    candidates(target, listings, now).into_iter().map(|c| c.id).collect()
+/// The ids of the tasks `target` covers in `snapshot`; used before and after its calls to measure them.
+pub fn covered_ids(target: &Target, snapshot: &Snapshot, now: Timestamp) -> BTreeSet<String> {
+    candidates(target, snapshot, now).into_iter().map(|c| c.id).collect()
 }
 
-/// Plans a run. `observed` holds, per project x target, the listings of [`list_queries`] or `None`
-/// when listing failed (such a target gets no calls). Matching targets share the deletion budget in
-/// project order, then target order, oldest tasks first.
-pub fn plan(policy: &PurgePolicy, observed: &[Observation], now: Timestamp) -> Vec<UnitPlan> {
-    let mut budget = policy.max_deletions;
-    let mut units: Vec<UnitPlan> = Vec::with_capacity(observed.len());
-    let mut ordered: Vec<&Observation> = observed.iter().collect();
-    ordered.sort_by_key(|(key, _)| *key);
-    for ((project, target_index), listings) in ordered {
-        let Some(target) = policy.targets.get(*target_index) else { continue };
-        let Some(listings) = listings else { continue };
-        let found = candidates(target, listings, now);
-        let found_ids: BTreeSet<String> = found.iter().map(|c| c.id.clone()).collect();
-        let (selected, limited): (Vec<&Candidate>, bool) = match target {
-            Target::SdrsMatching(_) | Target::KpsMatching(_) => {
-                let take = usize::try_from(budget).unwrap_or(usize::MAX).min(found.len());
-                budget -= take as u64;
-                (found.iter().take(take).collect(), take < found.len())
+/// What one target does to one project.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetPlan {
+    /// Ids of the tasks the target covers.
+    pub found: BTreeSet<String>,
+    /// Ids the plan removes (or would, in a dry run).
+    pub selected: BTreeSet<String>,
+    /// The calls to send; empty in a dry run.
+    pub calls: Vec<DeleteCall>,
+    /// The deletion budget cut this target short.
+    pub limited: bool,
+}
+
+/// Plans one target against what its project holds now. A `Matching` target deletes one by one,
+/// oldest first, at most `budget` tasks (the rest of `maxDeletionsPerRun`); the other scopes use
+/// the batch calls, which take no budget. A dry run selects but sends nothing.
+pub fn plan_target(
+    target: &Target,
+    snapshot: &Snapshot,
+    budget: u64,
+    dry_run: bool,
+    now: Timestamp,
+) -> TargetPlan {
+    let found = candidates(target, snapshot, now);
+    let (selected, limited): (&[Candidate], bool) = match target {
+        Target::SdrsMatching(_) | Target::KpsMatching(_) => {
+            let take = usize::try_from(budget).unwrap_or(usize::MAX).min(found.len());
+            (&found[..take], take < found.len())
+        }
+        Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::KpsAll => (&found, false),
+    };
+    let calls = if dry_run || selected.is_empty() {
+        Vec::new()
+    } else {
+        match target {
+            // The group-level batch for failures the group-level list showed, the per-group batch
+            // for each group whose list showed any.
+            Target::SdrsAll | Target::SdrsProtectionGroups(_) => selected
+                .iter()
+                .map(|c| match &c.group {
+                    None => DeleteCall::SdrsBatch,
+                    Some(g) => DeleteCall::SdrsGroupBatch(g.clone()),
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            Target::SdrsMatching(_) => {
+                selected.iter().map(|c| DeleteCall::SdrsDelete(c.id.clone())).collect()
             }
-            _ => (found.iter().collect(), false),
-        };
-        let calls = if policy.dry_run || selected.is_empty() {
-            Vec::new()
-        } else {
-            match target {
-                Target::SdrsAll => vec![DeleteCall::SdrsBatch],
-                Target::SdrsProtectionGroups(groups) => groups
-                    .iter()
-                    .zip(listings)
-                    .filter(|(_, l)| matches!(l, Listing::Sdrs(jobs) if !jobs.is_empty()))
-                    .map(|(g, _)| DeleteCall::SdrsGroupBatch(g.clone()))
-                    .collect(),
-                Target::SdrsMatching(_) => {
-                    selected.iter().map(|c| DeleteCall::SdrsDelete(c.id.clone())).collect()
-                }
-                Target::KpsAll => vec![DeleteCall::KpsDeleteAll],
-                Target::KpsMatching(_) => {
-                    selected.iter().map(|c| DeleteCall::KpsDelete(c.id.clone())).collect()
-                }
-            }
-        };
-        units.push(UnitPlan {
-            project: *project,
-            target: *target_index,
-            selected: selected.iter().map(|c| c.id.clone()).collect(),
-            found: found_ids,
-            calls,
-            limited,
-        });
+            Target::KpsAll => vec![DeleteCall::KpsDeleteAll],
+            Target::KpsMatching(_) => selected.iter().map(|c| DeleteCall::KpsDelete(c.id.clone())).collect(),
+        }
+    };
+    TargetPlan {
+        selected: selected.iter().map(|c| c.id.clone()).collect(),
+        found: found.into_iter().map(|c| c.id).collect(),
+        calls,
+        limited,
     }
-    units
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::purge::policy::Project;
     use regex::Regex;
     use std::time::Duration;
 
@@ -248,128 +342,157 @@ mod tests {
         }
     }
 
-    fn policy(targets: Vec<Target>, dry_run: bool, max_deletions: u64) -> PurgePolicy {
-        let project = |id: &str| Project { id: id.into(), region: "cn-north-4".into() };
-        PurgePolicy { projects: vec![project("p0"), project("p1")], targets, dry_run, max_deletions }
+    /// A group-level failure `a` and, in groups g1 and g2, instance failures b..f.
+    fn sdrs() -> Snapshot {
+        Snapshot::sdrs([
+            (None, vec![job("a", "server_groups", "createFail", "tmp-a", "2026-11-01T00:00:00.000Z")]),
+            (
+                Some("g1".to_string()),
+                vec![
+                    job("b", "protected_instances", "createFail", "tmp-b", "2026-11-20T00:00:00.000Z"),
+                    job("c", "protected_instances", "createFail", "prod-c", "2026-11-01T00:00:00.000Z"),
+                    job("d", "protected_instances", "deleteFail", "tmp-d", "2026-10-01T00:00:00.000Z"),
+                ],
+            ),
+            (
+                Some("g2".to_string()),
+                vec![
+                    job("e", "protected_instances", "createFail", "tmp-e", "not a time"),
+                    job("f", "protected_instances", "createFail", "tmp-f", "1760486400000"),
+                ],
+            ),
+        ])
     }
 
-    fn sdrs_listing() -> Vec<Listing> {
-        vec![Listing::Sdrs(vec![
-            job("a", "server_groups", "createFail", "tmp-a", "2026-11-01T00:00:00.000Z"),
-            job("b", "protected_instances", "createFail", "tmp-b", "2026-11-20T00:00:00.000Z"),
-            job("c", "protected_instances", "createFail", "prod-c", "2026-11-01T00:00:00.000Z"),
-            job("d", "protected_instances", "deleteFail", "tmp-d", "2026-10-01T00:00:00.000Z"),
-            job("e", "protected_instances", "createFail", "tmp-e", "not a time"),
-            job("f", "protected_instances", "createFail", "tmp-f", "2026-10-15T00:00:00.000Z"),
-        ])]
-    }
-
-    fn matching() -> Target {
+    fn matching(resource_types: &[&str]) -> Target {
         Target::SdrsMatching(SdrsMatch {
-            resource_types: vec!["protected_instances".into()],
+            resource_types: resource_types.iter().map(|s| s.to_string()).collect(),
             failure_statuses: vec!["createFail".into()],
             name_pattern: Some(Regex::new("^tmp-").unwrap()),
             older_than: Some(Duration::from_secs(7 * 24 * 3600)),
         })
     }
 
-    #[test]
-    fn queries_push_single_filters_to_the_server() {
-        let q = list_queries(&matching());
-        let ListQuery::Sdrs(filter) = &q[0] else { panic!("sdrs query") };
-        assert_eq!(filter.resource_type.as_deref(), Some("protected_instances"));
-        assert_eq!(filter.failure_status.as_deref(), Some("createFail"));
-        let ListQuery::Sdrs(all) = &list_queries(&Target::SdrsAll)[0] else { panic!("sdrs query") };
-        assert_eq!(all.resource_type.as_deref(), Some(SERVER_GROUPS));
-        assert_eq!(list_queries(&Target::SdrsProtectionGroups(vec!["g1".into(), "g2".into()])).len(), 2);
-        assert_eq!(list_queries(&Target::KpsAll), vec![ListQuery::Kps]);
+    fn ids(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn matching_deletes_only_what_matches_every_filter() {
-        let p = policy(vec![matching()], false, 1000);
-        let units = plan(&p, &[((0, 0), Some(sdrs_listing()))], now());
-        assert_eq!(units.len(), 1);
-        // b is too young, c has the wrong name, d the wrong status, e no readable time, a the wrong type.
-        assert_eq!(units[0].selected, BTreeSet::from(["f".to_string()]));
-        assert_eq!(units[0].calls, vec![DeleteCall::SdrsDelete("f".into())]);
-        assert!(!units[0].limited);
+    fn scopes_list_only_what_the_targets_need() {
+        let all = scope(&Target::SdrsAll);
+        assert!(all.group_level && all.groups == Groups::All(BTreeSet::new()) && !all.kps);
+        let instances = scope(&matching(&["protected_instances"]));
+        assert!(!instances.group_level, "instance failures are only in the groups' lists");
+        assert_eq!(instances.groups, Groups::All(BTreeSet::new()));
+        let groups_only = scope(&matching(&["server_groups"]));
+        assert!(groups_only.group_level);
+        assert_eq!(groups_only.groups, Groups::None);
+        let pg = Target::SdrsProtectionGroups(vec!["g1".into(), "g2".into()]);
+        assert_eq!(scope(&pg).groups, Groups::Ids(ids(&["g1", "g2"])));
+        let joint = joint_scope([&pg, &matching(&["server_groups"])]);
+        assert!(joint.group_level && joint.groups == Groups::Ids(ids(&["g1", "g2"])));
+        assert_eq!(joint_scope([&pg, &Target::SdrsAll]).groups, Groups::All(ids(&["g1", "g2"])));
+        assert!(joint_scope([&Target::KpsAll]).kps);
+        assert_eq!(joint_scope([]), Scope::default());
     }
 
     #[test]
-    fn all_scope_covers_only_server_groups_even_if_the_server_returns_more() {
-        let p = policy(vec![Target::SdrsAll], false, 1);
-        let units = plan(&p, &[((0, 0), Some(sdrs_listing()))], now());
-        assert_eq!(units[0].found, BTreeSet::from(["a".to_string()]));
-        assert_eq!(units[0].calls, vec![DeleteCall::SdrsBatch]);
-        assert!(!units[0].limited, "the budget applies to Matching only");
+    fn a_failure_shown_by_two_lists_is_kept_once_with_its_group() {
+        // The looser reading: the unfiltered list shows the in-group failure too.
+        let snap = Snapshot::sdrs([
+            (None, vec![job("a", SERVER_GROUPS, "", "", ""), job("b", "replications", "", "", "")]),
+            (Some("g1".into()), vec![job("b", "replications", "", "", "")]),
+        ]);
+        let Snapshot::Sdrs(tasks) = &snap else { panic!("sdrs") };
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[1].group.as_deref(), Some("g1"));
+        let plan = plan_target(&Target::SdrsAll, &snap, 0, false, now());
+        assert_eq!(plan.calls, vec![DeleteCall::SdrsBatch, DeleteCall::SdrsGroupBatch("g1".into())]);
+    }
+
+    #[test]
+    fn all_uses_the_group_level_batch_and_each_groups_batch() {
+        let plan = plan_target(&Target::SdrsAll, &sdrs(), 0, false, now());
+        assert_eq!(plan.found, ids(&["a", "b", "c", "d", "e", "f"]));
+        assert_eq!(
+            plan.calls,
+            vec![
+                DeleteCall::SdrsBatch,
+                DeleteCall::SdrsGroupBatch("g1".into()),
+                DeleteCall::SdrsGroupBatch("g2".into())
+            ]
+        );
+        assert!(!plan.limited, "the budget applies to Matching only");
+    }
+
+    #[test]
+    fn matching_deletes_only_what_matches_every_filter_across_groups() {
+        let plan = plan_target(&matching(&["protected_instances"]), &sdrs(), 1000, false, now());
+        // b is too young, c has the wrong name, d the wrong status, e no readable time, a the wrong
+        // type; f (epoch milliseconds, October) matches.
+        assert_eq!(plan.selected, ids(&["f"]));
+        assert_eq!(plan.calls, vec![DeleteCall::SdrsDelete("f".into())]);
+    }
+
+    #[test]
+    fn protection_groups_batch_only_their_groups_with_failures() {
+        let target = Target::SdrsProtectionGroups(vec!["g2".into(), "g3".into()]);
+        let plan = plan_target(&target, &sdrs(), 0, false, now());
+        assert_eq!(plan.found, ids(&["e", "f"]));
+        assert_eq!(plan.calls, vec![DeleteCall::SdrsGroupBatch("g2".into())]);
     }
 
     #[test]
     fn empty_targets_send_nothing() {
-        let p = policy(vec![Target::SdrsAll, Target::KpsAll], false, 10);
-        let units = plan(
-            &p,
-            &[((0, 0), Some(vec![Listing::Sdrs(vec![])])), ((0, 1), Some(vec![Listing::Kps(vec![])]))],
-            now(),
+        let empty = Snapshot::Kps(vec![]);
+        assert_eq!(plan_target(&Target::KpsAll, &empty, 9, false, now()), TargetPlan::default());
+        assert_eq!(
+            plan_target(&Target::SdrsAll, &Snapshot::sdrs([]), 9, false, now()),
+            TargetPlan::default()
         );
-        assert!(units.iter().all(|u| u.calls.is_empty() && u.found.is_empty()));
     }
 
     #[test]
     fn dry_run_selects_but_never_calls() {
-        let p = policy(vec![matching(), Target::KpsAll], true, 1000);
-        let kps = vec![Listing::Kps(vec![task("t1", "FAILED_UNBIND", "kp-1", "2026-01-01T00:00:00Z")])];
-        let units = plan(&p, &[((0, 0), Some(sdrs_listing())), ((0, 1), Some(kps))], now());
-        assert!(units.iter().all(|u| u.calls.is_empty()));
-        assert_eq!(units.iter().map(|u| u.selected.len()).sum::<usize>(), 2);
+        let plan = plan_target(&Target::SdrsAll, &sdrs(), 0, true, now());
+        assert!(plan.calls.is_empty());
+        assert_eq!(plan.selected.len(), 6);
     }
 
     #[test]
-    fn budget_spans_projects_and_takes_oldest_first() {
+    fn the_budget_takes_the_oldest_first() {
         let m = Target::KpsMatching(KpsMatch {
             operate_types: vec!["FAILED_UNBIND".into()],
             name_pattern: Some(Regex::new("^kp-").unwrap()),
             older_than: None,
         });
-        let p = policy(vec![m], false, 3);
-        let listing = |prefix: &str| {
-            Some(vec![Listing::Kps(vec![
-                task(&format!("{prefix}-new"), "FAILED_UNBIND", "kp-x", "2026-11-20T00:00:00Z"),
-                task(&format!("{prefix}-old"), "FAILED_UNBIND", "kp-y", "1700000000000"),
-                task(&format!("{prefix}-reset"), "FAILED_RESET", "kp-z", "2026-11-01T00:00:00Z"),
-                task(&format!("{prefix}-other"), "FAILED_UNBIND", "other", "2026-11-01T00:00:00Z"),
-            ])])
-        };
-        let units = plan(&p, &[((1, 0), listing("q")), ((0, 0), listing("p"))], now());
-        assert_eq!(units[0].project, 0, "projects in order");
-        assert_eq!(units[0].selected, BTreeSet::from(["p-new".to_string(), "p-old".to_string()]));
-        assert!(!units[0].limited);
-        assert_eq!(units[1].calls, vec![DeleteCall::KpsDelete("q-old".into())]);
-        assert!(units[1].limited);
-        assert_eq!(units[1].found.len(), 2);
+        let snap = Snapshot::Kps(vec![
+            task("new", "FAILED_UNBIND", "kp-x", "2026-11-20T00:00:00Z"),
+            task("old", "FAILED_UNBIND", "kp-y", "1700000000000"),
+            task("older", "FAILED_UNBIND", "kp-y", "1600000000"),
+            task("reset", "FAILED_RESET", "kp-z", "2026-11-01T00:00:00Z"),
+            task("odd", "RUNNING_RESET", "kp-z", "2026-11-01T00:00:00Z"),
+            task("other", "FAILED_UNBIND", "other", "2026-11-01T00:00:00Z"),
+        ]);
+        let plan = plan_target(&m, &snap, 2, false, now());
+        assert_eq!(plan.found, ids(&["new", "old", "older"]));
+        assert_eq!(
+            plan.calls,
+            vec![DeleteCall::KpsDelete("older".into()), DeleteCall::KpsDelete("old".into())]
+        );
+        assert!(plan.limited);
+        let none = plan_target(&m, &snap, 0, false, now());
+        assert!(none.calls.is_empty() && none.selected.is_empty() && none.limited);
+        assert_eq!(
+            plan_target(&Target::KpsAll, &snap, 0, false, now()).calls,
+            vec![DeleteCall::KpsDeleteAll]
+        );
     }
 
     #[test]
-    fn protection_groups_batch_only_groups_with_failures() {
-        let p = policy(vec![Target::SdrsProtectionGroups(vec!["g1".into(), "g2".into()])], false, 10);
-        let listings = vec![
-            Listing::Sdrs(vec![job(
-                "x",
-                "protected_instances",
-                "createFail",
-                "n",
-                "2026-11-01T00:00:00.000Z",
-            )]),
-            Listing::Sdrs(vec![]),
-        ];
-        let units = plan(&p, &[((0, 0), Some(listings))], now());
-        assert_eq!(units[0].calls, vec![DeleteCall::SdrsGroupBatch("g1".into())]);
-    }
-
-    #[test]
-    fn failed_listings_get_no_plan() {
-        let p = policy(vec![Target::KpsAll], false, 10);
-        assert!(plan(&p, &[((0, 0), None)], now()).is_empty());
+    fn a_dry_run_removes_what_it_selected_for_later_targets() {
+        let mut snap = sdrs();
+        snap.remove(&ids(&["a", "f"]));
+        assert_eq!(snap.ids(), ["b", "c", "d", "e"].into_iter().collect());
     }
 }

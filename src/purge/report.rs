@@ -1,5 +1,6 @@
 //! What a purge run measured: one row per project x target, and the failures it met. No I/O.
 
+use super::policy::PurgePolicy;
 use crate::api::{Scope, Service, TargetOutcome};
 
 /// Why a cloud call failed, as far as a purge cares.
@@ -29,6 +30,16 @@ impl CallFailure {
     pub fn new(kind: FailureKind, http_status: Option<u16>, code: &str, message: &str) -> Self {
         Self { kind, http_status, code: code.into(), message: message.into(), request_id: None }
     }
+
+    /// A list call answered with a listing of another kind: a defect of the cloud adapter.
+    pub fn unexpected(operation: &str) -> Self {
+        Self::new(
+            FailureKind::Rejected,
+            None,
+            "Internal",
+            &format!("{operation} returned another kind of listing"),
+        )
+    }
 }
 
 /// How one project x target ended.
@@ -51,17 +62,41 @@ pub struct TargetReport {
     pub service: Service,
     pub scope: Scope,
     pub outcome: Outcome,
-    /// Tasks the target covered before the run.
-    pub found: u64,
-    /// Tasks that were there before and are gone after.
-    pub deleted: u64,
+    /// Tasks the target covered before its calls; `None` when the list failed.
+    pub found: Option<u64>,
+    /// Tasks it covered before its calls that are gone after them; `None` when not measured.
+    pub deleted: Option<u64>,
     /// In a dry run, what a real run would delete.
     pub would_delete: u64,
-    /// Tasks the target still covers after the run.
-    pub remaining: u64,
+    /// Tasks the target still covers after its calls; `None` when not measured.
+    pub remaining: Option<u64>,
+    /// Why a count is `None`.
+    pub unmeasured: Option<String>,
     /// `maxDeletionsPerRun` cut this target short.
     pub limited: bool,
     pub error: Option<CallFailure>,
+}
+
+impl TargetReport {
+    /// A row for project `p` and target `t` of `policy`, with nothing measured yet.
+    pub fn new(policy: &PurgePolicy, p: usize, t: usize, outcome: Outcome) -> Self {
+        let target = &policy.targets[t];
+        Self {
+            project_index: p,
+            target_index: t,
+            project: policy.projects[p].id.clone(),
+            service: target.service(),
+            scope: target.scope(),
+            outcome,
+            found: None,
+            deleted: None,
+            would_delete: 0,
+            remaining: None,
+            unmeasured: None,
+            limited: false,
+            error: None,
+        }
+    }
 }
 
 /// A whole run.
@@ -75,24 +110,28 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    fn sum(&self, f: impl Fn(&TargetReport) -> u64) -> u64 {
-        self.targets.iter().map(f).sum()
-    }
-
+    /// Tasks found, over the rows whose list succeeded.
     pub fn found(&self) -> u64 {
-        self.sum(|t| t.found)
+        self.targets.iter().filter_map(|t| t.found).sum()
     }
 
+    /// Tasks measured gone; a row whose count is unknown adds nothing, so this never overstates.
     pub fn deleted(&self) -> u64 {
-        self.sum(|t| t.deleted)
+        self.targets.iter().filter_map(|t| t.deleted).sum()
     }
 
     pub fn would_delete(&self) -> u64 {
-        self.sum(|t| t.would_delete)
+        self.targets.iter().map(|t| t.would_delete).sum()
     }
 
-    pub fn remaining(&self) -> u64 {
-        self.sum(|t| t.remaining)
+    /// Tasks still in scope, or `None` when any row could not measure it.
+    pub fn remaining(&self) -> Option<u64> {
+        self.targets.iter().map(|t| t.remaining).sum()
+    }
+
+    /// Rows whose counts are unknown.
+    pub fn unmeasured(&self) -> usize {
+        self.targets.iter().filter(|t| t.unmeasured.is_some()).count()
     }
 
     pub fn limited(&self) -> bool {
@@ -128,10 +167,11 @@ mod tests {
             service: Service::Kps,
             scope: Scope::All,
             outcome: Outcome::Purged,
-            found: 3,
-            deleted: 2,
+            found: Some(3),
+            deleted: Some(2),
             would_delete: 0,
-            remaining: 1,
+            remaining: Some(1),
+            unmeasured: None,
             limited: false,
             error,
         }
@@ -148,7 +188,12 @@ mod tests {
             failed_calls: 2,
             calls: 9,
         };
-        assert_eq!((report.found(), report.deleted(), report.remaining()), (9, 6, 3));
+        assert_eq!((report.found(), report.deleted(), report.remaining()), (9, 6, Some(3)));
+        let mut unknown = report.clone();
+        unknown.targets[0].deleted = None;
+        unknown.targets[0].remaining = None;
+        unknown.targets[0].unmeasured = Some("the list after deleting failed".into());
+        assert_eq!((unknown.deleted(), unknown.remaining(), unknown.unmeasured()), (4, None, 1));
         assert_eq!(report.projects(), 2);
         assert_eq!(report.worst_failure().unwrap().kind, FailureKind::Authentication);
     }
