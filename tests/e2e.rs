@@ -19,9 +19,10 @@ use taskreaper::api::{
     ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, KpsOperateType, RunSummary, Scope,
     SdrsFailureStatus, SdrsResourceType, Service, TargetOutcome, TaskMatch,
 };
-use taskreaper::cloud::model::{FailedTask, FailureJob};
+use taskreaper::cloud::model::{FailedTask, FailureJob, ProtectionGroup};
 use taskreaper::emulator::{
-    KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_LIST, SDRS_ONE, Seed, SeededJob,
+    KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE,
+    SdrsListing, Seed, SeededJob,
 };
 
 const GROUP_1: &str = "897f57b2-6e94-4179-b414-9532726c59f2";
@@ -41,16 +42,15 @@ fn ago(hours: i64) -> Timestamp {
     Timestamp::now() - SignedDuration::from_hours(hours)
 }
 
-/// An SDRS failed job of a protection group.
+/// An SDRS failed job: inside protection group `group`, or protection-group-level without one.
 fn job(
     id: &str,
     resource_type: &str,
     failure_status: &str,
     name: &str,
     hours_ago: i64,
-    group: &str,
+    group: Option<&str>,
 ) -> SeededJob {
-    let resource_id = if resource_type == "server_groups" { group.to_string() } else { format!("res-{id}") };
     SeededJob::new(
         FailureJob {
             job_id: id.into(),
@@ -58,13 +58,13 @@ fn job(
             job_status: "FAIL".into(),
             begin_time: taskreaper::emulator::sdrs_time(ago(hours_ago)),
             failure_status: failure_status.into(),
-            resource_id,
+            resource_id: format!("res-{id}"),
             resource_name: name.into(),
             resource_type: resource_type.into(),
             error_code: "SDRS.1201".into(),
             fail_reason: "The ECS quota in the target AZ is insufficient.".into(),
         },
-        Some(group.to_string()),
+        group.map(str::to_string),
     )
 }
 
@@ -109,9 +109,10 @@ fn assert_settled_run(policy: &FailedTaskCleanupPolicy) {
     }
     assert!(condition_is(policy, ConditionType::Reconciling, "False", "Idle"), "{yaml}");
     assert!(condition_is(policy, ConditionType::Stalled, "False", "AsExpected"), "{yaml}");
-    assert_eq!(run.found, run.targets.iter().map(|t| t.found).sum::<u64>(), "{yaml}");
-    assert_eq!(run.deleted, run.targets.iter().map(|t| t.deleted).sum::<u64>(), "{yaml}");
-    assert_eq!(run.remaining, run.targets.iter().map(|t| t.remaining).sum::<u64>(), "{yaml}");
+    assert!(run.targets.iter().all(|t| t.unmeasured.is_none() && t.deleted.is_some()), "{yaml}");
+    assert_eq!(run.found, run.targets.iter().filter_map(|t| t.found).sum::<u64>(), "{yaml}");
+    assert_eq!(run.deleted, run.targets.iter().filter_map(|t| t.deleted).sum::<u64>(), "{yaml}");
+    assert_eq!(run.remaining, run.targets.iter().map(|t| t.remaining).sum::<Option<u64>>(), "{yaml}");
     let started =
         s.last_schedule_time.as_ref().map(|t| t.0).unwrap_or_else(|| panic!("no lastScheduleTime: {yaml}"));
     let next =
@@ -122,15 +123,71 @@ fn assert_settled_run(policy: &FailedTaskCleanupPolicy) {
 
 // --- 1-5: each target kind deletes exactly what it covers --------------------------------------
 
-#[tokio::test]
-async fn sdrs_all_deletes_only_protection_group_failures() {
-    let env = Env::with_credentials("e2e-sdrs-all", generated(&[PROJECT_A], 4)).await;
+/// Runs an SDRS scenario under each reading of the list call: the strict one (the unfiltered list
+/// shows only protection-group-level failures) and the loose one (it shows every failure).
+macro_rules! under_both_readings {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn strict() {
+                super::$scenario(taskreaper::emulator::SdrsListing::Strict).await;
+            }
+            #[tokio::test]
+            async fn loose() {
+                super::$scenario(taskreaper::emulator::SdrsListing::Loose).await;
+            }
+        }
+    };
+}
+
+fn reading(listing: SdrsListing) -> &'static str {
+    match listing {
+        SdrsListing::Strict => "strict",
+        SdrsListing::Loose => "loose",
+    }
+}
+
+/// An emulator reading the list call as `listing` says, with protection groups 1-3 and an empty one.
+async fn sdrs_env(prefix: &str, listing: SdrsListing) -> Env {
+    let env = Env::with_credentials(&format!("{prefix}-{}", reading(listing)), Seed::Empty).await;
     let store = env.emulator.store();
-    let before = store.failure_jobs(PROJECT_A);
-    let groups: Vec<String> =
-        before.iter().filter(|j| j.resource_type == "server_groups").map(|j| j.job_id.clone()).collect();
-    assert_eq!(groups.len(), 4, "the seed has 4 protection-group failures");
-    let tasks_before = env.task_ids(PROJECT_A);
+    store.set_modes(Modes { sdrs_listing: listing, ..store.modes() });
+    let group = |id: &str, name: &str| ProtectionGroup {
+        id: id.into(),
+        name: name.into(),
+        status: "available".into(),
+    };
+    store.add_server_groups(
+        PROJECT_A,
+        [
+            group(GROUP_1, "prod-pg-01"),
+            group(GROUP_2, "dr-pg-02"),
+            group(GROUP_3, "tmp-pg-03"),
+            group(GROUP_EMPTY, "empty-pg"),
+        ],
+    );
+    env
+}
+
+/// Group-level failures (one naming a group that no longer exists) and failures inside three groups.
+fn three_groups() -> Vec<SeededJob> {
+    vec![
+        job("pg-1", "server_groups", "createFail", "prod-pg-01", 5, None),
+        job("pg-gone", "server_groups", "deleteFail", "old-pg", 50, None),
+        job("g1-vm", "protected_instances", "attachFail", "prod-vm-01", 6, Some(GROUP_1)),
+        job("g1-rep", "replications", "createFail", "prod-rep-01", 7, Some(GROUP_1)),
+        job("g2-vm", "protected_instances", "createFail", "tmp-vm-02", 48, Some(GROUP_2)),
+        job("g2-drill", "disaster_recovery_drills", "createFail", "dr-drill-02", 8, Some(GROUP_2)),
+        job("g3-vm", "protectedInstance", "createFail", "tmp-vm-03", 60, Some(GROUP_3)),
+        job("g3-rep", "replications", "expandFail", "tmp-rep-03", 9, Some(GROUP_3)),
+    ]
+}
+
+async fn sdrs_all_clears_every_sdrs_failure(listing: SdrsListing) {
+    let env = sdrs_env("e2e-sdrs-all", listing).await;
+    let store = env.emulator.store();
+    store.add_failure_jobs(PROJECT_A, three_groups());
+    store.add_failed_tasks(PROJECT_A, [task("t1", "FAILED_UNBIND", "kp-a", 100)]);
 
     env.create(&env.policy("sdrs-all", &[PROJECT_A], vec![sdrs_all()])).await;
     let policy = env.wait_ready("sdrs-all", "True", "Purged").await;
@@ -138,50 +195,40 @@ async fn sdrs_all_deletes_only_protection_group_failures() {
     assert_settled_run(&policy);
 
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining, run.failed_calls), (4, 4, 0, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining, run.failed_calls), (8, 8, Some(0), 0), "{yaml}");
     assert_eq!(run.targets.len(), 1, "{yaml}");
     let row = &run.targets[0];
     assert_eq!((row.project.as_str(), row.service, row.scope), (PROJECT_A, Service::Sdrs, Scope::All));
     assert_eq!(
         (row.outcome, row.found, row.deleted, row.remaining),
-        (TargetOutcome::Purged, 4, 4, 0),
+        (TargetOutcome::Purged, Some(8), Some(8), Some(0)),
         "{yaml}"
     );
     assert!(row.error.is_none(), "{yaml}");
-    assert_eq!(status(&policy).total_deleted, 4, "{yaml}");
-    assert_eq!(ready_message(&policy), "1 project: 4 deleted, 0 remaining");
+    assert_eq!(status(&policy).total_deleted, 8, "{yaml}");
+    assert_eq!(ready_message(&policy), "1 project: 8 deleted, 0 remaining");
     assert!(status(&policy).last_successful_time.is_some(), "{yaml}");
 
-    // Only the protection-group-level failures went; KPS was not touched.
-    let after = store.failure_jobs(PROJECT_A);
-    assert_eq!(after.len(), before.len() - 4);
-    assert!(after.iter().all(|j| j.resource_type != "server_groups"), "{after:?}");
-    assert_eq!(env.task_ids(PROJECT_A), tasks_before);
-    // Listed before and after (filtered to server_groups), one batch delete, nothing else.
+    // Every SDRS failure went, group-level and in-group alike; KPS was not touched.
+    assert!(env.job_ids(PROJECT_A).is_empty(), "{:?}", env.job_ids(PROJECT_A));
+    assert_eq!(env.task_ids(PROJECT_A), ["t1"]);
     let calls = env.calls();
-    assert_eq!(calls.route("GET", SDRS_LIST), 2, "{calls:?}");
     assert_eq!(calls.route("DELETE", SDRS_BATCH), 1, "{calls:?}");
-    assert_eq!((calls.deletes, calls.total), (1, 3), "{calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_GROUP_BATCH), 3, "one per group with failures: {calls:?}");
+    assert_eq!(calls.deletes, 4, "{calls:?}");
+    assert_eq!(calls.route("GET", SDRS_GROUPS), 1, "protection groups are listed once per run: {calls:?}");
+    // The group-level list and the four groups' lists, before and after.
+    assert_eq!(calls.route("GET", SDRS_LIST), 2 * 5, "{calls:?}");
 
-    env.wait_event("sdrs-all", "Normal", "Purged", |note| note == "1 project: 4 deleted, 0 remaining").await;
+    env.wait_event("sdrs-all", "Normal", "Purged", |note| note == "1 project: 8 deleted, 0 remaining").await;
     env.assert_secret_never_shown("sdrs-all").await;
     env.finish().await;
 }
+under_both_readings!(sdrs_all_clears_group_level_and_in_group_failures, sdrs_all_clears_every_sdrs_failure);
 
-#[tokio::test]
-async fn sdrs_protection_groups_delete_only_the_listed_groups() {
-    let env = Env::with_credentials("e2e-sdrs-groups", Seed::Empty).await;
-    env.emulator.store().add_failure_jobs(
-        PROJECT_A,
-        [
-            job("g1-pg", "server_groups", "createFail", "prod-pg-01", 5, GROUP_1),
-            job("g1-vm", "protected_instances", "attachFail", "prod-vm-01", 6, GROUP_1),
-            job("g2-pg", "server_groups", "reprotectFail", "dr-pg-02", 7, GROUP_2),
-            job("g2-rep", "replications", "expandFail", "dr-rep-02", 8, GROUP_2),
-            job("g3-pg", "server_groups", "createFail", "tmp-pg-03", 9, GROUP_3),
-            job("g3-vm", "protected_instances", "createFail", "tmp-vm-03", 10, GROUP_3),
-        ],
-    );
+async fn sdrs_protection_groups_clear_only_the_listed_groups(listing: SdrsListing) {
+    let env = sdrs_env("e2e-sdrs-groups", listing).await;
+    env.emulator.store().add_failure_jobs(PROJECT_A, three_groups());
 
     let targets = vec![sdrs_groups(&[GROUP_1, GROUP_2, GROUP_EMPTY])];
     env.create(&env.policy("groups", &[PROJECT_A], targets)).await;
@@ -189,17 +236,22 @@ async fn sdrs_protection_groups_delete_only_the_listed_groups() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (4, 4, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (4, 4, Some(0)), "{yaml}");
     assert_eq!(run.targets.len(), 1, "{yaml}");
     assert_eq!(
         (run.targets[0].scope, run.targets[0].outcome),
         (Scope::ProtectionGroups, TargetOutcome::Purged)
     );
 
-    assert_eq!(env.job_ids(PROJECT_A), ["g3-pg", "g3-vm"], "only the unlisted group's failures stay");
+    assert_eq!(
+        env.job_ids(PROJECT_A),
+        ["g3-rep", "g3-vm", "pg-1", "pg-gone"],
+        "the unlisted group's failures and the group-level failures stay"
+    );
     let calls = env.calls();
     // Each listed group is listed before; the two with failures are batch-deleted and listed again.
     assert_eq!(calls.route("GET", SDRS_LIST), 3 + 3, "{calls:?}");
+    assert_eq!(calls.route("GET", SDRS_GROUPS), 0, "listed groups need no discovery: {calls:?}");
     assert_eq!(calls.route("DELETE", SDRS_GROUP_BATCH), 2, "{calls:?}");
     assert_eq!(calls.deletes, 2, "{calls:?}");
 
@@ -207,20 +259,25 @@ async fn sdrs_protection_groups_delete_only_the_listed_groups() {
     env.assert_secret_never_shown("groups").await;
     env.finish().await;
 }
+under_both_readings!(
+    sdrs_protection_groups_delete_only_the_listed_groups,
+    sdrs_protection_groups_clear_only_the_listed_groups
+);
 
-#[tokio::test]
-async fn sdrs_matching_deletes_only_what_matches_every_filter() {
-    let env = Env::with_credentials("e2e-sdrs-match", Seed::Empty).await;
+async fn sdrs_matching_finds_instances_in_every_group(listing: SdrsListing) {
+    let env = sdrs_env("e2e-sdrs-match", listing).await;
     env.emulator.store().add_failure_jobs(
         PROJECT_A,
         [
-            job("match-old", "protected_instances", "createFail", "tmp-a", 48, GROUP_1),
-            job("match-older", "protected_instances", "createFail", "tmp-b", 100, GROUP_1),
-            job("too-young", "protected_instances", "createFail", "tmp-c", 1, GROUP_1),
-            job("other-status", "protected_instances", "deleteFail", "tmp-d", 48, GROUP_1),
-            job("other-type", "replications", "createFail", "tmp-e", 48, GROUP_1),
-            job("other-name", "protected_instances", "createFail", "prod-f", 48, GROUP_1),
-            job("group-level", "server_groups", "createFail", "tmp-pg", 48, GROUP_1),
+            job("match-g1", "protected_instances", "createFail", "tmp-a", 48, Some(GROUP_1)),
+            job("match-g2", "protected_instances", "createFail", "tmp-b", 100, Some(GROUP_2)),
+            job("match-g3", "protected_instances", "createFail", "tmp-c", 30, Some(GROUP_3)),
+            job("too-young", "protected_instances", "createFail", "tmp-d", 1, Some(GROUP_1)),
+            job("other-status", "protected_instances", "deleteFail", "tmp-e", 48, Some(GROUP_2)),
+            job("other-type", "replications", "createFail", "tmp-f", 48, Some(GROUP_2)),
+            job("odd-type", "protectedInstance", "createFail", "tmp-g", 48, Some(GROUP_3)),
+            job("other-name", "protected_instances", "createFail", "prod-h", 48, Some(GROUP_3)),
+            job("group-level", "server_groups", "createFail", "tmp-pg", 48, None),
         ],
     );
     let filter = TaskMatch {
@@ -235,20 +292,119 @@ async fn sdrs_matching_deletes_only_what_matches_every_filter() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (2, 2, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (3, 3, Some(0)), "{yaml}");
     assert_eq!(run.targets[0].scope, Scope::Matching);
 
     assert_eq!(
         env.job_ids(PROJECT_A),
-        ["group-level", "other-name", "other-status", "other-type", "too-young"]
+        ["group-level", "odd-type", "other-name", "other-status", "other-type", "too-young"]
     );
     let calls = env.calls();
-    assert_eq!(calls.route("DELETE", SDRS_ONE), 2, "{calls:?}");
-    assert_eq!(calls.deletes, 2, "one delete per match, no batch: {calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_ONE), 3, "{calls:?}");
+    assert_eq!(calls.deletes, 3, "one delete per match, no batch: {calls:?}");
+    assert_eq!(calls.route("GET", SDRS_GROUPS), 1, "{calls:?}");
+    // Only the groups' lists: protected instances are not group-level failures.
+    assert_eq!(calls.route("GET", SDRS_LIST), 2 * 4, "{calls:?}");
 
-    env.wait_event("sdrs-match", "Normal", "Purged", |note| note == "1 project: 2 deleted, 0 remaining")
+    env.wait_event("sdrs-match", "Normal", "Purged", |note| note == "1 project: 3 deleted, 0 remaining")
         .await;
     env.assert_secret_never_shown("sdrs-match").await;
+    env.finish().await;
+}
+under_both_readings!(
+    sdrs_matching_deletes_protected_instances_across_groups,
+    sdrs_matching_finds_instances_in_every_group
+);
+
+/// KPS failed tasks in the documented shape: times as epoch-millisecond strings (or numbers),
+/// `null` error fields, an operate type outside the enum.
+async fn kps_documented_shape(time: KpsTaskTime) {
+    let name = match time {
+        KpsTaskTime::String => "e2e-kps-shape-string",
+        KpsTaskTime::Number => "e2e-kps-shape-number",
+    };
+    let env = Env::with_credentials(name, Seed::Empty).await;
+    let store = env.emulator.store();
+    store.set_modes(Modes { kps_task_time: time, ..store.modes() });
+    let bare =
+        |t: FailedTask| FailedTask { task_error_code: String::new(), task_error_msg: String::new(), ..t };
+    store.add_failed_tasks(
+        PROJECT_A,
+        [
+            bare(task("old-unbind", "FAILED_UNBIND", "kp-a", 100)),
+            task("older-unbind", "FAILED_UNBIND", "kp-b", 400),
+            task("young-unbind", "FAILED_UNBIND", "kp-c", 10),
+            bare(task("running-reset", "RUNNING_RESET", "kp-d", 100)),
+        ],
+    );
+    let filter = TaskMatch {
+        operate_types: Some(vec![KpsOperateType::FailedUnbind]),
+        name_pattern: Some("^kp-".into()),
+        older_than: Some("72h".into()),
+        ..TaskMatch::default()
+    };
+    env.create(&env.policy("kps-shape", &[PROJECT_A], vec![kps_matching(filter)])).await;
+    let policy = env.wait_ready("kps-shape", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    assert_eq!((last_run(&policy).found, last_run(&policy).deleted), (2, 2), "{yaml}");
+    assert_eq!(env.task_ids(PROJECT_A), ["running-reset", "young-unbind"]);
+
+    // KPS All takes the rest, the task outside the enum included.
+    env.patch_spec("kps-shape", json!({"targets": [{"service": "KPS", "scope": "All"}]})).await;
+    env.request_run("kps-shape", "all", "touch").await;
+    let policy = env.wait_handled("kps-shape", "all").await;
+    let yaml = status_yaml(&policy);
+    assert_eq!((last_run(&policy).found, last_run(&policy).deleted), (2, 2), "{yaml}");
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    assert_eq!(status(&policy).total_deleted, 4, "{yaml}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn kps_bodies_in_the_documented_shape_with_times_as_strings() {
+    kps_documented_shape(KpsTaskTime::String).await;
+}
+
+#[tokio::test]
+async fn kps_bodies_in_the_documented_shape_with_times_as_numbers() {
+    kps_documented_shape(KpsTaskTime::Number).await;
+}
+
+#[tokio::test]
+async fn overlapping_kps_all_and_matching_count_each_task_once() {
+    let env = Env::with_credentials("e2e-overlap", Seed::Empty).await;
+    let tasks: Vec<FailedTask> = (1..=15)
+        .map(|i| {
+            task(
+                &format!("t{i:02}"),
+                if i % 3 == 0 { "FAILED_RESET" } else { "FAILED_UNBIND" },
+                &format!("kp-{i}"),
+                100,
+            )
+        })
+        .collect();
+    env.emulator.store().add_failed_tasks(PROJECT_A, tasks);
+    let filter =
+        TaskMatch { operate_types: Some(vec![KpsOperateType::FailedUnbind]), ..TaskMatch::default() };
+    // As in the shipped example: KPS All first, then KPS Matching over the same tasks.
+    env.create(&env.policy("overlap", &[PROJECT_A], vec![kps_all(), kps_matching(filter)])).await;
+    let policy = env.wait_ready("overlap", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    let rows: Vec<(Scope, Option<u64>, Option<u64>, Option<u64>)> =
+        run.targets.iter().map(|t| (t.scope, t.found, t.deleted, t.remaining)).collect();
+    assert_eq!(
+        rows,
+        [(Scope::All, Some(15), Some(15), Some(0)), (Scope::Matching, Some(0), Some(0), Some(0))],
+        "{yaml}"
+    );
+    assert_eq!((run.found, run.deleted, status(&policy).total_deleted), (15, 15, 15), "{yaml}");
+    assert!(env.task_ids(PROJECT_A).is_empty());
+    let calls = env.calls();
+    assert_eq!(calls.route("DELETE", KPS_ONE), 0, "no budget spent on tasks already gone: {calls:?}");
+    assert_eq!(calls.deletes, 1, "{calls:?}");
     env.finish().await;
 }
 
@@ -264,7 +420,7 @@ async fn kps_all_deletes_every_failed_task() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (tasks, tasks, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (tasks, tasks, Some(0)), "{yaml}");
     let row = &run.targets[0];
     assert_eq!((row.service, row.scope, row.outcome), (Service::Kps, Scope::All, TargetOutcome::Purged));
 
@@ -303,7 +459,7 @@ async fn kps_matching_deletes_only_what_matches_every_filter() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (2, 2, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (2, 2, Some(0)), "{yaml}");
     assert_eq!((run.targets[0].service, run.targets[0].scope), (Service::Kps, Scope::Matching));
 
     assert_eq!(env.task_ids(PROJECT_A), ["other-name", "other-op", "too-young"]);
@@ -323,10 +479,8 @@ async fn several_projects_get_one_row_per_project_and_target() {
     let projects = [PROJECT_A, PROJECT_B, PROJECT_C];
     let env = Env::with_credentials("e2e-projects", generated(&projects, 2)).await;
     let store = env.emulator.store();
-    let groups =
-        |p: &str| store.failure_jobs(p).iter().filter(|j| j.resource_type == "server_groups").count();
-    let expected: u64 = projects.iter().map(|p| (groups(p) + store.failed_tasks(p).len()) as u64).sum();
-    let others: Vec<usize> = projects.iter().map(|p| store.failure_jobs(p).len() - groups(p)).collect();
+    let expected: u64 =
+        projects.iter().map(|p| (store.failure_jobs(p).len() + store.failed_tasks(p).len()) as u64).sum();
 
     let mut policy = env.policy("projects", &projects, vec![sdrs_all(), kps_all()]);
     policy.spec.projects[1].region = Some("cn-east-3".into());
@@ -336,7 +490,7 @@ async fn several_projects_get_one_row_per_project_and_target() {
     let yaml = status_yaml(&policy);
     assert_settled_run(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (expected, expected, 0), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (expected, expected, Some(0)), "{yaml}");
     let rows: Vec<(&str, u32, Service, Scope)> =
         run.targets.iter().map(|t| (t.project.as_str(), t.target_index, t.service, t.scope)).collect();
     let mut wanted = Vec::new();
@@ -345,16 +499,15 @@ async fn several_projects_get_one_row_per_project_and_target() {
         wanted.push((p, 1, Service::Kps, Scope::All));
     }
     assert_eq!(rows, wanted, "one row per project x target: {yaml}");
-    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == 0), "{yaml}");
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == Some(0)), "{yaml}");
     assert_eq!(ready_message(&policy), format!("3 projects: {expected} deleted, 0 remaining"));
     env.wait_event("projects", "Normal", "Purged", |note| note.contains(&format!("{expected} deleted")))
         .await;
 
     let calls = env.calls();
-    for (p, other) in projects.iter().zip(others) {
-        assert_eq!(groups(p), 0, "project {p}");
+    for p in projects {
+        assert!(store.failure_jobs(p).is_empty(), "project {p}: {:?}", store.failure_jobs(p));
         assert!(store.failed_tasks(p).is_empty(), "project {p}");
-        assert_eq!(store.failure_jobs(p).len(), other, "project {p} keeps its other SDRS failures");
         assert_eq!(calls.project_route(p, "DELETE", SDRS_BATCH), 1, "{calls:?}");
         assert_eq!(calls.project_route(p, "DELETE", KPS_TASKS), 1, "{calls:?}");
     }
@@ -368,8 +521,7 @@ async fn several_projects_get_one_row_per_project_and_target() {
 async fn dry_run_reports_what_it_would_delete_and_sends_no_delete() {
     let env = Env::with_credentials("e2e-dry-run", generated(&[PROJECT_A], 3)).await;
     let store = env.emulator.store();
-    let groups =
-        store.failure_jobs(PROJECT_A).iter().filter(|j| j.resource_type == "server_groups").count() as u64;
+    let groups = store.failure_jobs(PROJECT_A).len() as u64;
     let unbinds =
         store.failed_tasks(PROJECT_A).iter().filter(|t| t.operate_type == "FAILED_UNBIND").count() as u64;
     let (jobs_before, tasks_before) = (env.job_ids(PROJECT_A), env.task_ids(PROJECT_A));
@@ -384,7 +536,7 @@ async fn dry_run_reports_what_it_would_delete_and_sends_no_delete() {
     let run = last_run(&policy);
     assert_eq!(run.would_delete, groups + unbinds, "{yaml}");
     assert_eq!((run.found, run.deleted), (groups + unbinds, 0), "{yaml}");
-    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::DryRun && t.deleted == 0), "{yaml}");
+    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::DryRun && t.deleted == Some(0)), "{yaml}");
     assert_eq!(run.targets.iter().map(|t| t.would_delete).collect::<Vec<_>>(), [groups, unbinds], "{yaml}");
     assert_eq!(status(&policy).total_deleted, 0, "{yaml}");
     assert_eq!(
@@ -423,7 +575,7 @@ async fn max_deletions_per_run_stops_a_matching_purge_at_the_bound() {
     let policy = env.wait_ready("limit", "True", "DeletionLimitReached").await;
     let yaml = status_yaml(&policy);
     let run = last_run(&policy);
-    assert_eq!((run.found, run.deleted, run.remaining), (7, 3, 4), "{yaml}");
+    assert_eq!((run.found, run.deleted, run.remaining), (7, 3, Some(4)), "{yaml}");
     assert_eq!(status(&policy).total_deleted, 3, "{yaml}");
     assert_eq!(
         ready_message(&policy),
