@@ -609,3 +609,37 @@ async fn retry_after_pauses_every_client_of_the_same_key() {
     assert_eq!(first.await.expect("task").expect("retried after the pause"), 1);
     assert_eq!(emu.store().calls().total, 4, "the 429, the unrelated call, the retry and the held call");
 }
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_names_the_field_and_is_not_retried() {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = hits.clone();
+    let wrong = move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::Json(
+                serde_json::json!({"total": 2, "tasks": [{"task_id": "a"}, {"task_id": {"nested": 1}}]}),
+            )
+        }
+    };
+    let url = serve(axum::Router::new().route("/v3/{p}/failed-tasks", get(wrong))).await;
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: fast_retry(4),
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, roomy_limits(), Arc::new(SystemClock)).expect("client core");
+    let client = KpsClient::new(http, token(), PROJECT, "x", Some(&url)).expect("allowed");
+    let err = client.list_failed_tasks().await.expect_err("the body does not decode");
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert_eq!((err.attempts(), hits.load(Ordering::SeqCst)), (1, 1), "not retried");
+    let message = err.to_string();
+    assert!(message.contains("tasks[1].task_id"), "names the field: {message}");
+    assert!(message.contains(PROJECT), "names the project: {message}");
+}

@@ -499,7 +499,10 @@ async fn several_projects_get_one_row_per_project_and_target() {
         wanted.push((p, 1, Service::Kps, Scope::All));
     }
     assert_eq!(rows, wanted, "one row per project x target: {yaml}");
-    assert!(run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == Some(0)), "{yaml}");
+    assert!(
+        run.targets.iter().all(|t| t.outcome == TargetOutcome::Purged && t.remaining == Some(0)),
+        "{yaml}"
+    );
     assert_eq!(ready_message(&policy), format!("3 projects: {expected} deleted, 0 remaining"));
     env.wait_event("projects", "Normal", "Purged", |note| note.contains(&format!("{expected} deleted")))
         .await;
