@@ -212,7 +212,11 @@ pub struct CallError {
     pub request_id: Option<String>,
 }
 
-/// Why a cloud call failed, which decides whether simply trying again can help.
+/// Why the call failed, which alone decides whether the next run comes early: Authentication (the
+/// credentials were refused; waits for the Secret to change), Throttled (the cloud kept answering
+/// 429) and Unavailable (no answer, a timeout, 408, 5xx or a garbled body) are tried again soon;
+/// Rejected (another 4xx, a body too large or of the wrong shape, endless paging) waits for the
+/// schedule or a change to the policy.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailureClass {
     /// The credentials were refused (HTTP 401 or 403). Waits for the Secret to change.
