@@ -6,7 +6,10 @@
 
 use super::schedule;
 use super::status::{Observed, Verdict, next_status};
-use crate::api::{FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason, ValidatedSpec};
+use crate::api::{
+    FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus, Reason,
+    ValidatedSpec,
+};
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
 use crate::purge::{CloudApi, FailureKind, PurgePolicy, RunReport};
@@ -42,7 +45,7 @@ pub struct Prepared {
 }
 
 /// Validates the spec and compiles it; the raw spec is not read again after this.
-pub fn prepare(spec: &crate::api::FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> {
+pub fn prepare(spec: &FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> {
     let valid = crate::api::validate(spec).map_err(|errors| Blocked {
         reason: Reason::InvalidSpec,
         message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
@@ -199,7 +202,6 @@ pub async fn run_policy<H: Host>(
     // Run.
     let scheduled = status.next_schedule_time.as_ref().map(|t| t.0);
     apply(host, &mut status, &observed(scheduled, request.clone(), now), &Verdict::Running, None).await?;
-    tracing::info!(policy = %policy.metadata.name.as_deref().unwrap_or_default(), manual = request.is_some(), "purge run started");
     let report = crate::purge::execute(&cloud, &prepared.policy, now, permits).await;
     let finished = Timestamp::now();
 
@@ -269,7 +271,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ConditionType, FailedTaskCleanupPolicySpec};
+    use crate::api::ConditionType;
     use crate::cloud::{HttpConfig, RateLimit, RateLimiters, SystemClock};
     use std::convert::Infallible;
     use std::sync::Arc;

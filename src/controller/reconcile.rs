@@ -162,6 +162,7 @@ impl Host for Kube<'_> {
             .filter(|r| status.last_handled_requested_at.as_ref() != Some(*r))
             .cloned();
         if request.is_some() || next_run.is_some_and(|n| n <= now) {
+            tracing::info!(policy = %self.policy.name_any(), namespace = %self.policy.namespace().unwrap_or_default(), manual = request.is_some(), "purge run started");
             Due::Now { request }
         } else {
             Due::Later { next_run }
@@ -255,8 +256,7 @@ fn record(
     took: SignedDuration,
 ) {
     let m = &ctx.metrics;
-    let reason =
-        status.condition(crate::api::ConditionType::Ready).map(|c| c.reason.clone()).unwrap_or_default();
+    let reason = status.reason(ConditionType::Ready).map_or("", Reason::as_str).to_string();
     m.runs.get_or_create(&RunLabels { reason }).inc();
     m.run_seconds.observe(took.as_secs_f64());
     m.failed_calls.inc_by(report.failed_calls);
