@@ -19,5 +19,9 @@ pub use policy::{
     CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, KpsOperateType, Project,
     Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
 };
-pub use status::{CallError, FailedTaskCleanupPolicyStatus, RunSummary, TargetOutcome, TargetResult};
-pub use validate::{ScheduleKind, SpecError, ValidMatch, ValidSchedule, ValidatedSpec, validate};
+pub use status::{
+    CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetOutcome, TargetResult,
+};
+pub use validate::{
+    ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule, ValidTarget, ValidatedSpec, validate,
+};

@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::conditions::ConditionType;
+use super::conditions::{ConditionType, Reason};
 use super::policy::{Scope, Service};
 
 /// What the controller observed and did.
@@ -53,6 +53,12 @@ impl FailedTaskCleanupPolicyStatus {
     /// The condition of the given type, if present.
     pub fn condition(&self, condition_type: ConditionType) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == condition_type.as_str())
+    }
+
+    /// The reason of the condition of the given type, read back as a [`Reason`]; `None` when the
+    /// condition is absent or its reason is not one this version writes.
+    pub fn reason(&self, condition_type: ConditionType) -> Option<Reason> {
+        self.condition(condition_type)?.reason.parse().ok()
     }
 }
 
@@ -192,6 +198,14 @@ pub struct CallError {
     #[schemars(extend("format" = "int32"))]
     pub http_status: Option<u16>,
 
+    /// Authentication (the credentials were refused), Throttled (the cloud kept answering 429),
+    /// Unavailable (no answer, a timeout, 408 or 5xx) or Rejected (a refusal that comes back the
+    /// same on every try: another 4xx, a body too large or of the wrong shape, endless paging).
+    /// Throttled and Unavailable bring the next run forward; the others wait for the schedule or a
+    /// change to the policy or its Secret. Absent in statuses written by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<FailureClass>,
+
     /// The cloud's error code, such as SDRS.1601 or KPS.XXX, or a short local code when no
     /// response arrived.
     #[serde(default)]
@@ -204,4 +218,31 @@ pub struct CallError {
     /// The X-Request-Id of the failed response, to quote to Huawei Cloud support.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// Why the call failed, which alone decides whether the next run comes early: Authentication (the
+/// credentials were refused; waits for the Secret to change), Throttled (the cloud kept answering
+/// 429) and Unavailable (no answer, a timeout, 408, 5xx or a garbled body) are tried again soon;
+/// Rejected (another 4xx, a body too large or of the wrong shape, endless paging) waits for the
+/// schedule or a change to the policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// The credentials were refused (HTTP 401 or 403). Waits for the Secret to change.
+    Authentication,
+    /// The cloud kept answering 429 after retries. Tried again soon.
+    Throttled,
+    /// No answer, a timeout, 408, 5xx or a garbled body after retries. Tried again soon.
+    Unavailable,
+    /// Refused in a way that comes back the same on every try. Waits for the schedule or a change.
+    Rejected,
+}
+
+impl FailureClass {
+    /// Whether the same call may succeed when simply tried again, without anyone changing anything.
+    pub const fn is_transient(self) -> bool {
+        match self {
+            FailureClass::Throttled | FailureClass::Unavailable => true,
+            FailureClass::Authentication | FailureClass::Rejected => false,
+        }
+    }
 }

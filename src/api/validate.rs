@@ -17,17 +17,59 @@ use super::patterns::{
     cron_pattern,
 };
 use super::policy::{
-    FailedTaskCleanupPolicySpec, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL,
-    Schedule, Scope, Service, Target, TaskMatch,
+    Endpoints, FailedTaskCleanupPolicySpec, KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS,
+    MAX_TARGETS, MIN_INTERVAL, Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target,
+    TaskMatch,
 };
 
-/// A spec that passed [`validate`], with its strings parsed.
+/// A spec that passed [`validate`], compiled: everything a run and its schedule need, so nothing
+/// downstream reads the raw spec again.
 #[derive(Clone, Debug)]
 pub struct ValidatedSpec {
+    /// The name of the credentials Secret in the policy's namespace.
+    pub credentials_secret: String,
+    /// Each project with its region resolved (its own, else `spec.region`).
+    pub projects: Vec<ValidProject>,
+    /// Each target with its filter compiled, in the order of `spec.targets`.
+    pub targets: Vec<ValidTarget>,
+    /// Endpoint overrides (none set means the regional defaults).
+    pub endpoints: Endpoints,
     /// The parsed schedule.
     pub schedule: ValidSchedule,
-    /// The parsed match of each target, by position in `spec.targets` (None without a match).
-    pub filters: Vec<Option<ValidMatch>>,
+    /// No cloud calls while true.
+    pub suspend: bool,
+    /// List and report only; never send a DELETE.
+    pub dry_run: bool,
+    /// Most single deletes a run may send (`spec.maxDeletionsPerRun`).
+    pub max_deletions: u64,
+}
+
+/// A project and the region its endpoints live in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidProject {
+    /// The 32-hex project id.
+    pub id: String,
+    /// The project's region, or `spec.region` when it has none.
+    pub region: String,
+}
+
+/// A target whose scope and fields agree; a combination validation refuses has no value here.
+#[derive(Clone, Debug)]
+pub enum ValidTarget {
+    /// Every SDRS failure, through the batch endpoints.
+    SdrsAll,
+    /// The failures of the listed protection groups.
+    SdrsProtectionGroups(Vec<String>),
+    /// SDRS failures that match, deleted one by one; empty lists match everything.
+    SdrsMatching {
+        resource_types: Vec<SdrsResourceType>,
+        failure_statuses: Vec<SdrsFailureStatus>,
+        filter: ValidMatch,
+    },
+    /// Every failed KPS task.
+    KpsAll,
+    /// KPS failed tasks that match, deleted one by one; an empty list matches everything.
+    KpsMatching { operate_types: Vec<KpsOperateType>, filter: ValidMatch },
 }
 
 /// A parsed `spec.schedule`.
@@ -219,7 +261,7 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
     if count == 0 || count > MAX_TARGETS {
         errors.push(SpecError::CountTargets { count });
     }
-    let filters =
+    let targets: Vec<Option<ValidTarget>> =
         spec.targets.iter().enumerate().map(|(index, t)| check_target(index, t, &mut errors)).collect();
 
     let schedule = check_schedule(&spec.schedule, &mut errors);
@@ -228,8 +270,25 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
         errors.push(SpecError::CheckMaxDeletions { value: spec.max_deletions_per_run });
     }
 
-    match schedule {
-        Some(schedule) if errors.is_empty() => Ok(ValidatedSpec { schedule, filters }),
+    let targets = targets.into_iter().collect::<Option<Vec<_>>>();
+    match (schedule, targets) {
+        (Some(schedule), Some(targets)) if errors.is_empty() => Ok(ValidatedSpec {
+            credentials_secret: spec.credentials_ref.name.clone(),
+            projects: spec
+                .projects
+                .iter()
+                .map(|p| ValidProject {
+                    id: p.id.clone(),
+                    region: p.region.clone().unwrap_or_else(|| spec.region.clone()),
+                })
+                .collect(),
+            targets,
+            endpoints: spec.endpoints.clone().unwrap_or_default(),
+            schedule,
+            suspend: spec.suspend,
+            dry_run: spec.dry_run,
+            max_deletions: u64::from(spec.max_deletions_per_run),
+        }),
         _ => Err(errors),
     }
 }
@@ -270,8 +329,11 @@ fn check_projects(spec: &FailedTaskCleanupPolicySpec, errors: &mut Vec<SpecError
     }
 }
 
-fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> Option<ValidMatch> {
-    for problem in target_problems(target) {
+/// Checks one target; its compiled form when its scope and fields agree.
+fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> Option<ValidTarget> {
+    let problems = target_problems(target);
+    let agrees = problems.is_empty();
+    for problem in problems {
         errors.push(SpecError::CheckTargetFields { index, problem });
     }
     if let Some(ids) = &target.protection_group_ids {
@@ -291,7 +353,29 @@ fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> O
             }
         }
     }
-    target.filter.as_ref().map(|m| check_match(index, m, errors))
+    let filter = target.filter.as_ref().map(|m| check_match(index, m, errors));
+    if !agrees {
+        return None;
+    }
+    let m = target.filter.clone().unwrap_or_default();
+    Some(match (target.service, target.scope) {
+        (Service::Sdrs, Scope::All) => ValidTarget::SdrsAll,
+        (Service::Sdrs, Scope::ProtectionGroups) => {
+            ValidTarget::SdrsProtectionGroups(target.protection_group_ids.clone().unwrap_or_default())
+        }
+        (Service::Sdrs, Scope::Matching) => ValidTarget::SdrsMatching {
+            resource_types: m.resource_types.unwrap_or_default(),
+            failure_statuses: m.failure_statuses.unwrap_or_default(),
+            filter: filter.unwrap_or_default(),
+        },
+        (Service::Kps, Scope::All) => ValidTarget::KpsAll,
+        // target_problems refuses ProtectionGroups for KPS.
+        (Service::Kps, Scope::ProtectionGroups) => return None,
+        (Service::Kps, Scope::Matching) => ValidTarget::KpsMatching {
+            operate_types: m.operate_types.unwrap_or_default(),
+            filter: filter.unwrap_or_default(),
+        },
+    })
 }
 
 /// The scope/field combinations the CRD's CEL rules on a target reject.

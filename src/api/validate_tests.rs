@@ -30,13 +30,30 @@ fn example_validates_and_is_parsed() {
     let valid = spec.validate().unwrap_or_else(|e| panic!("{}", messages(&e)));
     assert!(matches!(valid.schedule.kind, ScheduleKind::Interval(d) if d == Duration::from_secs(3600)));
     assert_eq!(valid.schedule.jitter, Duration::from_secs(300));
-    assert_eq!(valid.filters.len(), spec.targets.len());
-    assert!(valid.filters[0].is_none() && valid.filters[1].is_none() && valid.filters[3].is_none());
-    let sdrs = valid.filters[2].as_ref().unwrap();
+    assert_eq!(valid.targets.len(), spec.targets.len());
+    assert!(matches!(valid.targets[0], ValidTarget::SdrsAll));
+    assert!(matches!(&valid.targets[1], ValidTarget::SdrsProtectionGroups(ids) if ids.len() == 2));
+    assert!(matches!(valid.targets[3], ValidTarget::KpsAll));
+    let ValidTarget::SdrsMatching { resource_types, failure_statuses, filter: sdrs } = &valid.targets[2]
+    else {
+        panic!("expected an SDRS Matching target")
+    };
+    assert_eq!(resource_types, &[SdrsResourceType::ProtectedInstances]);
+    assert_eq!(failure_statuses.len(), 1);
     assert!(sdrs.name_pattern.as_ref().unwrap().is_match("tmp-vm-1"));
     assert!(!sdrs.name_pattern.as_ref().unwrap().is_match("prod-tmp-1"));
     assert_eq!(sdrs.older_than, Some(Duration::from_secs(24 * 3600)));
-    assert_eq!(valid.filters[4].as_ref().unwrap().older_than, Some(Duration::from_secs(72 * 3600)));
+    let ValidTarget::KpsMatching { operate_types, filter: kps } = &valid.targets[4] else {
+        panic!("expected a KPS Matching target")
+    };
+    assert_eq!(operate_types.len(), 1);
+    assert_eq!(kps.older_than, Some(Duration::from_secs(72 * 3600)));
+    // Projects carry their region, the rest of the spec its parsed values.
+    let regions: Vec<&str> = valid.projects.iter().map(|p| p.region.as_str()).collect();
+    assert_eq!(regions, ["cn-north-4", "cn-east-3"]);
+    assert_eq!(valid.endpoints, spec.endpoints.clone().unwrap());
+    assert_eq!(valid.credentials_secret, "hwcloud-credentials");
+    assert_eq!((valid.max_deletions, valid.dry_run, valid.suspend), (1000, false, false));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod demo;
 mod purge;
+mod run;
 
 pub use purge::{PurgeArgs, purge_once};
 
@@ -19,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controller (kubeconfig or in-cluster).
-    Run(crate::controller::RunArgs),
+    Run(run::RunArgs),
     /// Print the FailedTaskCleanupPolicy CustomResourceDefinition.
     Crd(crate::api::CrdArgs),
     /// Run one policy once, without Kubernetes, and print the resulting status as YAML.
@@ -34,9 +35,7 @@ pub enum Command {
 /// Runs the parsed command and turns its outcome into an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result: Result<ExitCode, Box<dyn std::error::Error>> = match cli.command {
-        Command::Run(args) => {
-            crate::controller::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into)
-        }
+        Command::Run(args) => run::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Crd(args) => crate::api::crd::run(&args, &mut std::io::stdout())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),

@@ -1,14 +1,14 @@
 //! `taskreaper purge`: one run of one policy without Kubernetes. Reads files, calls the cloud, prints
 //! the resulting status.
 
-use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus};
+use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, ValidatedSpec};
 use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
-use crate::controller::pipeline::{self, Blocked};
-use crate::controller::schedule;
-use crate::controller::status::{Observed, Verdict, next_status};
+use crate::controller::pipeline::{self, Due, Host, SecretData};
+use crate::controller::status::whole_seconds;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -77,6 +77,34 @@ pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u
         .map_err(|_| PurgeError::ParseCredentials { path: path.into() })
 }
 
+/// The `purge` command's side of [`pipeline::run_policy`]: the credentials come from a file, a run
+/// is always due, and the status is only returned.
+struct Once<'a> {
+    credentials: &'a BTreeMap<String, Vec<u8>>,
+}
+
+impl Host for Once<'_> {
+    type Error = Infallible;
+
+    async fn secret(&mut self, _name: &str) -> Result<Option<SecretData>, Infallible> {
+        Ok(Some(SecretData { data: self.credentials.clone(), version: None }))
+    }
+
+    fn due(
+        &mut self,
+        _: &ValidatedSpec,
+        _: &FailedTaskCleanupPolicyStatus,
+        _: Option<&str>,
+        _: Timestamp,
+    ) -> Due {
+        Due::Now { request: None }
+    }
+
+    async fn write(&mut self, _status: &FailedTaskCleanupPolicyStatus) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
 /// Runs `policy` once with the given credential keys and returns the status a controller would
 /// write; a suspended policy makes no call and says Suspended. `permits` bounds the calls in flight.
 pub async fn purge_once(
@@ -85,34 +113,11 @@ pub async fn purge_once(
     http: &CloudHttp,
     permits: &Semaphore,
 ) -> FailedTaskCleanupPolicyStatus {
-    let prev = policy.status.clone().unwrap_or_default();
-    let start = Timestamp::now();
-    let observed = |next_run, now| Observed {
-        generation: policy.metadata.generation,
-        next_run,
-        handled_request: None,
-        now,
-    };
-    let blocked = |b: Blocked| next_status(&prev, &observed(None, start), &b.verdict(), None);
-    let prepared = match pipeline::prepare(&policy.spec) {
-        Ok(p) => p,
-        Err(b) => return blocked(b),
-    };
-    if policy.spec.suspend {
-        return next_status(&prev, &observed(None, start), &Verdict::Suspended, None);
+    let now = whole_seconds(Timestamp::now());
+    match pipeline::run_policy(policy, &mut Once { credentials }, http, permits, now).await {
+        Ok(finished) => finished.status,
+        Err(never) => match never {},
     }
-    let cloud = match pipeline::credentials(&policy.spec.credentials_ref.name, Some(credentials))
-        .and_then(|c| pipeline::cloud_api(&policy.spec, &prepared.policy, c, http))
-    {
-        Ok(cloud) => cloud,
-        Err(b) => return blocked(b),
-    };
-    let report = crate::purge::execute(&cloud, &prepared.policy, start, permits).await;
-    let created = policy.metadata.creation_timestamp.as_ref().map_or(start, |t| t.0);
-    let uid = policy.metadata.uid.clone().unwrap_or_default();
-    let next_run = schedule::next_run(&prepared.valid.schedule, Some(start), created, &uid);
-    let verdict = Verdict::Ran { report: &report, started: start, dry_run: policy.spec.dry_run };
-    next_status(&prev, &observed(next_run, Timestamp::now()), &verdict, Some(prepared.policy.max_deletions))
 }
 
 /// True when the status says the run did what the policy asks.

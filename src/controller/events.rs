@@ -6,15 +6,24 @@ use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicy
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
-/// The event a run's Ready reason earns: its type and reason.
-pub fn run_event(reason: &str) -> (EventType, &'static str) {
+/// The event a run's Ready reason earns: its type and reason; `None` for a reason no run ends with.
+pub fn run_event(reason: Reason) -> Option<(EventType, &'static str)> {
     match reason {
-        r if r == Reason::Purged.as_str() => (EventType::Normal, "Purged"),
-        r if r == Reason::DryRun.as_str() => (EventType::Normal, "DryRun"),
-        r if r == Reason::DeletionLimitReached.as_str() => (EventType::Warning, "DeletionLimitReached"),
-        r if r == Reason::AuthenticationFailed.as_str() => (EventType::Warning, "AuthenticationFailed"),
-        r if r == Reason::Throttled.as_str() => (EventType::Warning, "Throttled"),
-        _ => (EventType::Warning, "PurgeFailed"),
+        Reason::Purged => Some((EventType::Normal, "Purged")),
+        Reason::DryRun => Some((EventType::Normal, "DryRun")),
+        Reason::DeletionLimitReached => Some((EventType::Warning, "DeletionLimitReached")),
+        Reason::AuthenticationFailed => Some((EventType::Warning, "AuthenticationFailed")),
+        Reason::Throttled => Some((EventType::Warning, "Throttled")),
+        Reason::PartialFailure | Reason::CloudUnavailable => Some((EventType::Warning, "PurgeFailed")),
+        Reason::Suspended
+        | Reason::Waiting
+        | Reason::Running
+        | Reason::Idle
+        | Reason::AsExpected
+        | Reason::CredentialsNotFound
+        | Reason::CredentialsInvalid
+        | Reason::EndpointNotAllowed
+        | Reason::InvalidSpec => None,
     }
 }
 
@@ -56,7 +65,7 @@ pub async fn ran(
     status: &FailedTaskCleanupPolicyStatus,
 ) {
     let Some(ready) = status.condition(ConditionType::Ready) else { return };
-    let (type_, reason) = run_event(&ready.reason);
+    let Some((type_, reason)) = status.reason(ConditionType::Ready).and_then(run_event) else { return };
     publish(recorder, policy, type_, reason, ready.message.clone()).await;
 }
 
@@ -71,12 +80,16 @@ mod tests {
 
     #[test]
     fn run_reasons_map_to_the_documented_events() {
-        assert_eq!(run_event("Purged"), (EventType::Normal, "Purged"));
-        assert_eq!(run_event("DryRun"), (EventType::Normal, "DryRun"));
-        assert_eq!(run_event("AuthenticationFailed"), (EventType::Warning, "AuthenticationFailed"));
-        assert_eq!(run_event("Throttled"), (EventType::Warning, "Throttled"));
-        assert_eq!(run_event("CloudUnavailable"), (EventType::Warning, "PurgeFailed"));
-        assert_eq!(run_event("PartialFailure"), (EventType::Warning, "PurgeFailed"));
+        assert_eq!(run_event(Reason::Purged), Some((EventType::Normal, "Purged")));
+        assert_eq!(run_event(Reason::DryRun), Some((EventType::Normal, "DryRun")));
+        assert_eq!(
+            run_event(Reason::AuthenticationFailed),
+            Some((EventType::Warning, "AuthenticationFailed"))
+        );
+        assert_eq!(run_event(Reason::Throttled), Some((EventType::Warning, "Throttled")));
+        assert_eq!(run_event(Reason::CloudUnavailable), Some((EventType::Warning, "PurgeFailed")));
+        assert_eq!(run_event(Reason::PartialFailure), Some((EventType::Warning, "PurgeFailed")));
+        assert_eq!(run_event(Reason::CredentialsNotFound), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The controller: kube-runtime wiring ([`serve`], [`run`]), the reconcile pipeline, status,
-//! events and schedule. Watches policies and the Secrets they reference.
+//! events and schedule. Watches policies and the Secrets they reference. Takes plain settings;
+//! the flags of `taskreaper run` live in `cli::run`.
 
 pub mod events;
 pub mod pipeline;
@@ -8,7 +9,7 @@ pub mod schedule;
 pub mod status;
 
 use crate::api::FailedTaskCleanupPolicy;
-use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -21,55 +22,32 @@ use kube::{Api, Client, ResourceExt};
 use reconcile::{Context, error_policy, reconcile};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Flags of `taskreaper run`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Watch policies in this namespace only (default: all namespaces).
-    #[arg(long, env = "TASKREAPER_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Handle only policies matching this label selector, to shard policies across deployments.
-    #[arg(long, env = "TASKREAPER_LABEL_SELECTOR")]
-    pub label_selector: Option<String>,
-    /// Most cloud calls in flight across all policies.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Sustained requests per second per (endpoint, access key), shared by all policies.
-    #[arg(long, default_value_t = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))]
-    pub requests_per_second: NonZeroU32,
-    /// Address of /metrics, /livez and /readyz.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-    /// Run only while holding a Lease, so several replicas can run with one active.
-    #[arg(long)]
-    pub leader_election: bool,
-    /// Name of the leader-election Lease.
-    #[arg(long, default_value = "taskreaper-leader")]
-    pub lease_name: String,
-    /// How long a leader's Lease lasts without renewal; a standby takes over after it lapses.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(6..))]
-    pub lease_duration_secs: u64,
-    /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// Hosts policies may send credentials to: exact names or `*.suffix`, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "*.myhuaweicloud.com")]
-    pub endpoint_allowlist: Vec<String>,
-    /// Extra CA certificates (PEM) to trust for cloud endpoints, besides the system roots.
-    #[arg(long)]
-    pub ca_bundle: Option<PathBuf>,
-    /// Timeout of one cloud request, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub request_timeout_secs: u64,
-}
-
 /// How long before its Lease lapses a leader renews it.
 const LEASE_GRACE_SECS: u64 = 5;
+
+/// What [`run`] needs: the reconcile settings, where to serve metrics, and leader election.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub settings: Settings,
+    /// Address of /metrics, /livez and /readyz.
+    pub metrics_addr: SocketAddr,
+    /// Run only while holding a Lease; `None` runs unconditionally.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// The Lease that lets several replicas run with one active.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal, in seconds.
+    pub lease_duration_secs: u64,
+    /// Namespace of the Lease; the client's default namespace when `None`.
+    pub lease_namespace: Option<String>,
+}
 
 /// What [`serve`] needs besides a client.
 #[derive(Clone, Debug)]
@@ -87,14 +65,6 @@ pub struct Settings {
 pub enum ControllerError {
     #[error("connecting to Kubernetes")]
     ConnectKubernetes(#[source] kube::Error),
-    #[error("reading the endpoint allowlist")]
-    ParseAllowlist(#[source] crate::cloud::EndpointError),
-    #[error("reading the CA bundle {path}")]
-    ReadCaBundle {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
     #[error("leader election")]
@@ -105,39 +75,6 @@ pub enum ControllerError {
     ServeMetrics(#[source] crate::observability::server::ServerError),
     #[error("the metrics endpoint task stopped")]
     StopMetrics,
-}
-
-impl RunArgs {
-    /// The settings these flags describe.
-    pub fn settings(&self) -> Result<Settings, ControllerError> {
-        let allowlist =
-            Allowlist::parse(&self.endpoint_allowlist).map_err(ControllerError::ParseAllowlist)?;
-        let ca_bundle_pem = match &self.ca_bundle {
-            None => None,
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|source| ControllerError::ReadCaBundle { path: path.clone(), source })?,
-            ),
-        };
-        let http = HttpConfig {
-            request_timeout: Duration::from_secs(self.request_timeout_secs),
-            ca_bundle_pem,
-            endpoints: EndpointPolicy { allowlist, allow_http: false },
-            ..HttpConfig::default()
-        };
-        let rate_limit = RateLimit {
-            per_second: self.requests_per_second,
-            burst: self.requests_per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
-        };
-        Ok(Settings {
-            namespace: self.namespace.clone(),
-            label_selector: self.label_selector.clone(),
-            concurrency: self.concurrency.max(1),
-            http,
-            rate_limit,
-            instance: std::env::var("POD_NAME").ok(),
-        })
-    }
 }
 
 /// Reconciles policies with `client` until `shutdown` completes. Sets `health` ready once the
@@ -223,13 +160,13 @@ async fn ready_when_listable(
 }
 
 /// `taskreaper run`: the controller with its metrics endpoint and optional leader election.
-pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
-    let settings = args.settings()?;
+pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
+    let RunSettings { settings, metrics_addr, leader_election } = run;
     let client = Client::try_default().await.map_err(ControllerError::ConnectKubernetes)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let mut server =
-        tokio::spawn(crate::observability::server::serve(args.metrics_addr, metrics.clone(), health.clone()));
+        tokio::spawn(crate::observability::server::serve(metrics_addr, metrics.clone(), health.clone()));
     let server_stopped = |joined: Result<Result<(), _>, tokio::task::JoinError>| match joined {
         Ok(result) => result.map_err(ControllerError::ServeMetrics),
         Err(_) => Err(ControllerError::StopMetrics),
@@ -237,18 +174,18 @@ pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if !args.leader_election {
+    let Some(lease) = leader_election else {
         return tokio::select! {
             result = serve(client, settings, metrics, health, shutdown) => result,
             joined = &mut server => server_stopped(joined),
         };
-    }
-    let namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    };
+    let namespace = lease.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let identity = settings.instance.clone().unwrap_or_else(|| format!("taskreaper-{}", std::process::id()));
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
-        .with_duration(args.lease_duration_secs)
+        .with_duration(lease.lease_duration_secs)
         .with_grace(LEASE_GRACE_SECS)
         .build()
         .await
@@ -261,7 +198,7 @@ pub async fn run(args: RunArgs) -> Result<(), ControllerError> {
         joined = &mut server => return server_stopped(joined),
         _ = leader.wait_for(|is_leader| *is_leader) => {}
     }
-    tracing::info!(identity, lease = %args.lease_name, "acquired the leader lease");
+    tracing::info!(identity, lease = %lease.lease_name, "acquired the leader lease");
     let mut lost = leader.clone();
     tokio::select! {
         result = serve(client, settings, metrics, health, shutdown) => result,

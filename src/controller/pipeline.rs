@@ -1,12 +1,27 @@
-//! The steps before a run that decide whether it can happen at all: validate the spec, read the
-//! credentials, check the endpoints. No Kubernetes I/O, so the `purge` command shares them.
+//! One run of one policy, as a visible pipeline that the controller and the `purge` and `demo`
+//! commands share: prepare (validate and compile), honour suspend, read the credentials, build the
+//! cloud client (endpoint allowlist), decide whether a run is due, execute, and compute the next
+//! status. What differs between callers comes in through [`Host`]: where the Secret comes from,
+//! whether a run is due, where a status goes. Does cloud I/O, and whatever I/O the host does.
 
-use super::status::Verdict;
-use crate::api::{FailedTaskCleanupPolicySpec, Reason, ValidatedSpec};
+use super::schedule;
+use super::status::{Observed, Verdict, next_status};
+use crate::api::{
+    FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus, Reason,
+    ValidatedSpec,
+};
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
-use crate::purge::{CloudApi, PurgePolicy};
+use crate::purge::{CloudApi, FailureKind, PurgePolicy, RunReport};
+use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// After Huawei Cloud rejected the credentials, the policy runs again no sooner than this unless
+/// its Secret changes.
+pub const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
 
 /// Why a policy cannot run until the user changes something.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,21 +36,21 @@ impl Blocked {
     }
 }
 
-/// A policy ready to run.
+/// A policy ready to run: the compiled spec (schedule, endpoints, budget, ...) and the purge's
+/// view of it.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub valid: ValidatedSpec,
     pub policy: PurgePolicy,
 }
 
-/// Validates the spec and builds the run's view of it.
+/// Validates the spec and compiles it; the raw spec is not read again after this.
 pub fn prepare(spec: &FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> {
     let valid = crate::api::validate(spec).map_err(|errors| Blocked {
         reason: Reason::InvalidSpec,
         message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
     })?;
-    let policy = PurgePolicy::new(spec, &valid)
-        .map_err(|e| Blocked { reason: Reason::InvalidSpec, message: e.to_string() })?;
+    let policy = PurgePolicy::new(&valid);
     Ok(Prepared { valid, policy })
 }
 
@@ -53,13 +68,12 @@ pub fn credentials(secret: &str, data: Option<&BTreeMap<String, Vec<u8>>>) -> Re
 
 /// The cloud as the policy reaches it, once every endpoint it needs passed the allowlist.
 pub fn cloud_api(
-    spec: &FailedTaskCleanupPolicySpec,
-    policy: &PurgePolicy,
+    prepared: &Prepared,
     credentials: Credentials,
     http: &CloudHttp,
 ) -> Result<CloudApi, Blocked> {
-    let api = CloudApi::new(http.clone(), credentials, spec.endpoints.clone());
-    api.check_endpoints(policy).map_err(|e| Blocked {
+    let api = CloudApi::new(http.clone(), credentials, prepared.valid.endpoints.clone());
+    api.check_endpoints(&prepared.policy).map_err(|e| Blocked {
         reason: Reason::EndpointNotAllowed,
         message: format!(
             "{}; allow it with the controller's --endpoint-allowlist or remove the override",
@@ -67,6 +81,179 @@ pub fn cloud_api(
         ),
     })?;
     Ok(api)
+}
+
+/// A credentials Secret as the host read it.
+#[derive(Clone, Debug, Default)]
+pub struct SecretData {
+    /// Its keys and values.
+    pub data: BTreeMap<String, Vec<u8>>,
+    /// Its resourceVersion, to tell a fixed Secret from the one the cloud rejected.
+    pub version: Option<String>,
+}
+
+/// Whether a policy that can run should run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Run now; `request` is the `taskreaper.io/requested-at` value handled, if that is why.
+    Now { request: Option<String> },
+    /// Not yet: wait for `next_run` (none when nothing is scheduled).
+    Later { next_run: Option<Timestamp> },
+}
+
+/// What the caller of [`run_policy`] provides around the shared steps.
+pub trait Host {
+    type Error;
+    /// Reads the Secret `name` in the policy's namespace; `None` when it does not exist.
+    fn secret(&mut self, name: &str) -> impl Future<Output = Result<Option<SecretData>, Self::Error>> + Send;
+    /// Decides whether a policy that can run runs now, from its compiled spec, its status, the
+    /// version of its Secret and the clock.
+    fn due(
+        &mut self,
+        valid: &ValidatedSpec,
+        status: &FailedTaskCleanupPolicyStatus,
+        secret_version: Option<&str>,
+        now: Timestamp,
+    ) -> Due;
+    /// Stores a status that differs from the last one.
+    fn write(
+        &mut self,
+        status: &FailedTaskCleanupPolicyStatus,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// How a pass over a policy ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The user must change something; `changed` says whether the status changed because of it.
+    Blocked { blocked: Blocked, changed: bool },
+    /// `spec.suspend` is true: no cloud call was made.
+    Suspended,
+    /// Ready to run, but not due until `next_run`.
+    Waiting { next_run: Option<Timestamp> },
+    /// A run happened.
+    Ran {
+        report: RunReport,
+        started: Timestamp,
+        finished: Timestamp,
+        /// The version of the Secret the run used.
+        secret_version: Option<String>,
+    },
+}
+
+/// The outcome of [`run_policy`] and the status it left.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub status: FailedTaskCleanupPolicyStatus,
+}
+
+/// The one pass over a policy that every caller shares: prepare, suspend, credentials, cloud
+/// client, due?, execute, next status. Each status along the way goes to [`Host::write`] when it
+/// differs from the one before; `now` is when the pass (and a run it starts) began. Cloud calls in
+/// flight are bounded by `permits`.
+pub async fn run_policy<H: Host>(
+    policy: &FailedTaskCleanupPolicy,
+    host: &mut H,
+    http: &CloudHttp,
+    permits: &Semaphore,
+    now: Timestamp,
+) -> Result<Finished, H::Error> {
+    let mut status = policy.status.clone().unwrap_or_default();
+    let observed = |next_run, handled_request, now| Observed {
+        generation: policy.metadata.generation,
+        next_run,
+        handled_request,
+        now,
+    };
+
+    // Prepare.
+    let prepared = match prepare(&policy.spec) {
+        Ok(prepared) => prepared,
+        Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
+    };
+    let valid = &prepared.valid;
+
+    // Suspend.
+    if valid.suspend {
+        apply(host, &mut status, &observed(None, None, now), &Verdict::Suspended, None).await?;
+        return Ok(Finished { outcome: Outcome::Suspended, status });
+    }
+
+    // Credentials and endpoints.
+    let secret = host.secret(&valid.credentials_secret).await?;
+    let secret_version = secret.as_ref().and_then(|s| s.version.clone());
+    let cloud = match credentials(&valid.credentials_secret, secret.as_ref().map(|s| &s.data))
+        .and_then(|credentials| cloud_api(&prepared, credentials, http))
+    {
+        Ok(cloud) => cloud,
+        Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
+    };
+
+    // Due?
+    let request = match host.due(valid, &status, secret_version.as_deref(), now) {
+        Due::Now { request } => request,
+        Due::Later { next_run } => {
+            apply(host, &mut status, &observed(next_run, None, now), &Verdict::Waiting, None).await?;
+            return Ok(Finished { outcome: Outcome::Waiting { next_run }, status });
+        }
+    };
+
+    // Run.
+    let scheduled = status.next_schedule_time.as_ref().map(|t| t.0);
+    apply(host, &mut status, &observed(scheduled, request.clone(), now), &Verdict::Running, None).await?;
+    let report = crate::purge::execute(&cloud, &prepared.policy, now, permits).await;
+    let finished = Timestamp::now();
+
+    // Next status.
+    let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let uid = policy.metadata.uid.as_deref().unwrap_or_default();
+    let mut next_run = schedule::next_run(&valid.schedule, Some(now), created, uid);
+    if auth_failed(&report) {
+        next_run = next_run.map(|n| n.max(after_auth_retry(Some(now))));
+    }
+    let verdict = Verdict::Ran { report: &report, started: now, dry_run: valid.dry_run };
+    apply(host, &mut status, &observed(next_run, request, finished), &verdict, Some(valid.max_deletions))
+        .await?;
+    Ok(Finished { outcome: Outcome::Ran { report, started: now, finished, secret_version }, status })
+}
+
+/// Computes the next status and hands it to the host when it differs. Returns whether it did.
+async fn apply<H: Host>(
+    host: &mut H,
+    status: &mut FailedTaskCleanupPolicyStatus,
+    observed: &Observed,
+    verdict: &Verdict<'_>,
+    max_deletions: Option<u64>,
+) -> Result<bool, H::Error> {
+    let next = next_status(status, observed, verdict, max_deletions);
+    if next == *status {
+        return Ok(false);
+    }
+    host.write(&next).await?;
+    *status = next;
+    Ok(true)
+}
+
+async fn block<H: Host>(
+    host: &mut H,
+    mut status: FailedTaskCleanupPolicyStatus,
+    observed: &Observed,
+    blocked: Blocked,
+) -> Result<Finished, H::Error> {
+    let changed = apply(host, &mut status, observed, &blocked.verdict(), None).await?;
+    Ok(Finished { outcome: Outcome::Blocked { blocked, changed }, status })
+}
+
+/// Whether the cloud refused the run's credentials.
+pub fn auth_failed(report: &RunReport) -> bool {
+    report.worst_failure().is_some_and(|f| f.kind == FailureKind::Authentication)
+}
+
+/// The earliest a run may follow one at `last_run` whose credentials were refused.
+pub fn after_auth_retry(last_run: Option<Timestamp>) -> Timestamp {
+    let retry = SignedDuration::try_from(AUTH_RETRY).unwrap_or(SignedDuration::ZERO);
+    last_run.and_then(|l| l.checked_add(retry).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// An error and its sources, joined with ": ".
@@ -84,10 +271,104 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::FailedTaskCleanupPolicy;
+    use crate::api::ConditionType;
+    use crate::cloud::{HttpConfig, RateLimit, RateLimiters, SystemClock};
+    use std::convert::Infallible;
+    use std::sync::Arc;
 
     fn example() -> FailedTaskCleanupPolicySpec {
         serde_yaml::from_str::<FailedTaskCleanupPolicy>(crate::api::EXAMPLE_POLICY).unwrap().spec
+    }
+
+    /// Records what the pipeline asked of it; a run is never due, so no cloud call is made.
+    #[derive(Default)]
+    struct Probe {
+        secret: Option<SecretData>,
+        asked: Vec<&'static str>,
+        written: Vec<FailedTaskCleanupPolicyStatus>,
+    }
+
+    impl Host for Probe {
+        type Error = Infallible;
+
+        async fn secret(&mut self, _name: &str) -> Result<Option<SecretData>, Infallible> {
+            self.asked.push("secret");
+            Ok(self.secret.clone())
+        }
+
+        fn due(
+            &mut self,
+            _: &ValidatedSpec,
+            _: &FailedTaskCleanupPolicyStatus,
+            _: Option<&str>,
+            _: Timestamp,
+        ) -> Due {
+            self.asked.push("due");
+            Due::Later { next_run: Some("2026-11-22T01:00:00Z".parse().unwrap()) }
+        }
+
+        async fn write(&mut self, status: &FailedTaskCleanupPolicyStatus) -> Result<(), Infallible> {
+            self.written.push(status.clone());
+            Ok(())
+        }
+    }
+
+    async fn pass(spec: FailedTaskCleanupPolicySpec, probe: &mut Probe) -> Finished {
+        let policy = FailedTaskCleanupPolicy::new("p", spec);
+        let http = CloudHttp::new(
+            HttpConfig::default(),
+            RateLimiters::new(RateLimit::default()),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        let now = "2026-11-22T00:00:00Z".parse().unwrap();
+        match run_policy(&policy, probe, &http, &Semaphore::new(1), now).await {
+            Ok(finished) => finished,
+            Err(never) => match never {},
+        }
+    }
+
+    fn token() -> Option<SecretData> {
+        Some(SecretData { data: BTreeMap::from([("authToken".to_string(), b"t".to_vec())]), version: None })
+    }
+
+    #[tokio::test]
+    async fn a_suspended_policy_reads_no_secret_and_says_so() {
+        let mut spec = example();
+        spec.suspend = true;
+        let mut probe = Probe { secret: token(), ..Probe::default() };
+        let finished = pass(spec, &mut probe).await;
+        assert!(matches!(finished.outcome, Outcome::Suspended));
+        assert!(probe.asked.is_empty(), "{:?}", probe.asked);
+        assert_eq!(finished.status.reason(ConditionType::Ready), Some(Reason::Suspended));
+        assert_eq!(probe.written, [finished.status]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_or_a_refused_endpoint_blocks_before_the_due_decision() {
+        let mut probe = Probe::default();
+        let finished = pass(example(), &mut probe).await;
+        assert!(matches!(finished.outcome, Outcome::Blocked { changed: true, .. }));
+        assert_eq!(finished.status.reason(ConditionType::Stalled), Some(Reason::CredentialsNotFound));
+        assert_eq!(probe.asked, ["secret"]);
+
+        let mut spec = example();
+        spec.endpoints =
+            Some(crate::api::Endpoints { sdrs: Some("https://evil.example.com".into()), kps: None });
+        let mut probe = Probe { secret: token(), ..Probe::default() };
+        let finished = pass(spec, &mut probe).await;
+        assert_eq!(finished.status.reason(ConditionType::Ready), Some(Reason::EndpointNotAllowed));
+        assert_eq!(probe.asked, ["secret"]);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_is_not_due_waits_and_writes_once() {
+        let mut probe = Probe { secret: token(), ..Probe::default() };
+        let finished = pass(example(), &mut probe).await;
+        assert!(matches!(finished.outcome, Outcome::Waiting { next_run: Some(_) }));
+        assert_eq!(probe.asked, ["secret", "due"]);
+        assert_eq!(finished.status.reason(ConditionType::Ready), Some(Reason::Waiting));
+        assert_eq!(probe.written.len(), 1);
     }
 
     #[test]

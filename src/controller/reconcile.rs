@@ -1,12 +1,14 @@
-//! Reconciling one policy, as a visible pipeline: validate the spec, honour suspend, read the
-//! credentials, check the endpoints, decide whether a run is due, run, and write status and events.
-//! Does Kubernetes and cloud I/O.
+//! Reconciling one policy: the shared run pipeline ([`pipeline::run_policy`]) with the Kubernetes
+//! parts around it: the policy and its Secret read from the API server, the due decision, status
+//! written with server-side apply, events and metrics. Does Kubernetes and cloud I/O.
 
 use super::events;
-use super::pipeline::{self, Blocked};
+use super::pipeline::{self, Due, Finished, Host, Outcome, SecretData};
 use super::schedule;
-use super::status::{self, Observed, Verdict, next_status, whole_seconds};
-use crate::api::{FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason};
+use super::status::{self, whole_seconds};
+use crate::api::{
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason, ValidatedSpec,
+};
 use crate::cloud::CloudHttp;
 use crate::observability::Metrics;
 use crate::observability::metrics::{RunLabels, TargetLabels};
@@ -17,7 +19,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -26,9 +28,7 @@ use tokio::sync::Semaphore;
 pub const REQUESTED_AT: &str = "taskreaper.io/requested-at";
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "taskreaper";
-/// After Huawei Cloud rejected the credentials, the policy runs again no sooner than this unless
-/// its Secret changes.
-pub const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
+pub use super::pipeline::AUTH_RETRY;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -110,25 +110,70 @@ pub fn error_policy(
     Action::requeue(delay)
 }
 
-struct Writer<'a> {
+/// The Kubernetes side of [`pipeline::run_policy`]: Secrets from the API server, the schedule and
+/// the memory of rejected credentials, status written with server-side apply.
+struct Kube<'a> {
     ctx: &'a Context,
     policy: &'a FailedTaskCleanupPolicy,
     api: Api<FailedTaskCleanupPolicy>,
-    status: FailedTaskCleanupPolicyStatus,
+    secrets: Api<Secret>,
+    uid: &'a str,
 }
 
-impl Writer<'_> {
-    /// Computes the next status and writes it when it differs. Returns whether it was written.
-    async fn apply(&mut self, observed: &Observed, verdict: &Verdict<'_>) -> Result<bool, ReconcileError> {
-        let max = Some(u64::from(self.policy.spec.max_deletions_per_run));
-        let next = next_status(&self.status, observed, verdict, max);
-        if next == self.status {
-            return Ok(false);
+impl Host for Kube<'_> {
+    type Error = ReconcileError;
+
+    async fn secret(&mut self, name: &str) -> Result<Option<SecretData>, ReconcileError> {
+        let secret = self
+            .secrets
+            .get_opt(name)
+            .await
+            .map_err(|source| ReconcileError::GetSecret { name: name.to_string(), source })?;
+        Ok(secret.map(|s| SecretData {
+            version: s.resource_version(),
+            data: s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(),
+        }))
+    }
+
+    fn due(
+        &mut self,
+        valid: &ValidatedSpec,
+        status: &FailedTaskCleanupPolicyStatus,
+        secret_version: Option<&str>,
+        now: Timestamp,
+    ) -> Due {
+        let created = self.policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+        let last_run = status.last_schedule_time.as_ref().map(|t| t.0);
+        let rejected_version = self.ctx.auth_failures.lock().ok().and_then(|f| f.get(self.uid).cloned());
+        let credentials_changed = rejected_version.as_ref().is_none_or(|v| v.as_deref() != secret_version);
+        let mut next_run = schedule::next_run(&valid.schedule, last_run, created, self.uid);
+        if status.reason(ConditionType::Ready) == Some(Reason::AuthenticationFailed) {
+            next_run = if credentials_changed {
+                Some(now)
+            } else {
+                next_run.map(|n| n.max(pipeline::after_auth_retry(last_run)))
+            };
         }
+        next_run = status::earliest(next_run, status::retry_time(status));
+        let request = self
+            .policy
+            .annotations()
+            .get(REQUESTED_AT)
+            .filter(|r| status.last_handled_requested_at.as_ref() != Some(*r))
+            .cloned();
+        if request.is_some() || next_run.is_some_and(|n| n <= now) {
+            tracing::info!(policy = %self.policy.name_any(), namespace = %self.policy.namespace().unwrap_or_default(), manual = request.is_some(), "purge run started");
+            Due::Now { request }
+        } else {
+            Due::Later { next_run }
+        }
+    }
+
+    async fn write(&mut self, status: &FailedTaskCleanupPolicyStatus) -> Result<(), ReconcileError> {
         let patch = serde_json::json!({
             "apiVersion": FailedTaskCleanupPolicy::api_version(&()),
             "kind": FailedTaskCleanupPolicy::kind(&()),
-            "status": next,
+            "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.api
@@ -136,16 +181,7 @@ impl Writer<'_> {
             .await
             .map_err(ReconcileError::PatchStatus)?;
         self.ctx.metrics.status_writes.inc();
-        self.status = next;
-        Ok(true)
-    }
-
-    /// Reports a policy that cannot run; the event goes out only when the status changed.
-    async fn block(&mut self, observed: &Observed, blocked: &Blocked) -> Result<Action, ReconcileError> {
-        if self.apply(observed, &blocked.verdict()).await? {
-            events::blocked(&self.ctx.recorder(), self.policy, blocked).await;
-        }
-        Ok(Action::await_change())
+        Ok(())
     }
 }
 
@@ -164,113 +200,43 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     // would differ from the one computed later from the stored start, and be written again.
     let now = whole_seconds(Timestamp::now());
     let uid = policy.uid().unwrap_or_default();
-    let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    let mut writer = Writer { ctx, policy, api, status: policy.status.clone().unwrap_or_default() };
-    let observed = |next_run, handled_request, now| Observed {
-        generation: policy.metadata.generation,
-        next_run,
-        handled_request,
-        now,
-    };
-
-    // Validate.
-    let prepared = match pipeline::prepare(&policy.spec) {
-        Ok(prepared) => prepared,
-        Err(blocked) => return writer.block(&observed(None, None, now), &blocked).await,
-    };
-
-    // Suspend.
-    if policy.spec.suspend {
-        writer.apply(&observed(None, None, now), &Verdict::Suspended).await?;
-        return Ok(Action::await_change());
-    }
-
-    // Credentials and endpoints.
-    let secret_name = &policy.spec.credentials_ref.name;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(secret_name)
-        .await
-        .map_err(|source| ReconcileError::GetSecret { name: secret_name.clone(), source })?;
-    let secret_version = secret.as_ref().and_then(|s| s.resource_version());
-    let data: Option<BTreeMap<String, Vec<u8>>> =
-        secret.map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
-    let cloud = match pipeline::credentials(secret_name, data.as_ref())
-        .and_then(|credentials| pipeline::cloud_api(&policy.spec, &prepared.policy, credentials, &ctx.http))
-    {
-        Ok(cloud) => cloud,
-        Err(blocked) => return writer.block(&observed(None, None, now), &blocked).await,
-    };
-
-    // Due?
-    let last_run = writer.status.last_schedule_time.as_ref().map(|t| t.0);
-    let rejected_version = ctx.auth_failures.lock().ok().and_then(|f| f.get(&uid).cloned());
-    let credentials_changed = rejected_version.as_ref().is_none_or(|v| *v != secret_version);
-    let mut next_run = schedule::next_run(&prepared.valid.schedule, last_run, created, &uid);
-    if rejected_credentials(&writer.status) {
-        next_run =
-            if credentials_changed { Some(now) } else { next_run.map(|n| n.max(after_auth_retry(last_run))) };
-    }
-    next_run = status::earliest(next_run, status::retry_time(&writer.status));
-    let request = policy
-        .annotations()
-        .get(REQUESTED_AT)
-        .filter(|r| writer.status.last_handled_requested_at.as_ref() != Some(*r))
-        .cloned();
-    let due = request.is_some() || next_run.is_some_and(|n| n <= now);
-    if !due {
-        writer.apply(&observed(next_run, None, now), &Verdict::Waiting).await?;
-        return Ok(requeue_at(next_run, now));
-    }
-
-    // Run.
-    writer
-        .apply(
-            &observed(writer.status.next_schedule_time.as_ref().map(|t| t.0), request.clone(), now),
-            &Verdict::Running,
-        )
-        .await?;
-    tracing::info!(policy = %policy.name_any(), namespace, manual = request.is_some(), "purge run started");
-    let report = purge::execute(&cloud, &prepared.policy, now, &ctx.permits).await;
-    let finished = Timestamp::now();
-    let auth_failed = report.worst_failure().is_some_and(|f| f.kind == purge::FailureKind::Authentication);
-    if let Ok(mut failures) = ctx.auth_failures.lock() {
-        if auth_failed {
-            failures.insert(uid.clone(), secret_version);
-        } else {
-            failures.remove(&uid);
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let mut kube = Kube { ctx, policy, api, secrets, uid: &uid };
+    let Finished { outcome, status } =
+        pipeline::run_policy(policy, &mut kube, &ctx.http, &ctx.permits, now).await?;
+    match outcome {
+        Outcome::Blocked { blocked, changed } => {
+            // The event goes out only when the status changed, not on every pass.
+            if changed {
+                events::blocked(&ctx.recorder(), policy, &blocked).await;
+            }
+            Ok(Action::await_change())
+        }
+        Outcome::Suspended => Ok(Action::await_change()),
+        Outcome::Waiting { next_run } => Ok(requeue_at(next_run, now)),
+        Outcome::Ran { report, started, finished, secret_version } => {
+            if let Ok(mut failures) = ctx.auth_failures.lock() {
+                if pipeline::auth_failed(&report) {
+                    failures.insert(uid.clone(), secret_version);
+                } else {
+                    failures.remove(&uid);
+                }
+            }
+            record(ctx, &report, &status, finished.duration_since(started));
+            events::ran(&ctx.recorder(), policy, &status).await;
+            tracing::info!(
+                policy = %policy.name_any(),
+                namespace,
+                found = report.found(),
+                deleted = report.deleted(),
+                remaining = report.remaining(),
+                failed_calls = report.failed_calls,
+                "purge run finished"
+            );
+            // The status may bring the next run forward to retry a transient failure.
+            Ok(requeue_at(status.next_schedule_time.as_ref().map(|t| t.0), finished))
         }
     }
-    let mut next_run = schedule::next_run(&prepared.valid.schedule, Some(now), created, &uid);
-    if auth_failed {
-        next_run = next_run.map(|n| n.max(after_auth_retry(Some(now))));
-    }
-    let verdict = Verdict::Ran { report: &report, started: now, dry_run: policy.spec.dry_run };
-    writer.apply(&observed(next_run, request, finished), &verdict).await?;
-    // The status may bring the next run forward to retry a transient failure.
-    let next_run = writer.status.next_schedule_time.as_ref().map(|t| t.0);
-    record(ctx, &report, &writer.status, finished.duration_since(now));
-    events::ran(&ctx.recorder(), policy, &writer.status).await;
-    tracing::info!(
-        policy = %policy.name_any(),
-        namespace,
-        found = report.found(),
-        deleted = report.deleted(),
-        remaining = report.remaining(),
-        failed_calls = report.failed_calls,
-        "purge run finished"
-    );
-    Ok(requeue_at(next_run, finished))
-}
-
-fn rejected_credentials(status: &FailedTaskCleanupPolicyStatus) -> bool {
-    status
-        .condition(crate::api::ConditionType::Ready)
-        .is_some_and(|c| c.reason == Reason::AuthenticationFailed.as_str())
-}
-
-fn after_auth_retry(last_run: Option<Timestamp>) -> Timestamp {
-    let retry = SignedDuration::try_from(AUTH_RETRY).unwrap_or(SignedDuration::ZERO);
-    last_run.and_then(|l| l.checked_add(retry).ok()).unwrap_or(Timestamp::MAX)
 }
 
 fn requeue_at(next_run: Option<Timestamp>, now: Timestamp) -> Action {
@@ -290,8 +256,7 @@ fn record(
     took: SignedDuration,
 ) {
     let m = &ctx.metrics;
-    let reason =
-        status.condition(crate::api::ConditionType::Ready).map(|c| c.reason.clone()).unwrap_or_default();
+    let reason = status.reason(ConditionType::Ready).map_or("", Reason::as_str).to_string();
     m.runs.get_or_create(&RunLabels { reason }).inc();
     m.run_seconds.observe(took.as_secs_f64());
     m.failed_calls.inc_by(report.failed_calls);

@@ -3,7 +3,7 @@
 //! equal and is not written.
 
 use crate::api::conditions::{ConditionType, Reason};
-use crate::api::status::{CallError, FailedTaskCleanupPolicyStatus, RunSummary, TargetResult};
+use crate::api::status::{CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetResult};
 use crate::controller::schedule;
 use crate::purge::{CallFailure, FailureKind, RunReport};
 use jiff::Timestamp;
@@ -45,19 +45,26 @@ fn api_time(t: Timestamp) -> Time {
     Time(whole_seconds(t))
 }
 
-/// Reasons that describe the outcome of a run, as opposed to why no run could happen.
-fn is_run_reason(reason: &str) -> bool {
-    [
-        Reason::Purged,
-        Reason::DryRun,
-        Reason::DeletionLimitReached,
-        Reason::AuthenticationFailed,
-        Reason::Throttled,
-        Reason::PartialFailure,
-        Reason::CloudUnavailable,
-    ]
-    .iter()
-    .any(|r| r.as_str() == reason)
+/// Whether a Ready reason describes the outcome of a run, as opposed to why no run could happen.
+fn is_run_reason(reason: Reason) -> bool {
+    match reason {
+        Reason::Purged
+        | Reason::DryRun
+        | Reason::DeletionLimitReached
+        | Reason::AuthenticationFailed
+        | Reason::Throttled
+        | Reason::PartialFailure
+        | Reason::CloudUnavailable => true,
+        Reason::Suspended
+        | Reason::Waiting
+        | Reason::Running
+        | Reason::Idle
+        | Reason::AsExpected
+        | Reason::CredentialsNotFound
+        | Reason::CredentialsInvalid
+        | Reason::EndpointNotAllowed
+        | Reason::InvalidSpec => false,
+    }
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
@@ -175,8 +182,19 @@ pub fn describe_failure(f: &CallFailure) -> String {
     format!("{status}{}: {}{request}", f.code, f.message)
 }
 
+/// The class a failure keeps in the status, where the retry decision reads it.
+pub fn failure_class(kind: FailureKind) -> FailureClass {
+    match kind {
+        FailureKind::Authentication => FailureClass::Authentication,
+        FailureKind::Throttled => FailureClass::Throttled,
+        FailureKind::Unavailable => FailureClass::Unavailable,
+        FailureKind::Rejected => FailureClass::Rejected,
+    }
+}
+
 fn call_error(f: &CallFailure) -> CallError {
     CallError {
+        class: Some(failure_class(f.kind)),
         http_status: f.http_status,
         code: f.code.clone(),
         message: f.message.clone(),
@@ -214,24 +232,23 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
     }
 }
 
-/// Whether a failed call may succeed when simply tried again: no answer, a garbage answer,
-/// 408, 429 or 5xx. Any other 4xx needs someone to change something.
-fn retry_can_fix(error: &CallError) -> bool {
-    !matches!(error.http_status, Some(s) if (400..500).contains(&s) && s != 408 && s != 429)
+/// Whether the last run failed in a way that simply trying again soon can fix, decided from the
+/// failure classes kept in its rows: some call was throttled or found the cloud unavailable, and
+/// no call had its credentials refused (those wait for the Secret to change or a slow retry).
+/// Rejections, and rows without a class (written by earlier versions), wait for the schedule.
+fn retry_can_fix(run: &RunSummary) -> bool {
+    let classes: Vec<FailureClass> = run.targets.iter().filter_map(|t| t.error.as_ref()?.class).collect();
+    classes.iter().any(|c| c.is_transient()) && !classes.contains(&FailureClass::Authentication)
 }
 
 /// When the policy should run again because its last run failed in a way a retry can fix
-/// (see [`schedule::retry_run`]); `None` when it did not. Authentication failures are not retried
-/// here: they wait for the Secret to change or a slow retry.
+/// (see [`schedule::retry_run`]); `None` when it did not.
 pub fn retry_time(status: &FailedTaskCleanupPolicyStatus) -> Option<Timestamp> {
     let ready = status.condition(ConditionType::Ready)?;
-    let failed_run = ready.status == "False"
-        && is_run_reason(&ready.reason)
-        && ready.reason != Reason::AuthenticationFailed.as_str();
-    let retryable =
-        status.last_run.as_ref()?.targets.iter().any(|t| t.error.as_ref().is_some_and(retry_can_fix));
+    let failed_run =
+        ready.status == "False" && status.reason(ConditionType::Ready).is_some_and(is_run_reason);
     let last_run = status.last_schedule_time.as_ref()?.0;
-    (failed_run && retryable)
+    (failed_run && retry_can_fix(status.last_run.as_ref()?))
         .then(|| whole_seconds(schedule::retry_run(last_run, ready.last_transition_time.0)))
 }
 
@@ -305,7 +322,7 @@ pub fn next_status(
             next.next_schedule_time = None;
         }
         Verdict::Waiting => {
-            let ran_before = prev.condition(ConditionType::Ready).is_some_and(|c| is_run_reason(&c.reason));
+            let ran_before = prev.reason(ConditionType::Ready).is_some_and(is_run_reason);
             if ran_before {
                 for c in conditions.iter_mut() {
                     c.observed_generation = generation;
@@ -498,6 +515,44 @@ mod tests {
         let failed = ran(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y"));
         let ok = next_status(&failed, &ended, &Verdict::Ran { report: &r, started, dry_run: false }, None);
         assert_eq!((retry_time(&ok), ok.next_schedule_time), (None, Some(Time(t("2026-11-22T01:00:00Z")))));
+    }
+
+    #[test]
+    fn a_permanent_failure_without_an_http_status_waits_for_the_schedule() {
+        // Paging that never ends, a body too large or of the wrong shape: no HTTP error status, and
+        // a retry gets the same answer.
+        let r = report(Some(CallFailure::new(FailureKind::Rejected, None, "Permanent", "paging stopped")));
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        let error = s.last_run.as_ref().unwrap().targets[1].error.clone().unwrap();
+        assert_eq!((error.class, error.http_status), (Some(FailureClass::Rejected), None));
+        assert_eq!(retry_time(&s), None);
+        assert_eq!(s.next_schedule_time, Some(Time(t("2026-11-22T01:00:00Z"))));
+        // Waiting recomputes the same status and still does not bring the run forward.
+        let o = Observed {
+            next_run: earliest(Some(t("2026-11-22T01:00:00Z")), retry_time(&s)),
+            ..observed("2026-11-22T00:10:00Z")
+        };
+        assert_eq!(next_status(&s, &o, &Verdict::Waiting, None), s);
+    }
+
+    #[test]
+    fn the_retry_reads_the_class_kept_in_the_status_not_the_http_status() {
+        let r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!(retry_time(&s), Some(t("2026-11-22T00:00:30Z")));
+        let with_class = |class: Option<FailureClass>| {
+            let mut s = s.clone();
+            s.last_run.as_mut().unwrap().targets[1].error.as_mut().unwrap().class = class;
+            s
+        };
+        assert_eq!(retry_time(&with_class(Some(FailureClass::Throttled))), Some(t("2026-11-22T00:00:30Z")));
+        assert_eq!(retry_time(&with_class(Some(FailureClass::Rejected))), None, "a 503 kept as Rejected");
+        assert_eq!(retry_time(&with_class(None)), None, "a row written before classes were kept");
+        // Once a later pass is blocked, the failed run's rows no longer bring a run forward.
+        let blocked = Verdict::Blocked { reason: Reason::CredentialsNotFound, message: "gone".into() };
+        assert_eq!(retry_time(&next_status(&s, &observed("2026-11-22T00:00:10Z"), &blocked, None)), None);
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub struct CloudApi {
 }
 
 impl CloudApi {
-    pub fn new(http: CloudHttp, credentials: Credentials, endpoints: Option<Endpoints>) -> Self {
-        Self { http, credentials: Arc::new(credentials), endpoints: endpoints.unwrap_or_default() }
+    pub fn new(http: CloudHttp, credentials: Credentials, endpoints: Endpoints) -> Self {
+        Self { http, credentials: Arc::new(credentials), endpoints }
     }
 
     /// Resolves every endpoint the policy will call and checks it against the allowlist, so a

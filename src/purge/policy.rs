@@ -1,7 +1,9 @@
 //! What one purge run works from: a policy already validated and compiled (regexes built, durations
 //! parsed). No I/O.
 
-use crate::api::{FailedTaskCleanupPolicySpec, Scope, Service, ValidatedSpec};
+use crate::api::{
+    KpsOperateType, Scope, SdrsFailureStatus, SdrsResourceType, Service, ValidTarget, ValidatedSpec,
+};
 use regex::Regex;
 use std::time::Duration;
 
@@ -76,82 +78,49 @@ pub struct KpsMatch {
     pub older_than: Option<Duration>,
 }
 
-/// A target that [`crate::api::validate`] should have refused; never turned into a broader one.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("spec.targets[{index}]: service {service} has no scope {scope}")]
-pub struct UnsupportedTarget {
-    pub index: usize,
-    pub service: &'static str,
-    pub scope: &'static str,
-}
-
 impl PurgePolicy {
-    /// Builds the run's view of a spec that [`crate::api::validate`] accepted.
-    pub fn new(spec: &FailedTaskCleanupPolicySpec, valid: &ValidatedSpec) -> Result<Self, UnsupportedTarget> {
-        let projects = spec
-            .projects
-            .iter()
-            .map(|p| Project {
-                id: p.id.clone(),
-                region: p.region.clone().unwrap_or_else(|| spec.region.clone()),
-            })
-            .collect();
-        let targets = spec
-            .targets
-            .iter()
-            .zip(&valid.filters)
-            .enumerate()
-            .map(|(index, (target, compiled))| {
-                let filter = target.filter.clone().unwrap_or_default();
-                let compiled = compiled.clone().unwrap_or_default();
-                Ok(match (target.service, target.scope) {
-                    (Service::Sdrs, Scope::All) => Target::SdrsAll,
-                    (Service::Sdrs, Scope::ProtectionGroups) => {
-                        Target::SdrsProtectionGroups(target.protection_group_ids.clone().unwrap_or_default())
-                    }
-                    (Service::Sdrs, Scope::Matching) => Target::SdrsMatching(SdrsMatch {
-                        resource_types: names(
-                            filter.resource_types.as_ref(),
-                            |v: &crate::api::SdrsResourceType| v.as_str(),
-                        ),
-                        failure_statuses: names(
-                            filter.failure_statuses.as_ref(),
-                            |v: &crate::api::SdrsFailureStatus| v.as_str(),
-                        ),
-                        name_pattern: compiled.name_pattern,
-                        older_than: compiled.older_than,
-                    }),
-                    (Service::Kps, Scope::All) => Target::KpsAll,
-                    (Service::Kps, Scope::ProtectionGroups) => {
-                        return Err(UnsupportedTarget {
-                            index,
-                            service: target.service.as_str(),
-                            scope: target.scope.as_str(),
-                        });
-                    }
-                    (Service::Kps, Scope::Matching) => Target::KpsMatching(KpsMatch {
-                        operate_types: names(
-                            filter.operate_types.as_ref(),
-                            |v: &crate::api::KpsOperateType| v.as_str(),
-                        ),
-                        name_pattern: compiled.name_pattern,
-                        older_than: compiled.older_than,
-                    }),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            projects,
-            targets,
-            dry_run: spec.dry_run,
-            max_deletions: u64::from(spec.max_deletions_per_run),
-        })
+    /// The run's view of a compiled policy. Every target [`crate::api::validate`] accepts has a
+    /// purge form, so this cannot fail and never widens a target.
+    pub fn new(valid: &ValidatedSpec) -> Self {
+        Self {
+            projects: valid
+                .projects
+                .iter()
+                .map(|p| Project { id: p.id.clone(), region: p.region.clone() })
+                .collect(),
+            targets: valid.targets.iter().map(Target::new).collect(),
+            dry_run: valid.dry_run,
+            max_deletions: valid.max_deletions,
+        }
     }
 }
 
-/// The wire names of a list of enum values; none when the list is absent.
-fn names<T>(values: Option<&Vec<T>>, name: fn(&T) -> &'static str) -> Vec<String> {
-    values.into_iter().flatten().map(|v| name(v).to_string()).collect()
+impl Target {
+    fn new(target: &ValidTarget) -> Self {
+        match target {
+            ValidTarget::SdrsAll => Target::SdrsAll,
+            ValidTarget::SdrsProtectionGroups(ids) => Target::SdrsProtectionGroups(ids.clone()),
+            ValidTarget::SdrsMatching { resource_types, failure_statuses, filter } => {
+                Target::SdrsMatching(SdrsMatch {
+                    resource_types: names(resource_types, SdrsResourceType::as_str),
+                    failure_statuses: names(failure_statuses, SdrsFailureStatus::as_str),
+                    name_pattern: filter.name_pattern.clone(),
+                    older_than: filter.older_than,
+                })
+            }
+            ValidTarget::KpsAll => Target::KpsAll,
+            ValidTarget::KpsMatching { operate_types, filter } => Target::KpsMatching(KpsMatch {
+                operate_types: names(operate_types, KpsOperateType::as_str),
+                name_pattern: filter.name_pattern.clone(),
+                older_than: filter.older_than,
+            }),
+        }
+    }
+}
+
+/// The wire names of a list of enum values.
+fn names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> Vec<String> {
+    values.iter().map(|v| name(*v).to_string()).collect()
 }
 
 #[cfg(test)]
@@ -163,12 +132,18 @@ mod tests {
         let policy: crate::api::FailedTaskCleanupPolicy =
             serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
         let valid = crate::api::validate(&policy.spec).unwrap();
-        let purge = PurgePolicy::new(&policy.spec, &valid).unwrap();
-        assert_eq!(purge.projects.len(), policy.spec.projects.len());
+        let purge = PurgePolicy::new(&valid);
+        let regions: Vec<&str> = purge.projects.iter().map(|p| p.region.as_str()).collect();
+        assert_eq!(regions, ["cn-north-4", "cn-east-3"]);
         assert_eq!(purge.targets.len(), policy.spec.targets.len());
         for (built, declared) in purge.targets.iter().zip(&policy.spec.targets) {
             assert_eq!((built.service(), built.scope()), (declared.service, declared.scope));
         }
+        let Target::SdrsMatching(m) = &purge.targets[2] else { panic!("expected SDRS Matching") };
+        assert_eq!(
+            (m.resource_types.as_slice(), m.failure_statuses.as_slice()),
+            (&["protected_instances".to_string()][..], &["createFail".to_string()][..])
+        );
         assert_eq!(purge.max_deletions, u64::from(policy.spec.max_deletions_per_run));
     }
 
@@ -176,10 +151,8 @@ mod tests {
     fn a_kps_protection_group_target_is_refused_not_widened() {
         let mut policy: crate::api::FailedTaskCleanupPolicy =
             serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
-        let valid = crate::api::validate(&policy.spec).unwrap();
         let index = policy.spec.targets.iter().position(|t| t.scope == Scope::ProtectionGroups).unwrap();
         policy.spec.targets[index].service = Service::Kps;
-        let error = PurgePolicy::new(&policy.spec, &valid).unwrap_err();
-        assert_eq!(error, UnsupportedTarget { index, service: "KPS", scope: "ProtectionGroups" });
+        assert!(crate::api::validate(&policy.spec).is_err());
     }
 }

@@ -1,0 +1,108 @@
+//! `taskreaper run`: the controller's flags, turned into the plain settings it takes. Reads the CA
+//! bundle file and the POD_NAME environment variable.
+
+use crate::cloud::{Allowlist, EndpointPolicy, HttpConfig, RateLimit};
+use crate::controller::{ControllerError, LeaderElection, RunSettings, Settings};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `taskreaper run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch policies in this namespace only (default: all namespaces).
+    #[arg(long, env = "TASKREAPER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Handle only policies matching this label selector, to shard policies across deployments.
+    #[arg(long, env = "TASKREAPER_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Most cloud calls in flight across all policies.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Sustained requests per second per (endpoint, access key), shared by all policies.
+    #[arg(long, default_value_t = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))]
+    pub requests_per_second: NonZeroU32,
+    /// Address of /metrics, /livez and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Run only while holding a Lease, so several replicas can run with one active.
+    #[arg(long)]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "taskreaper-leader")]
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it lapses.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(6..))]
+    pub lease_duration_secs: u64,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Hosts policies may send credentials to: exact names or `*.suffix`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "*.myhuaweicloud.com")]
+    pub endpoint_allowlist: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for cloud endpoints, besides the system roots.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Timeout of one cloud request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading the endpoint allowlist")]
+    ParseAllowlist(#[source] crate::cloud::EndpointError),
+    #[error("reading the CA bundle {path}")]
+    ReadCaBundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The controller's own errors say what failed; no prefix is added.
+    #[error(transparent)]
+    RunController(#[from] ControllerError),
+}
+
+impl RunArgs {
+    /// The settings these flags describe.
+    pub fn settings(&self) -> Result<RunSettings, RunError> {
+        let allowlist = Allowlist::parse(&self.endpoint_allowlist).map_err(RunError::ParseAllowlist)?;
+        let ca_bundle_pem = match &self.ca_bundle {
+            None => None,
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| RunError::ReadCaBundle { path: path.clone(), source })?,
+            ),
+        };
+        let http = HttpConfig {
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            ca_bundle_pem,
+            endpoints: EndpointPolicy { allowlist, allow_http: false },
+            ..HttpConfig::default()
+        };
+        let rate_limit = RateLimit {
+            per_second: self.requests_per_second,
+            burst: self.requests_per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
+        };
+        let settings = Settings {
+            namespace: self.namespace.clone(),
+            label_selector: self.label_selector.clone(),
+            concurrency: self.concurrency.max(1),
+            http,
+            rate_limit,
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let leader_election = self.leader_election.then(|| LeaderElection {
+            lease_name: self.lease_name.clone(),
+            lease_duration_secs: self.lease_duration_secs,
+            lease_namespace: self.lease_namespace.clone(),
+        });
+        Ok(RunSettings { settings, metrics_addr: self.metrics_addr, leader_election })
+    }
+}
+
+/// Runs the controller with these flags.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    crate::controller::run(args.settings()?).await.map_err(RunError::RunController)
+}
