@@ -67,8 +67,8 @@ pub use errors::{ApiError, ErrorBody, Service, gateway_code, kps_code, sdrs_code
 pub use faults::{FaultAction, Faults, FaultsError, Malformed};
 pub use gate::REQUEST_ID_HEADER;
 pub use generate::{
-    GROUP_STATUSES, GROUPS_PER_PROJECT, ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, generate, kps_time,
-    sdrs_time,
+    GROUP_STATUSES, GROUPS_PER_PROJECT, IN_GROUP_RESOURCE_TYPES, ODD_KPS_OPERATE_TYPE,
+    ODD_SDRS_RESOURCE_TYPE, generate, kps_time, sdrs_time,
 };
 pub use modes::{KpsTaskTime, Modes, ModesPatch, SdrsListing};
 pub use query::{FailureJobQuery, Page, QueryError, ServerGroupQuery};
