@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use taskreaper::cloud::credentials::{Credentials, Secret};
-use taskreaper::cloud::model::{FailedTask, FailureJob, FailureJobFilter};
+use taskreaper::cloud::model::{FailedTask, FailureJob, FailureJobFilter, ProtectionGroup};
 use taskreaper::cloud::ratelimit::LimiterKey;
 use taskreaper::cloud::{
     Allowlist, CloudError, CloudHttp, DeleteOutcome, EndpointPolicy, ErrorClass, HttpConfig, KpsClient,
     RateLimit, RateLimiters, RetryPolicy, SdrsClient, SystemClock,
 };
-use taskreaper::emulator::{Config, Emulator, Faults, Seed};
+use taskreaper::emulator::{Config, Emulator, Faults, Seed, SeededJob};
 
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
 const AK: &str = "HPUAEXAMPLEACCESSKEY";
@@ -22,6 +22,7 @@ const SK: &str = "example-secret-key-0123456789";
 const TOKEN: &str = "MIIexample-iam-token";
 
 const SDRS_LIST: &str = "GET /v1/{project_id}/task-center/failure-jobs";
+const SDRS_GROUPS: &str = "GET /v1/{project_id}/server-groups";
 const SDRS_BATCH: &str = "DELETE /v1/{project_id}/task-center/failure-jobs/batch";
 const SDRS_GROUP_BATCH: &str = "DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch";
 const SDRS_ONE: &str = "DELETE /v1/{project_id}/task-center/failure-jobs/{failure_job_id}";
@@ -142,52 +143,85 @@ fn faults(fail_next: Vec<u16>) -> Faults {
     Faults { fail_next, ..Faults::default() }
 }
 
+fn in_group(jobs: Vec<FailureJob>, group: &str) -> Vec<SeededJob> {
+    jobs.into_iter().map(|j| SeededJob::in_group(j, group)).collect()
+}
+
+fn group(id: &str, status: &str) -> ProtectionGroup {
+    ProtectionGroup { id: id.into(), name: format!("name-{id}"), status: status.into() }
+}
+
 #[tokio::test]
 async fn sdrs_every_endpoint_over_tls() {
     let emu = emulator(true).await;
     assert!(emu.url().starts_with("https://"), "the emulator serves TLS: {}", emu.url());
     let store = emu.store();
+    store.add_server_groups(PROJECT, [group("pg-1", "protected"), group("pg-2", "available")]);
     store.add_failure_jobs(PROJECT, jobs(2, "server_groups"));
-    store.add_failure_jobs(PROJECT, jobs(3, "protected_instances"));
-    store.add_failure_jobs(PROJECT, vec![job("odd-name", "replications", "a b+c/d~é")]);
+    store.add_failure_jobs(PROJECT, in_group(jobs(3, "protected_instances"), "pg-1"));
+    store.add_failure_jobs(PROJECT, in_group(vec![job("odd-name", "replications", "a b+c/d~é")], "pg-2"));
     let client = sdrs(&http_for(&emu, |_| {}), &emu, aksk());
 
+    let groups = client.list_protection_groups().await.expect("protection groups");
+    assert_eq!(groups, [group("pg-1", "protected"), group("pg-2", "available")]);
+
     let all = client.list_failure_jobs(&FailureJobFilter::default()).await.expect("list");
-    assert_eq!(ids(&all), ids(&store.failure_jobs(PROJECT)));
-    assert_eq!(all.len(), 6);
+    assert_eq!(ids(&all), ids(&jobs(2, "server_groups")), "without a group: group-level failures only");
 
-    let instances =
-        FailureJobFilter { resource_type: Some("protected_instances".into()), ..Default::default() };
-    let found = client.list_failure_jobs(&instances).await.expect("filtered list");
+    let pg1 = FailureJobFilter { server_group_id: Some("pg-1".into()), ..Default::default() };
+    let found = client.list_failure_jobs(&pg1).await.expect("in-group list");
     assert_eq!(ids(&found), ids(&jobs(3, "protected_instances")));
+    let instances = FailureJobFilter { resource_type: Some("protected_instances".into()), ..pg1.clone() };
+    assert_eq!(client.list_failure_jobs(&instances).await.expect("filtered list").len(), 3);
 
-    let by_name = FailureJobFilter { resource_name: Some("a b+c/d~é".into()), ..Default::default() };
+    let by_name = FailureJobFilter {
+        resource_name: Some("a b+c/d~é".into()),
+        server_group_id: Some("pg-2".into()),
+        ..Default::default()
+    };
     let found = client.list_failure_jobs(&by_name).await.expect("a query needing encoding is signed as sent");
     assert_eq!(ids(&found), ["odd-name"]);
 
-    let page = client.list_failure_jobs_page(&FailureJobFilter::default(), 2, 1).await.expect("page");
-    assert_eq!((page.count, page.failure_jobs.len()), (6, 2));
+    let page = client.list_failure_jobs_page(&pg1, 2, 1).await.expect("page");
+    assert_eq!((page.count, page.failure_jobs.len()), (3, 2));
 
     let one = "protected_instances-0001";
     assert_eq!(client.delete_failure_job(one).await.expect("delete one"), DeleteOutcome::Deleted);
     assert!(store.failure_jobs(PROJECT).iter().all(|j| j.job_id != one));
     assert_eq!(client.delete_failure_job(one).await.expect("404 is success"), DeleteOutcome::AlreadyGone);
 
-    client.delete_server_group_failure_jobs("res-server_groups-0000").await.expect("group batch");
-    assert!(store.failure_jobs(PROJECT).iter().all(|j| j.job_id != "server_groups-0000"));
-    assert_eq!(store.failure_jobs(PROJECT).len(), 4);
+    client.delete_server_group_failure_jobs("pg-1").await.expect("group batch");
+    assert!(store.failure_jobs(PROJECT).iter().all(|j| j.resource_type != "protected_instances"));
+    assert_eq!(store.failure_jobs(PROJECT).len(), 3, "group-level jobs and pg-2's job stay");
+    let err = client.delete_server_group_failure_jobs("gone").await.expect_err("no such protection group");
+    assert_eq!(err.class(), ErrorClass::NotFound, "{err}");
 
     client.delete_all_server_group_failure_jobs().await.expect("batch");
     let left = store.failure_jobs(PROJECT);
-    assert!(left.iter().all(|j| j.resource_type != "server_groups"), "protection-group level jobs are gone");
-    assert_eq!(left.len(), 3, "instance and replication jobs are not touched by the batch delete");
+    assert_eq!(ids(&left), ["odd-name"], "only group-level failures go in the batch delete");
 
     let calls = store.calls();
-    assert_eq!(calls.by_route.get(SDRS_LIST), Some(&4));
+    assert_eq!(calls.by_route.get(SDRS_LIST), Some(&5));
+    assert_eq!(calls.by_route.get(SDRS_GROUPS), Some(&1));
     assert_eq!(calls.by_route.get(SDRS_ONE), Some(&2));
-    assert_eq!(calls.by_route.get(SDRS_GROUP_BATCH), Some(&1));
+    assert_eq!(calls.by_route.get(SDRS_GROUP_BATCH), Some(&2));
     assert_eq!(calls.by_route.get(SDRS_BATCH), Some(&1));
-    assert_eq!(calls.total, 8, "no call was retried");
+    assert_eq!(calls.total, 11, "no call was retried");
+}
+
+/// Protection groups are listed page by page until `count`, and an odd status decodes.
+#[tokio::test]
+async fn sdrs_lists_every_protection_group_across_pages() {
+    let emu = emulator(false).await;
+    let groups: Vec<ProtectionGroup> = (0..25)
+        .map(|i| group(&format!("pg-{i:02}"), if i % 7 == 0 { "error-creating" } else { "available" }))
+        .collect();
+    emu.store().add_server_groups(PROJECT, groups.clone());
+    let client = sdrs(&http_for(&emu, |_| {}), &emu, aksk()).with_page_size(10);
+    assert_eq!(client.list_protection_groups().await.expect("every group"), groups);
+    assert_eq!(route(&emu, SDRS_GROUPS), 3, "pages of 10, 10 and 5");
+    let page = client.list_protection_groups_page(4, 23).await.expect("the last page");
+    assert_eq!((page.count, page.server_groups.len()), (25, 2));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The emulator over real HTTP: a reqwest client signs requests with the crate's SDK-HMAC-SHA256
-//! signer and checks paging, each delete call, authentication failures, the project check, token
-//! auth, injected faults, the admin API and HTTPS with the emulator's own CA.
+//! signer and checks paging, SDRS scoping (strict and loose listing, group-level and per-group batch
+//! deletes), the protection-group list, KPS time modes and nulls on the wire, each delete call,
+//! authentication failures, the project check, token auth, injected faults, the admin API, the
+//! checked-in seed file and HTTPS with the emulator's own CA.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,11 +12,13 @@ use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use taskreaper::cloud::credentials::Secret;
-use taskreaper::cloud::model::{FailedTask, FailedTaskPage, FailureJob, FailureJobPage};
+use taskreaper::cloud::model::{
+    FailedTask, FailedTaskPage, FailureJob, FailureJobPage, ProtectionGroup, ProtectionGroupPage,
+};
 use taskreaper::cloud::signing;
 use taskreaper::emulator::{
-    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_LIST, SDRS_ONE,
-    Seed, SeededJob,
+    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH,
+    SDRS_GROUPS, SDRS_LIST, SDRS_ONE, SdrsListing, Seed, SeededJob,
 };
 
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
@@ -138,7 +142,16 @@ fn job(id: &str, resource_type: &str, resource_id: &str, group: Option<&str>) ->
     )
 }
 
+fn group(id: &str, name: &str, status: &str) -> ProtectionGroup {
+    ProtectionGroup { id: id.into(), name: name.into(), status: status.into() }
+}
+
+/// Groups g1 and g2; group-level j1 (names g1) and j3 (names g2); in-group j2 (g1), j4 (g2), j5 (g1).
 fn seed_jobs(emu: &Emulator) {
+    emu.store().add_server_groups(
+        PROJECT,
+        [group("g1", "prod-pg-01", "protected"), group("g2", "tmp-pg-02", "available")],
+    );
     emu.store().add_failure_jobs(
         PROJECT,
         [
@@ -155,7 +168,7 @@ fn task(id: &str) -> FailedTask {
     FailedTask {
         task_id: id.into(),
         operate_type: "FAILED_UNBIND".into(),
-        task_time: "2026-11-01T12:00:00Z".into(),
+        task_time: "1793534400000".into(),
         task_error_code: "KPS.2011".into(),
         task_error_msg: "not stopped".into(),
         server_name: "ecs-1".into(),
@@ -183,9 +196,9 @@ async fn signed_list_pages_filters_and_counts() {
     assert_eq!(response.status(), StatusCode::OK);
     let first_id = request_id(&response);
     let page: FailureJobPage = response.json().await.expect("page");
-    assert_eq!(page.count, 5);
-    assert_eq!(ids(&page.failure_jobs), ["j2", "j3"]);
-    assert_eq!(page.failure_jobs[0].resource_name, "tmp-j2");
+    assert_eq!(page.count, 2, "only group-level failures without server_group_id");
+    assert_eq!(ids(&page.failure_jobs), ["j3"]);
+    assert_eq!(page.failure_jobs[0].resource_name, "tmp-j3");
 
     let response = caller.send(Method::GET, &path, &[("resource_type", "server_groups")]).await;
     assert_ne!(request_id(&response), first_id, "request ids are unique");
@@ -198,7 +211,7 @@ async fn signed_list_pages_filters_and_counts() {
         .json()
         .await
         .unwrap();
-    assert_eq!(page.count, 3, "count is every match even when limit is 0");
+    assert_eq!(page.count, 2, "count is every match even when limit is 0");
     assert!(page.failure_jobs.is_empty());
 
     let response = caller.send(Method::GET, &path, &[("limit", "1001")]).await;
@@ -235,15 +248,30 @@ async fn generated_seed_is_served_with_totals() {
     })
     .await;
     let caller = Caller::new(&emu);
+    // 4 per kind: 4 + 1 dangling group-level jobs, 3 * 4 + 1 in-group, 3 * 4 + 1 KPS tasks.
     let page: FailureJobPage =
-        caller.send(Method::GET, &sdrs_list(PROJECT), &[("limit", "5")]).await.json().await.unwrap();
-    assert_eq!(page.count, 16);
-    assert_eq!(page.failure_jobs.len(), 5);
+        caller.send(Method::GET, &sdrs_list(PROJECT), &[("limit", "3")]).await.json().await.unwrap();
+    assert_eq!(page.count, 5, "the strict list shows group-level failures");
+    assert_eq!(page.failure_jobs.len(), 3);
+    let groups: ProtectionGroupPage =
+        caller.send(Method::GET, &format!("/v1/{PROJECT}/server-groups"), &[]).await.json().await.unwrap();
+    assert_eq!(groups.count, 3);
+    let mut in_groups = 0;
+    for g in &groups.server_groups {
+        let page: FailureJobPage = caller
+            .send(Method::GET, &sdrs_list(PROJECT), &[("server_group_id", g.id.as_str())])
+            .await
+            .json()
+            .await
+            .unwrap();
+        in_groups += page.count;
+    }
+    assert_eq!(in_groups, 13, "every in-group failure is inside a listed group");
     let page: FailedTaskPage =
         caller.send(Method::GET, &kps_tasks(PROJECT), &[("offset", "10")]).await.json().await.unwrap();
-    assert_eq!(page.total, 12);
-    assert_eq!(page.tasks.len(), 2);
-    assert_eq!(emu.store().failed_tasks(OTHER_PROJECT).len(), 12);
+    assert_eq!(page.total, 13);
+    assert_eq!(page.tasks.len(), 3);
+    assert_eq!(emu.store().failed_tasks(OTHER_PROJECT).len(), 13);
 }
 
 #[tokio::test]
@@ -268,8 +296,26 @@ async fn group_delete_removes_that_protection_group() {
     let response =
         caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/g1/failure-jobs/batch"), &[]).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(ids(&emu.store().failure_jobs(PROJECT)), ["j3", "j4"]);
-    assert_eq!(emu.store().calls().route("DELETE", SDRS_GROUP_BATCH), 1);
+    assert_eq!(response.bytes().await.unwrap().len(), 0);
+    assert_eq!(
+        ids(&emu.store().failure_jobs(PROJECT)),
+        ["j1", "j3", "j4"],
+        "the in-group failures of g1 go; the group-level j1 naming g1 stays"
+    );
+
+    let again =
+        caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/g1/failure-jobs/batch"), &[]).await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT, "an existing group without failures is fine");
+
+    let unknown =
+        caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/gone/failure-jobs/batch"), &[]).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(!request_id(&unknown).is_empty());
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "SDRS.1300", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("gone"), "{body}");
+    assert_eq!(ids(&emu.store().failure_jobs(PROJECT)), ["j1", "j3", "j4"], "nothing else went");
+    assert_eq!(emu.store().calls().route("DELETE", SDRS_GROUP_BATCH), 3);
 }
 
 #[tokio::test]
@@ -569,6 +615,24 @@ async fn admin_api_adds_reads_counts_and_sets_faults() {
     let base = format!("{}/_emulator", emu.url());
 
     let added = http
+        .post(format!("{base}/projects/{PROJECT}/server-groups"))
+        .json(&json!([{"id": "g7", "name": "tmp-pg-07", "status": "available"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    assert_eq!(added.json::<Value>().await.unwrap(), json!({"added": 1}));
+    let groups: Vec<ProtectionGroup> = http
+        .get(format!("{base}/projects/{PROJECT}/server-groups"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(groups, [group("g7", "tmp-pg-07", "available")]);
+
+    let added = http
         .post(format!("{base}/projects/{PROJECT}/failure-jobs"))
         .json(&json!([
             {"job_id": "a1", "resource_type": "replications", "resource_name": "tmp-a", "server_group_id": "g7"},
@@ -607,7 +671,7 @@ async fn admin_api_adds_reads_counts_and_sets_faults() {
         .unwrap();
     assert_eq!(tasks, vec![task("t9")]);
     let projects: Value = http.get(format!("{base}/projects")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(projects[PROJECT], json!({"failure_jobs": 2, "failed_tasks": 1}));
+    assert_eq!(projects[PROJECT], json!({"server_groups": 1, "failure_jobs": 2, "failed_tasks": 1}));
 
     let caller = Caller::new(&emu);
     let r =
@@ -621,7 +685,8 @@ async fn admin_api_adds_reads_counts_and_sets_faults() {
         .json()
         .await
         .unwrap();
-    assert!(jobs.is_empty(), "the group's jobs are gone: {jobs:?}");
+    assert_eq!(jobs.len(), 1, "the group's in-group job is gone, the group-level one stays: {jobs:?}");
+    assert_eq!(jobs[0]["job_id"], "a2");
 
     let calls: Value = http.get(format!("{base}/calls")).send().await.unwrap().json().await.unwrap();
     assert_eq!(calls["total"], 1);
@@ -682,4 +747,282 @@ async fn shutdown_stops_the_server() {
     emu.shutdown().await;
     let err = client().get(&url).send().await.expect_err("nothing listens any more");
     assert!(err.is_connect(), "{err:?}");
+}
+
+async fn raw_list(caller: &Caller, path: &str, query: &[(&str, &str)]) -> Value {
+    let response = caller.send(Method::GET, path, query).await;
+    assert_eq!(response.status(), StatusCode::OK, "GET {path} {query:?}");
+    response.json().await.expect("a JSON body")
+}
+
+fn listed_ids(body: &Value, key: &str, id: &str) -> Vec<String> {
+    body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} list in {body}"))
+        .iter()
+        .map(|item| item[id].as_str().unwrap_or_else(|| panic!("no {id} in {item}")).to_string())
+        .collect()
+}
+
+async fn put_modes(emu: &Emulator, patch: Value) -> reqwest::Response {
+    client().put(format!("{}/_emulator/modes", emu.url())).json(&patch).send().await.expect("admin answers")
+}
+
+#[tokio::test]
+async fn listing_is_strict_by_default_and_switches_to_loose_at_runtime() {
+    let emu = start(Seed::Empty).await;
+    seed_jobs(&emu);
+    let caller = Caller::new(&emu);
+    let path = sdrs_list(PROJECT);
+    let jobs = |body: &Value| listed_ids(body, "failure_jobs", "job_id");
+
+    let strict = raw_list(&caller, &path, &[]).await;
+    assert_eq!((jobs(&strict), strict["count"].clone()), (vec!["j1".into(), "j3".into()], json!(2)));
+    let instances = raw_list(&caller, &path, &[("resource_type", "protected_instances")]).await;
+    assert_eq!(instances["count"], 0, "in-group failures need server_group_id: {instances}");
+    let g1 = raw_list(&caller, &path, &[("server_group_id", "g1")]).await;
+    assert_eq!(jobs(&g1), ["j2", "j5"]);
+    let g1_drills =
+        raw_list(&caller, &path, &[("server_group_id", "g1"), ("resource_type", "disaster_recovery_drills")])
+            .await;
+    assert_eq!(jobs(&g1_drills), ["j5"], "filters apply within the group");
+    let g1_named = raw_list(&caller, &path, &[("server_group_id", "g1"), ("resource_name", "tmp-j2")]).await;
+    assert_eq!(jobs(&g1_named), ["j2"]);
+
+    let modes: Value =
+        client().get(format!("{}/_emulator/modes", emu.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(modes, json!({"sdrs_listing": "strict", "kps_task_time": "string"}));
+    let set = put_modes(&emu, json!({"sdrs_listing": "loose"})).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    assert_eq!(
+        set.json::<Value>().await.unwrap(),
+        json!({"sdrs_listing": "loose", "kps_task_time": "string"})
+    );
+    assert_eq!(emu.store().modes().sdrs_listing, SdrsListing::Loose);
+
+    let loose = raw_list(&caller, &path, &[]).await;
+    assert_eq!(jobs(&loose), ["j1", "j2", "j3", "j4", "j5"]);
+    assert_eq!(loose["count"], 5);
+    let instances = raw_list(&caller, &path, &[("resource_type", "protected_instances")]).await;
+    assert_eq!(jobs(&instances), ["j2"]);
+    let g1 = raw_list(&caller, &path, &[("server_group_id", "g1")]).await;
+    assert_eq!(jobs(&g1), ["j2", "j5"], "server_group_id scopes the same in both readings");
+
+    // The batch delete covers group-level failures in either reading.
+    let r = caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/failure-jobs/batch"), &[]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(jobs(&raw_list(&caller, &path, &[]).await), ["j2", "j4", "j5"]);
+
+    assert!(put_modes(&emu, json!({"sdrs_listing": "lax"})).await.status().is_client_error());
+    assert_eq!(put_modes(&emu, json!({"sdrs_listing": "strict"})).await.status(), StatusCode::OK);
+    assert_eq!(raw_list(&caller, &path, &[]).await["count"], 0, "strict again: no group-level failures left");
+    assert_eq!(emu.store().calls().route("GET", SDRS_LIST), 10, "admin calls are not counted");
+
+    let loose_from_start =
+        start_with(Config { sdrs_listing: SdrsListing::Loose, ..config(false) }, Seed::Empty).await;
+    seed_jobs(&loose_from_start);
+    let caller = Caller::new(&loose_from_start);
+    assert_eq!(raw_list(&caller, &path, &[]).await["count"], 5, "Config::sdrs_listing sets the start mode");
+}
+
+#[tokio::test]
+async fn server_groups_list_pages_filters_and_sits_behind_the_gate() {
+    let emu = start(Seed::Empty).await;
+    emu.store().add_server_groups(
+        PROJECT,
+        [
+            group("g1", "prod-pg-01", "protected"),
+            group("g2", "tmp-pg-02", "available"),
+            group("g3", "prod-pg-03", "available"),
+            group("g4", "dev-pg-04", "error-creating"),
+            group("g5", "prod-pg-05", ""),
+        ],
+    );
+    emu.store().add_server_groups(OTHER_PROJECT, [group("x1", "other-pg", "available")]);
+    let caller = Caller::new(&emu);
+    let path = format!("/v1/{PROJECT}/server-groups");
+    let ids = |body: &Value| listed_ids(body, "server_groups", "id");
+
+    let page = raw_list(&caller, &path, &[("limit", "2"), ("offset", "1")]).await;
+    assert_eq!((ids(&page), page["count"].clone()), (vec!["g2".into(), "g3".into()], json!(5)));
+    assert_eq!(page["server_groups"][0], json!({"id": "g2", "name": "tmp-pg-02", "status": "available"}));
+    let all = raw_list(&caller, &path, &[]).await;
+    assert_eq!(ids(&all), ["g1", "g2", "g3", "g4", "g5"]);
+    assert!(all["server_groups"][4]["status"].is_null(), "an absent status is null: {all}");
+    let decoded: ProtectionGroupPage = serde_json::from_value(all).unwrap();
+    assert_eq!(decoded.server_groups[4], group("g5", "prod-pg-05", ""));
+
+    let available = raw_list(&caller, &path, &[("status", "available")]).await;
+    assert_eq!((ids(&available), available["count"].clone()), (vec!["g2".into(), "g3".into()], json!(2)));
+    let prod = raw_list(&caller, &path, &[("name", "prod")]).await;
+    assert_eq!(ids(&prod), ["g1", "g3", "g5"], "name matches a part");
+    let both = raw_list(&caller, &path, &[("name", "prod"), ("status", "available"), ("limit", "0")]).await;
+    assert_eq!((ids(&both).len(), both["count"].clone()), (0, json!(1)), "count ignores limit");
+    let ignored =
+        raw_list(&caller, &path, &[("query_type", "status_abnormal"), ("availability_zone", "az1")]).await;
+    assert_eq!(ignored["count"], 5);
+
+    for bad in [("limit", "1001"), ("limit", "-1"), ("offset", "x")] {
+        let r = caller.send(Method::GET, &path, &[bad]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "SDRS.1002", "{body}");
+    }
+    let without_project_header = |path: String| {
+        let request = caller.request(Method::GET, &path, &[], &[]);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let other = without_project_header(format!("/v1/{OTHER_PROJECT}/server-groups")).await;
+    assert_eq!(ids(&other), ["x1"], "each project lists its own groups");
+    let unknown = without_project_header("/v1/00000000000000000000000000000000/server-groups".into()).await;
+    assert_eq!(unknown, json!({"server_groups": [], "count": 0}));
+
+    let unsigned = client().get(format!("{}{path}", emu.url())).send().await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    emu.store().set_faults(Faults { fail_next: vec![503], ..Faults::default() });
+    assert_eq!(caller.send(Method::GET, &path, &[]).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    emu.store().set_faults(Faults { malformed_rate: 1.0, ..Faults::default() });
+    let text = caller.send(Method::GET, &path, &[]).await.text().await.unwrap();
+    assert!(serde_json::from_str::<ProtectionGroupPage>(&text).is_err(), "the list can be malformed: {text}");
+    emu.store().set_faults(Faults::default());
+    let calls = emu.store().calls();
+    assert_eq!(calls.route("GET", SDRS_GROUPS), 14, "every call is counted, faulted or not");
+    assert_eq!(calls.by_project[PROJECT], 12);
+}
+
+#[tokio::test]
+async fn kps_task_time_is_an_epoch_ms_string_or_number_and_absent_strings_are_null() {
+    let emu = start(Seed::Empty).await;
+    let documented = FailedTask {
+        task_id: "2ce7dc7e-5e2b-4f3b-b3a0-b6f6b3f6a5d4".into(),
+        operate_type: "RUNNING_RESET".into(),
+        task_time: "1523342130000".into(),
+        task_error_code: String::new(),
+        task_error_msg: String::new(),
+        server_name: "ecs-name".into(),
+        server_id: "c2d7d2b8-fd8e-4a2e-9f1d-3c0e5a7d1c11".into(),
+        keypair_name: "keypair-name".into(),
+    };
+    emu.store().add_failed_tasks(PROJECT, vec![documented.clone(), task("t2")]);
+    let caller = Caller::new(&emu);
+    let path = kps_tasks(PROJECT);
+
+    let body = raw_list(&caller, &path, &[]).await;
+    assert_eq!(body["total"], 2);
+    let first = &body["tasks"][0];
+    assert_eq!(first["task_time"], json!("1523342130000"), "{body}");
+    assert_eq!(first["operate_type"], "RUNNING_RESET");
+    assert!(first["task_error_code"].is_null() && first["task_error_msg"].is_null(), "{body}");
+    assert_eq!(body["tasks"][1]["task_time"], json!("1793534400000"));
+    let page: FailedTaskPage = serde_json::from_value(body).unwrap();
+    assert_eq!(page.tasks, vec![documented.clone(), task("t2")]);
+
+    let set = put_modes(&emu, json!({"kps_task_time": "number"})).await;
+    assert_eq!(
+        set.json::<Value>().await.unwrap(),
+        json!({"sdrs_listing": "strict", "kps_task_time": "number"})
+    );
+    let body = raw_list(&caller, &path, &[("limit", "1")]).await;
+    assert_eq!(body["tasks"][0]["task_time"], json!(1_523_342_130_000_i64), "{body}");
+    assert!(body["tasks"][0]["task_error_code"].is_null());
+    let page: FailedTaskPage = serde_json::from_value(body).unwrap();
+    assert_eq!(page.tasks, vec![documented.clone()], "both shapes decode to the same task");
+    let when = taskreaper::cloud::model::parse_task_time(&page.tasks[0].task_time).unwrap();
+    assert_eq!(when, "2018-04-10T06:35:30Z".parse::<Timestamp>().unwrap());
+    assert_eq!(emu.store().failed_tasks(PROJECT)[0].task_time, "1523342130000", "the store is unchanged");
+
+    let numbers =
+        start_with(Config { kps_task_time: KpsTaskTime::Number, ..config(false) }, Seed::Empty).await;
+    numbers.store().add_failed_tasks(PROJECT, vec![task("t1")]);
+    assert_eq!(numbers.store().modes(), Modes { kps_task_time: KpsTaskTime::Number, ..Modes::default() });
+    let body = raw_list(&Caller::new(&numbers), &path, &[]).await;
+    assert_eq!(body["tasks"][0]["task_time"], json!(1_793_534_400_000_i64));
+}
+
+#[tokio::test]
+async fn generated_projects_follow_the_documented_shapes() {
+    let emu = start(Seed::Generated { projects: vec![PROJECT.into()], tasks_per_kind: 2, seed: 3 }).await;
+    let caller = Caller::new(&emu);
+    let groups: ProtectionGroupPage =
+        serde_json::from_value(raw_list(&caller, &format!("/v1/{PROJECT}/server-groups"), &[]).await)
+            .unwrap();
+    let group_ids: Vec<&str> = groups.server_groups.iter().map(|g| g.id.as_str()).collect();
+    let page: FailureJobPage =
+        serde_json::from_value(raw_list(&caller, &sdrs_list(PROJECT), &[]).await).unwrap();
+    assert_eq!(page.count, 3);
+    assert!(page.failure_jobs.iter().all(|j| j.resource_type == "server_groups"));
+    let dangling: Vec<&FailureJob> =
+        page.failure_jobs.iter().filter(|j| !group_ids.contains(&j.resource_id.as_str())).collect();
+    assert_eq!(dangling.len(), 1, "one group-level failure names a group that is gone");
+    let mut odd = 0;
+    for g in &group_ids {
+        let page: FailureJobPage =
+            serde_json::from_value(raw_list(&caller, &sdrs_list(PROJECT), &[("server_group_id", *g)]).await)
+                .unwrap();
+        odd += page.failure_jobs.iter().filter(|j| j.resource_type == "protectedInstance").count();
+    }
+    assert_eq!(odd, 1, "one in-group failure has the undocumented resource type");
+    let r = caller
+        .send(
+            Method::DELETE,
+            &format!("/v1/{PROJECT}/task-center/{}/failure-jobs/batch", dangling[0].resource_id),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the dangling group cannot be batch-deleted");
+
+    let body = raw_list(&caller, &kps_tasks(PROJECT), &[]).await;
+    assert_eq!(body["total"], 7);
+    let tasks = body["tasks"].as_array().unwrap();
+    assert!(tasks.iter().all(|t| t["task_time"].as_str().is_some_and(|s| s.len() == 13)), "{body}");
+    assert!(tasks.iter().any(|t| t["operate_type"] == "RUNNING_RESET"));
+    assert!(tasks.iter().any(|t| t["task_error_code"].is_null() && t["task_error_msg"].is_null()));
+}
+
+#[tokio::test]
+async fn the_checked_in_seed_file_is_served_in_the_documented_shape() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/emulator-seed.json");
+    let emu = start(Seed::File(path)).await;
+    let caller = Caller::new(&emu);
+    let pg1 = "0e6b7ba0-c3cd-4bf8-8a6e-f0f1f9c6c5a8";
+    let pg2 = "5b2f1c3e-8d7a-4e21-9c0b-1f2e3d4c5b6a";
+    let dangling = "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09";
+    let jobs = |body: &Value| listed_ids(body, "failure_jobs", "job_id");
+
+    let groups = raw_list(&caller, &format!("/v1/{PROJECT}/server-groups"), &[]).await;
+    assert_eq!(listed_ids(&groups, "server_groups", "id"), [pg1, pg2]);
+
+    let group_level = raw_list(&caller, &sdrs_list(PROJECT), &[]).await;
+    assert_eq!(
+        jobs(&group_level),
+        ["897f57b2-6e94-4179-b414-9532726c59f2", "3f1d2c4b-5a69-4788-9a0b-c1d2e3f4a5b6"]
+    );
+    let gone = &group_level["failure_jobs"][1];
+    assert_eq!(gone["resource_id"], dangling);
+    assert!(gone["error_code"].is_null() && gone["fail_reason"].is_null(), "{gone}");
+    assert!(gone.get("server_group_id").is_none(), "the scope is not on the wire: {gone}");
+
+    let in_pg1 = raw_list(&caller, &sdrs_list(PROJECT), &[("server_group_id", pg1)]).await;
+    assert_eq!(in_pg1["count"], 2);
+    assert_eq!(in_pg1["failure_jobs"][0]["resource_type"], "protectedInstance");
+    let in_pg2 = raw_list(&caller, &sdrs_list(PROJECT), &[("server_group_id", pg2)]).await;
+    assert_eq!(jobs(&in_pg2), ["c0ffee00-1234-4abc-8def-0123456789ab"]);
+
+    let tasks = raw_list(&caller, &kps_tasks(PROJECT), &[]).await;
+    assert_eq!(tasks["total"], 2);
+    assert_eq!(tasks["tasks"][0]["task_time"], "1523342130000");
+    assert_eq!(tasks["tasks"][0]["operate_type"], "RUNNING_RESET");
+    assert!(tasks["tasks"][0]["task_error_code"].is_null());
+
+    let batch = format!("/v1/{PROJECT}/task-center/{dangling}/failure-jobs/batch");
+    assert_eq!(caller.send(Method::DELETE, &batch, &[]).await.status(), StatusCode::NOT_FOUND);
+    let batch = format!("/v1/{PROJECT}/task-center/{pg1}/failure-jobs/batch");
+    assert_eq!(caller.send(Method::DELETE, &batch, &[]).await.status(), StatusCode::NO_CONTENT);
+    let r = caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/failure-jobs/batch"), &[]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        ids(&emu.store().failure_jobs(PROJECT)),
+        ["c0ffee00-1234-4abc-8def-0123456789ab"],
+        "only pg2's in-group failure is left"
+    );
 }

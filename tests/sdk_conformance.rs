@@ -17,11 +17,12 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use taskreaper::cloud::credentials::Secret;
-use taskreaper::cloud::model::{FailedTask, FailureJob, SDRS_RESOURCE_TYPES, SERVER_GROUPS};
+use taskreaper::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS};
 use taskreaper::cloud::signing::{self, Request};
 use taskreaper::emulator::{
-    ADMIN_PREFIX, Config, Emulator, KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_ONE, Seed,
-    gateway_code,
+    ADMIN_PREFIX, Config, Emulator, GROUP_STATUSES, GROUPS_PER_PROJECT, IN_GROUP_RESOURCE_TYPES, KPS_ONE,
+    KPS_TASKS, KpsTaskTime, Modes, ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, SDRS_BATCH,
+    SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_ONE, SdrsListing, Seed, SeededJob, gateway_code,
 };
 
 /// How many randomized requests the signer comparison covers.
@@ -145,7 +146,8 @@ const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
 const BYSTANDER: &str = "1b2c3d4e5f60718293a4b5c6d7e8f901";
 const ACCESS_KEY: &str = "HPUAXXXXXXXXEXAMPLEAK";
 const SECRET_KEY: &str = "exampleSecretKeyDoNotUse0123456789abcdEF";
-/// SDRS jobs per resource type and KPS tasks per operate type in each seeded project.
+/// SDRS jobs per documented resource type and KPS tasks per documented operate type in each seeded
+/// project (the generator adds one dangling group-level job, one odd in-group job and one odd task).
 const PER_KIND: usize = 6;
 /// The page size the SDK script lists with, small enough to need several pages.
 const PAGE_SIZE: usize = 7;
@@ -220,43 +222,69 @@ fn assert_task_listing(step: &str, summary: &Value, expected: &[String]) {
     assert_eq!(ids(&summary["ids"]), expected, "{step}: ids");
 }
 
-/// The SDK lists with filters and paging, then every delete call; the emulator ends up holding
-/// exactly what the semantics of each call leave, and the SDK sees the same at every step.
+/// Every task the SDK decoded (the `tasks` of a `list_tasks` summary) equals the emulator's: same
+/// ids, operate types (also outside the enum), `task_time` as the epoch-ms text, and `null` where the
+/// emulator holds no value.
+fn assert_sdk_tasks_match(step: &str, summary: &Value, expected: &[FailedTask]) {
+    let decoded = summary["tasks"].as_array().unwrap_or_else(|| panic!("{step}: no tasks in {summary}"));
+    assert_eq!(decoded.len(), expected.len(), "{step}: tasks");
+    assert_eq!(summary["task_time_types"], json!(["str"]), "{step}: the SDK types task_time as str");
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_default();
+    for (sdk, ours) in decoded.iter().zip(expected) {
+        let what = format!("{step}: {sdk}");
+        assert_eq!(text(&sdk["task_id"]), ours.task_id, "{what}");
+        assert_eq!(text(&sdk["operate_type"]), ours.operate_type, "{what}");
+        assert_eq!(text(&sdk["task_time"]), ours.task_time, "{what}");
+        assert_eq!(text(&sdk["keypair_name"]), ours.keypair_name, "{what}");
+        assert_eq!(sdk["task_error_code"].is_null(), ours.task_error_code.is_empty(), "{what}");
+        assert_eq!(sdk["task_error_msg"].is_null(), ours.task_error_msg.is_empty(), "{what}");
+    }
+}
+
+/// The SDK lists protection groups, the group-level failures and every group's in-group failures
+/// with filters and paging, then every delete call; the emulator ends up holding exactly what the
+/// strict reading of each call leaves, and the SDK sees the same at every step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_clients_purge_the_emulator() {
     let emu = start_emulator(false).await;
     let store = emu.store();
     let seeded = store.seeded_failure_jobs(PROJECT);
+    let groups = store.server_groups(PROJECT);
+    let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
     let all = job_ids(&store.failure_jobs(PROJECT));
-    let tasks = task_ids(&store.failed_tasks(PROJECT));
+    let seeded_tasks = store.failed_tasks(PROJECT);
+    let tasks = task_ids(&seeded_tasks);
     let bystander_jobs = store.failure_jobs(BYSTANDER);
     let bystander_tasks = store.failed_tasks(BYSTANDER);
-    assert_eq!(all.len(), 4 * PER_KIND);
-    assert_eq!(tasks.len(), 3 * PER_KIND);
+    assert_eq!(groups.len(), GROUPS_PER_PROJECT);
+    assert_eq!(all.len(), 4 * PER_KIND + 2, "per kind, plus one dangling and one odd resource type");
+    assert_eq!(tasks.len(), 3 * PER_KIND + 1, "per operate type, plus one odd operate type");
 
-    let of_type = |kind: &str| -> Vec<String> {
-        seeded.iter().filter(|j| j.job.resource_type == kind).map(|j| j.job.job_id.clone()).collect()
+    let select = |keep: &dyn Fn(&SeededJob) -> bool| -> Vec<String> {
+        seeded.iter().filter(|j| keep(j)).map(|j| j.job.job_id.clone()).collect()
     };
-    let group_level = of_type(SERVER_GROUPS);
-    // The protection group with the most members below group level, to delete as a whole.
-    let members = |group: &str| -> Vec<String> {
-        seeded.iter().filter(|j| j.group_id() == Some(group)).map(|j| j.job.job_id.clone()).collect()
-    };
-    let group = seeded
-        .iter()
-        .filter_map(|j| j.group_id())
-        .max_by_key(|g| without(&members(g), &group_level).len())
-        .expect("seeded jobs have groups")
-        .to_string();
+    let group_level = select(&|j| j.is_group_level());
+    assert_eq!(group_level.len(), PER_KIND + 1);
+    let members = |group: &str| select(&|j| j.group_id() == Some(group));
+    // The protection group with the most in-group failures, to delete as a whole.
+    let group = group_ids.iter().max_by_key(|g| members(g).len()).expect("groups").clone();
     let in_group = members(&group);
-    assert!(without(&in_group, &group_level).len() >= 2, "the group has members below group level");
-    // One job of each lower resource type outside that group, deleted by id.
-    let singles: Vec<String> = ["protected_instances", "replications", "disaster_recovery_drills"]
+    assert!(in_group.len() >= 3, "the group has in-group failures");
+    // A group-level failure names a group the project no longer has.
+    let missing = seeded
+        .iter()
+        .find(|j| j.is_group_level() && !group_ids.contains(&j.job.resource_id))
+        .expect("a dangling group-level failure")
+        .job
+        .resource_id
+        .clone();
+    // One in-group failure of each documented type outside that group, deleted by id.
+    let singles: Vec<String> = IN_GROUP_RESOURCE_TYPES
         .iter()
         .map(|kind| {
             seeded
                 .iter()
-                .find(|j| j.job.resource_type == *kind && j.group_id() != Some(group.as_str()))
+                .find(|j| j.job.resource_type == *kind && j.group_id().is_some_and(|g| g != group))
                 .unwrap_or_else(|| panic!("a {kind} job outside group {group}"))
                 .job
                 .job_id
@@ -265,7 +293,7 @@ async fn sdk_clients_purge_the_emulator() {
         .collect();
     let single_tasks = vec![tasks[1].clone(), tasks[tasks.len() - 2].clone()];
 
-    let mut extra = vec!["--server-group".to_string(), group.clone()];
+    let mut extra = vec!["--server-group".to_string(), group.clone(), "--missing-group".to_string(), missing];
     for id in &singles {
         extra.extend(["--delete-job".to_string(), id.clone()]);
     }
@@ -276,50 +304,87 @@ async fn sdk_clients_purge_the_emulator() {
     let sdrs = &out["sdrs"];
     let kps = &out["kps"];
 
-    // Listing: paging covers everything, in the emulator's order, and every filter narrows exactly.
-    assert_listing("initial list", &sdrs["initial"], &all);
-    for kind in SDRS_RESOURCE_TYPES {
-        assert_listing(
-            &format!("resource_type={kind}"),
-            &sdrs["filtered"]["resource_type"][kind],
-            &of_type(kind),
-        );
-    }
-    let statuses = sdrs["filtered"]["failure_status"].as_object().expect("failure_status filters");
-    assert!(statuses.len() >= 2, "several failure statuses were seen: {statuses:?}");
-    for (status, summary) in statuses {
+    // Protection groups: every page, in the emulator's order, and the status filter.
+    assert_listing("protection groups", &sdrs["groups"], &group_ids);
+    let statuses: Vec<&str> = groups.iter().map(|g| g.status.as_str()).collect();
+    assert_eq!(sdrs["groups"]["statuses"], json!(statuses));
+    let by_status = sdrs["groups_by_status"].as_object().expect("groups by status");
+    assert_eq!(by_status.len(), GROUP_STATUSES.len());
+    for (status, summary) in by_status {
         let expected: Vec<String> =
-            seeded.iter().filter(|j| j.job.failure_status == *status).map(|j| j.job.job_id.clone()).collect();
+            groups.iter().filter(|g| g.status == *status).map(|g| g.id.clone()).collect();
+        assert_listing(&format!("groups with status={status}"), summary, &expected);
+    }
+
+    // Without a filter: group-level failures only; with server_group_id: that group's failures.
+    assert_listing("initial list", &sdrs["initial"], &group_level);
+    let in_group_of = |g: &str, after: &Value, gone: &[String]| {
+        assert_listing(&format!("in group {g}"), &after[g], &without(&members(g), gone));
+    };
+    for g in &group_ids {
+        in_group_of(g, &sdrs["in_group"], &[]);
+    }
+    let kinds: Vec<&String> = sdrs["filtered"]["resource_type"].as_object().expect("types").keys().collect();
+    assert_eq!(kinds, [SERVER_GROUPS], "the unfiltered list holds protection-group failures only");
+    assert_listing(
+        "resource_type=server_groups",
+        &sdrs["filtered"]["resource_type"][SERVER_GROUPS],
+        &group_level,
+    );
+    let statuses = sdrs["filtered"]["failure_status"].as_object().expect("failure_status filters");
+    assert_eq!(statuses.len(), 2, "group-level failures are failed creations and deletions: {statuses:?}");
+    for (status, summary) in statuses {
+        let expected = select(&|j| j.is_group_level() && j.job.failure_status == *status);
         assert_listing(&format!("failure_status={status}"), summary, &expected);
     }
     assert_listing("server_group_id filter", &sdrs["filtered"]["server_group_id"], &in_group);
+    let types = sdrs["filtered"]["server_group_resource_type"].as_object().expect("in-group types");
+    assert_eq!(types.len(), IN_GROUP_RESOURCE_TYPES.len(), "filters take documented types only: {types:?}");
+    for (kind, summary) in types {
+        let expected = select(&|j| j.group_id() == Some(group.as_str()) && j.job.resource_type == *kind);
+        assert_listing(&format!("server_group_id and resource_type={kind}"), summary, &expected);
+    }
     let name = sdrs["initial"]["jobs"][0]["resource_name"].as_str().expect("a resource name");
-    let named: Vec<String> =
-        seeded.iter().filter(|j| j.job.resource_name.contains(name)).map(|j| j.job.job_id.clone()).collect();
-    assert!(named.contains(&all[0]));
+    let named = select(&|j| j.is_group_level() && j.job.resource_name.contains(name));
+    assert!(named.contains(&group_level[0]));
     assert_listing("resource_name filter", &sdrs["filtered"]["resource_name"], &named);
 
-    // The batch delete clears protection-group-level jobs only.
+    // The batch delete clears protection-group-level failures only.
     assert_eq!(sdrs["delete_all"]["status"], 204);
-    let after_batch = without(&all, &group_level);
-    assert_listing("after the batch delete", &sdrs["delete_all"]["after"], &after_batch);
-    assert!(sdrs["delete_all"]["after"]["by_resource_type"].get(SERVER_GROUPS).is_none());
+    assert_listing("after the batch delete", &sdrs["delete_all"]["after"], &[]);
+    for g in &group_ids {
+        in_group_of(g, &sdrs["delete_all"]["in_group_after"], &[]);
+    }
 
-    // The per-group delete clears that group's remaining jobs and nothing else.
+    // The per-group delete clears that group's in-group failures and nothing else.
     assert_eq!(sdrs["delete_server_group"]["status"], 204);
     assert_listing("the group after its delete", &sdrs["delete_server_group"]["group_after"], &[]);
-    let after_group = without(&after_batch, &in_group);
-    assert_listing("after the group delete", &sdrs["delete_server_group"]["after"], &after_group);
+    assert_listing("after the group delete", &sdrs["delete_server_group"]["after"], &[]);
+    for g in &group_ids {
+        in_group_of(g, &sdrs["delete_server_group"]["in_group_after"], &in_group);
+    }
+
+    // A group that does not exist: 404 with an SDRS error the SDK understands.
+    let missing = &sdrs["delete_missing_group"];
+    assert_eq!(missing["raised"], "ClientRequestException", "{missing}");
+    assert_eq!(missing["status_code"], 404, "{missing}");
+    assert_eq!(missing["error_code"], "SDRS.1300", "{missing}");
+    assert_eq!(missing["request_id"].as_str().map(str::len), Some(32), "{missing}");
 
     // Single deletes remove exactly the ids given.
     assert_eq!(sdrs["delete_jobs"]["statuses"], json!([204, 204, 204]));
-    let after_singles = without(&after_group, &singles);
-    assert_eq!(after_singles.len(), after_group.len() - 3);
-    assert_listing("after single deletes", &sdrs["delete_jobs"]["after"], &after_singles);
-    assert_eq!(job_ids(&store.failure_jobs(PROJECT)), after_singles, "the emulator holds what the SDK saw");
+    let gone: Vec<String> = in_group.iter().chain(&singles).cloned().collect();
+    for g in &group_ids {
+        in_group_of(g, &sdrs["delete_jobs"]["in_group_after"], &gone);
+    }
+    let left = without(&without(&all, &group_level), &gone);
+    assert_eq!(left.len(), all.len() - group_level.len() - in_group.len() - 3);
+    assert_eq!(job_ids(&store.failure_jobs(PROJECT)), left, "the emulator holds what the SDK saw");
 
-    // KPS: single deletes, then delete-all empties the project.
+    // KPS: the documented shape decodes; single deletes, then delete-all empties the project.
     assert_task_listing("KPS initial list", &kps["initial"], &tasks);
+    assert_sdk_tasks_match("KPS initial list", &kps["initial"], &seeded_tasks);
+    assert_eq!(kps["initial"]["by_operate_type"][ODD_KPS_OPERATE_TYPE], 1);
     assert_eq!(kps["delete_tasks"]["statuses"], json!([200, 200]));
     assert_task_listing(
         "KPS after single deletes",
@@ -336,11 +401,12 @@ async fn sdk_clients_purge_the_emulator() {
     let calls = store.calls();
     let deletes = |route: &str| calls.project_route(PROJECT, "DELETE", route);
     assert_eq!(deletes(SDRS_BATCH), 1);
-    assert_eq!(deletes(SDRS_GROUP_BATCH), 1);
+    assert_eq!(deletes(SDRS_GROUP_BATCH), 2, "the group, then the missing one");
     assert_eq!(deletes(SDRS_ONE), 3);
     assert_eq!(deletes(KPS_TASKS), 1);
     assert_eq!(deletes(KPS_ONE), 2);
-    assert_eq!(calls.deletes, 8);
+    assert_eq!(calls.deletes, 9);
+    assert_eq!(calls.project_route(PROJECT, "GET", SDRS_GROUPS), 1 + GROUP_STATUSES.len() as u64);
     assert!(!calls.by_project.contains_key(BYSTANDER), "no call reached the other project");
 
     // The admin endpoints tell the same story over HTTP.
@@ -359,24 +425,67 @@ async fn sdk_clients_purge_the_emulator() {
         .iter()
         .map(|j| j["job_id"].as_str().expect("job_id").to_string())
         .collect();
-    assert_eq!(remaining, after_singles);
+    assert_eq!(remaining, left);
     assert_eq!(admin(format!("/projects/{PROJECT}/failed-tasks")).await, json!([]));
     let admin_calls = admin("/calls".to_string()).await;
     assert_eq!(admin_calls["total"], calls.total, "admin calls are not counted as cloud calls");
-    assert_eq!(admin_calls["deletes"], 8);
+    assert_eq!(admin_calls["deletes"], 9);
 
     println!(
-        "sdk purge against the emulator: {} SDRS jobs -> {} after batch ({} group-level) -> {} after group {group} \
-         -> {} after {} single deletes; KPS {} tasks -> {} -> 0; {} cloud calls",
-        all.len(),
-        after_batch.len(),
+        "sdk purge against the emulator: {} groups; {} group-level SDRS failures -> 0 after the batch; \
+         {} in group {group} -> 0 after its delete; missing group -> 404; {} in-group left after {} single \
+         deletes; KPS {} tasks -> {} -> 0; {} cloud calls",
+        group_ids.len(),
         group_level.len(),
-        after_group.len(),
-        after_singles.len(),
+        in_group.len(),
+        left.len(),
         singles.len(),
         tasks.len(),
         tasks.len() - single_tasks.len(),
         calls.total
+    );
+    emu.shutdown().await;
+}
+
+/// The SDK's `list_failed_task` decodes the documented KPS shape (epoch-ms `task_time` string,
+/// `null` error fields, an operate type outside the enum) and the same tasks with `task_time` as a
+/// number; the loose SDRS reading shows the SDK every failure without a filter. Modes are switched
+/// on one running emulator through the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_decodes_both_kps_time_modes_and_both_sdrs_listings() {
+    let emu = start_emulator(false).await;
+    let store = emu.store();
+    let tasks = store.failed_tasks(PROJECT);
+    assert!(tasks.iter().any(|t| t.task_error_code.is_empty()), "the seed has null error codes");
+    assert!(tasks.iter().any(|t| t.operate_type == ODD_KPS_OPERATE_TYPE));
+
+    let strings = run_sdk_client(&emu, SECRET_KEY, "list", &[]).await;
+    assert_eq!(strings["kps"]["raised"], Value::Null, "{strings}");
+    assert_sdk_tasks_match("task_time as strings", &strings["kps"]["listing"], &tasks);
+    assert_eq!(strings["sdrs"]["listing"]["count"], PER_KIND + 1, "strict: group-level failures");
+
+    let modes = reqwest::Client::new()
+        .put(format!("{}{ADMIN_PREFIX}/modes", emu.url()))
+        .json(&json!({"kps_task_time": "number", "sdrs_listing": "loose"}))
+        .send()
+        .await
+        .expect("the admin API answers");
+    assert_eq!(modes.status(), 200);
+    assert_eq!(store.modes(), Modes { sdrs_listing: SdrsListing::Loose, kps_task_time: KpsTaskTime::Number });
+
+    let numbers = run_sdk_client(&emu, SECRET_KEY, "list", &[]).await;
+    assert_eq!(numbers["kps"]["raised"], Value::Null, "{numbers}");
+    assert_sdk_tasks_match("task_time as numbers", &numbers["kps"]["listing"], &tasks);
+    let loose = &numbers["sdrs"]["listing"];
+    assert_eq!(loose["count"], 4 * PER_KIND + 2, "loose: every failure: {loose}");
+    assert_eq!(ids(&loose["ids"]), job_ids(&store.failure_jobs(PROJECT)));
+    assert_eq!(loose["by_resource_type"][ODD_SDRS_RESOURCE_TYPE], 1, "{loose}");
+    println!(
+        "sdk list_failed_task decoded {} tasks with task_time as strings and as numbers alike; the loose \
+         SDRS list showed {} failures, the strict one {}",
+        tasks.len(),
+        loose["count"],
+        strings["sdrs"]["listing"]["count"]
     );
     emu.shutdown().await;
 }
@@ -389,10 +498,10 @@ async fn sdk_with_a_wrong_secret_key_is_rejected() {
     let store = emu.store();
     let jobs = store.failure_jobs(PROJECT);
     let tasks = store.failed_tasks(PROJECT);
-    let group = store.seeded_failure_jobs(PROJECT).iter().find_map(|j| j.group_id().map(str::to_string));
+    let group = store.server_groups(PROJECT).first().map(|g| g.id.clone());
     let extra = vec![
         "--server-group".to_string(),
-        group.expect("seeded jobs have groups"),
+        group.expect("the seed has protection groups"),
         "--delete-job".to_string(),
         jobs[0].job_id.clone(),
         "--delete-task".to_string(),
@@ -415,13 +524,13 @@ async fn sdk_with_a_wrong_secret_key_is_rejected() {
             rejected += 1;
         }
     }
-    assert_eq!(rejected, 7, "every SDRS and KPS call was tried");
+    assert_eq!(rejected, 8, "every SDRS and KPS call was tried");
     assert_eq!(store.failure_jobs(PROJECT), jobs, "no SDRS job was deleted");
     assert_eq!(store.failed_tasks(PROJECT), tasks, "no KPS task was deleted");
     let calls = store.calls();
-    assert_eq!(calls.total, 7, "each call reached the emulator once (no retries)");
+    assert_eq!(calls.total, 8, "each call reached the emulator once (no retries)");
     println!(
-        "sdk with a wrong secret key: {rejected}/7 calls rejected with 401 {}; {} jobs and {} tasks intact",
+        "sdk with a wrong secret key: {rejected}/8 calls rejected with 401 {}; {} jobs and {} tasks intact",
         gateway_code::AUTHENTICATION,
         jobs.len(),
         tasks.len()
@@ -442,10 +551,10 @@ async fn sdk_verifies_the_emulator_certificate() {
     let trusted = run_sdk_client(&emu, SECRET_KEY, "list", &["--ca-file".to_string(), ca_path]).await;
     assert_eq!(trusted["sdrs"]["raised"], Value::Null, "{trusted}");
     assert_eq!(trusted["kps"]["raised"], Value::Null, "{trusted}");
-    assert_eq!(trusted["sdrs"]["listing"]["count"], 4 * PER_KIND);
-    assert_eq!(trusted["sdrs"]["listing"]["listed"], 4 * PER_KIND);
-    assert_eq!(trusted["kps"]["listing"]["total"], 3 * PER_KIND);
-    assert_eq!(trusted["kps"]["listing"]["listed"], 3 * PER_KIND);
+    assert_eq!(trusted["sdrs"]["listing"]["count"], PER_KIND + 1);
+    assert_eq!(trusted["sdrs"]["listing"]["listed"], PER_KIND + 1);
+    assert_eq!(trusted["kps"]["listing"]["total"], 3 * PER_KIND + 1);
+    assert_eq!(trusted["kps"]["listing"]["listed"], 3 * PER_KIND + 1);
     let calls_trusted = emu.store().calls().total;
     assert!(calls_trusted >= 2, "the lists reached the emulator");
 
@@ -461,9 +570,9 @@ async fn sdk_verifies_the_emulator_certificate() {
     emu.shutdown().await;
 }
 
-/// `taskreaper emulator` itself, the binary on a port it picked: the official SDK lists and purges
-/// the failed tasks it seeded, and a request whose signature was tampered with gets a 401 with a
-/// Huawei-style body.
+/// `taskreaper emulator` itself, the binary on a port it picked, with the loose listing and numeric KPS
+/// times chosen by flag: the official SDK lists and purges the failed tasks it seeded, and a request
+/// whose signature was tampered with gets a 401 with a Huawei-style body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulator_command_serves_the_official_sdk() {
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -471,6 +580,7 @@ async fn the_emulator_command_serves_the_official_sdk() {
     let mut server = common::binary::taskreaper()
         .args(["emulator", "--listen", "127.0.0.1:0", "--projects", PROJECT, "--tasks-per-kind", "4"])
         .args(["--access-key", &access_key])
+        .args(["--sdrs-listing", "loose", "--kps-task-time", "number"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect(common::binary::START_FAILED);
@@ -490,12 +600,23 @@ async fn the_emulator_command_serves_the_official_sdk() {
     // The SDK lists (every page), deletes the protection-group failures and every KPS task.
     let out = run_sdk_client_at(&url, SECRET_KEY, "purge", &[]).await;
     let sdrs = &out["sdrs"];
-    assert_eq!(sdrs["initial"]["count"], 16, "4 jobs of each of the 4 resource types: {sdrs}");
-    assert_eq!(sdrs["initial"]["by_resource_type"][SERVER_GROUPS], 4, "{sdrs}");
+    assert_eq!(sdrs["groups"]["count"], GROUPS_PER_PROJECT, "{sdrs}");
+    assert_eq!(
+        sdrs["initial"]["count"], 18,
+        "loose: 4 of each of the 4 resource types and 2 odd ones: {sdrs}"
+    );
+    assert_eq!(sdrs["initial"]["by_resource_type"][SERVER_GROUPS], 5, "{sdrs}");
     assert_eq!(sdrs["delete_all"]["status"], 204, "{sdrs}");
-    assert_eq!(sdrs["delete_all"]["after"]["count"], 12, "only protection-group failures go: {sdrs}");
+    assert_eq!(sdrs["delete_all"]["after"]["count"], 13, "only protection-group failures go: {sdrs}");
     let kps = &out["kps"];
-    assert_eq!(kps["initial"]["total"], 12, "4 tasks of each of the 3 operate types: {kps}");
+    assert_eq!(kps["initial"]["total"], 13, "4 tasks of each of the 3 operate types and an odd one: {kps}");
+    assert_eq!(kps["initial"]["task_time_types"], json!(["str"]), "numeric times decode: {kps}");
+    assert!(
+        kps["initial"]["tasks"].as_array().is_some_and(|t| t.iter().all(|t| t["task_time"]
+            .as_str()
+            .is_some_and(|s| s.len() == 13 && s.bytes().all(|b| b.is_ascii_digit())))),
+        "{kps}"
+    );
     assert_eq!(kps["delete_all"]["status"], 200, "{kps}");
     assert_eq!(kps["delete_all"]["after"]["total"], 0, "{kps}");
 

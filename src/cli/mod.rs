@@ -1,6 +1,7 @@
 //! Command-line interface: parses arguments and dispatches to each command.
 
 mod demo;
+mod emulator;
 mod purge;
 mod run;
 
@@ -26,7 +27,7 @@ pub enum Command {
     /// Run one policy once, without Kubernetes, and print the resulting status as YAML.
     Purge(PurgeArgs),
     /// Serve a local SDRS + KPS endpoint for tests, demos and benchmarks.
-    Emulator(crate::emulator::EmulatorArgs),
+    Emulator(emulator::EmulatorArgs),
     /// Start the emulator with seeded failed tasks, run the example policies against it, and show
     /// before and after.
     Demo(demo::DemoArgs),
@@ -40,9 +41,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::Purge(args) => purge::run(args).await.map_err(Into::into),
-        Command::Emulator(args) => {
-            crate::emulator::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into)
-        }
+        Command::Emulator(args) => emulator::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
     };
     result.unwrap_or_else(|error| {

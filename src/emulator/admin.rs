@@ -1,5 +1,6 @@
 //! The emulator's own control endpoints under `/_emulator`, without authentication or faults: add
-//! and read tasks, read and reset call counts, read and change faults.
+//! and read protection groups and tasks, read and reset call counts, read and change faults and
+//! modes. Handlers over the store; no I/O of their own.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +11,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::cloud::model::FailedTask;
+use crate::cloud::model::{FailedTask, ProtectionGroup};
 
 use super::faults::Faults;
+use super::modes::{Modes, ModesPatch};
 use super::store::{ProjectCounts, SeededJob};
 use super::{App, CallCounts};
 
@@ -22,14 +24,30 @@ pub const PREFIX: &str = "/_emulator";
 pub(crate) fn router() -> Router<App> {
     Router::new()
         .route("/projects", get(projects))
+        .route("/projects/{project_id}/server-groups", get(server_groups).post(add_server_groups))
         .route("/projects/{project_id}/failure-jobs", get(failure_jobs).post(add_failure_jobs))
         .route("/projects/{project_id}/failed-tasks", get(failed_tasks).post(add_failed_tasks))
         .route("/calls", get(calls).delete(reset_calls))
         .route("/faults", get(faults).put(set_faults))
+        .route("/modes", get(modes).put(set_modes))
 }
 
 async fn projects(State(app): State<App>) -> Json<BTreeMap<String, ProjectCounts>> {
     Json(app.store.projects())
+}
+
+async fn server_groups(State(app): State<App>, Path(project): Path<String>) -> Json<Vec<ProtectionGroup>> {
+    Json(app.store.server_groups(&project))
+}
+
+async fn add_server_groups(
+    State(app): State<App>,
+    Path(project): Path<String>,
+    Json(groups): Json<Vec<ProtectionGroup>>,
+) -> Response {
+    let added = groups.len();
+    app.store.add_server_groups(&project, groups);
+    (StatusCode::CREATED, Json(json!({"added": added}))).into_response()
 }
 
 async fn failure_jobs(State(app): State<App>, Path(project): Path<String>) -> Json<Vec<SeededJob>> {
@@ -81,4 +99,15 @@ async fn set_faults(State(app): State<App>, Json(faults): Json<Faults>) -> Respo
         }
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
     }
+}
+
+async fn modes(State(app): State<App>) -> Json<Modes> {
+    Json(app.store.modes())
+}
+
+/// Changes the fields the body names (`{"sdrs_listing": "loose"}`) and answers with every mode.
+async fn set_modes(State(app): State<App>, Json(patch): Json<ModesPatch>) -> Json<Modes> {
+    let modes = app.store.modes().patched(patch);
+    app.store.set_modes(modes);
+    Json(modes)
 }

@@ -55,6 +55,7 @@ pub mod sdrs_code {
     pub const INTERNAL: &str = "SDRS.1000";
     pub const INVALID_QUERY: &str = "SDRS.1002";
     pub const JOB_NOT_FOUND: &str = "SDRS.1301";
+    pub const GROUP_NOT_FOUND: &str = "SDRS.1300";
 }
 
 /// KPS error codes used by the emulator.

@@ -4,6 +4,7 @@
 //! demand. Does network and file I/O.
 //!
 //! ```text
+//! GET    /v1/{project_id}/server-groups                                     list protection groups
 //! GET    /v1/{project_id}/task-center/failure-jobs                          list SDRS failed jobs
 //! DELETE /v1/{project_id}/task-center/failure-jobs/batch                    protection-group-level jobs
 //! DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch  one protection group's jobs
@@ -11,22 +12,32 @@
 //! GET    /v3/{project_id}/failed-tasks                                      list KPS failed tasks
 //! DELETE /v3/{project_id}/failed-tasks                                      every KPS failed task
 //! DELETE /v3/{project_id}/failed-tasks/{task_id}                            one task (404 when absent)
-//! GET|POST /_emulator/projects/{project_id}/failure-jobs | failed-tasks     read or add tasks
-//! GET /_emulator/projects · GET|DELETE /_emulator/calls · GET|PUT /_emulator/faults
+//! GET|POST /_emulator/projects/{project_id}/server-groups | failure-jobs | failed-tasks
+//! GET /_emulator/projects · GET|DELETE /_emulator/calls · GET|PUT /_emulator/faults | modes
 //! ```
+//!
+//! SDRS scoping follows the strict reading of the API reference: a [`SeededJob`] with a
+//! `server_group_id` is a failure inside that protection group (protected instance, replication
+//! pair, DR drill), one without is a protection-group-level failure. The list without
+//! `server_group_id` shows only group-level failures ([`SdrsListing::Strict`]; [`SdrsListing::Loose`]
+//! shows every failure), with `server_group_id` only that group's in-group failures. The batch
+//! delete removes group-level failures only; the per-group batch removes that group's in-group
+//! failures and answers 404 when the project has no such protection group. KPS writes `task_time`
+//! as epoch milliseconds in a string, as documented ([`KpsTaskTime::String`]), or as a number.
 //!
 //! The server clock ([`Config::clock`], [`Store::set_clock`]) decides which `X-Sdk-Date` values are
 //! fresh; fix it to test signatures made at a known date.
 
 mod admin;
-mod args;
 mod auth;
 mod calls;
 mod clock;
+mod command;
 mod errors;
 mod faults;
 mod gate;
 mod generate;
+mod modes;
 mod query;
 mod routes;
 mod server;
@@ -48,16 +59,20 @@ use tokio::task::JoinHandle;
 use crate::cloud::credentials::Secret;
 
 pub use admin::PREFIX as ADMIN_PREFIX;
-pub use args::{DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorArgs, run};
 pub use auth::{AuthError, AuthSettings, Principal, authenticate};
 pub use calls::{CallCounts, route_key};
 pub use clock::Clock;
+pub use command::{DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, RunOptions, run};
 pub use errors::{ApiError, ErrorBody, Service, gateway_code, kps_code, sdrs_code};
 pub use faults::{FaultAction, Faults, FaultsError, Malformed};
 pub use gate::REQUEST_ID_HEADER;
-pub use generate::{GROUPS_PER_PROJECT, generate, kps_time, sdrs_time};
-pub use query::{FailureJobQuery, Page, QueryError};
-pub use routes::{KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_LIST, SDRS_ONE};
+pub use generate::{
+    GROUP_STATUSES, GROUPS_PER_PROJECT, IN_GROUP_RESOURCE_TYPES, ODD_KPS_OPERATE_TYPE,
+    ODD_SDRS_RESOURCE_TYPE, generate, kps_time, sdrs_time,
+};
+pub use modes::{KpsTaskTime, Modes, ModesPatch, SdrsListing};
+pub use query::{FailureJobQuery, Page, QueryError, ServerGroupQuery};
+pub use routes::{KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE};
 pub use store::{ProjectCounts, ProjectSeed, SeedFile, SeededJob, Store};
 pub use tls::TlsError;
 
@@ -78,6 +93,13 @@ pub struct Config {
     pub clock: Clock,
     /// Seeds the generator that fault chances draw from, so a run with faults repeats exactly.
     pub fault_seed: u64,
+    /// Which SDRS failures the list shows without `server_group_id` (default strict: only
+    /// protection-group-level ones); change it later with [`Store::set_modes`] or
+    /// `PUT /_emulator/modes`.
+    pub sdrs_listing: SdrsListing,
+    /// How KPS writes `task_time` (default: epoch milliseconds as a string, as documented); change it
+    /// later with [`Store::set_modes`] or `PUT /_emulator/modes`.
+    pub kps_task_time: KpsTaskTime,
 }
 
 impl Default for Config {
@@ -90,6 +112,8 @@ impl Default for Config {
             tls: false,
             clock: Clock::System,
             fault_seed: 0,
+            sdrs_listing: SdrsListing::Strict,
+            kps_task_time: KpsTaskTime::String,
         }
     }
 }
@@ -100,8 +124,9 @@ pub enum Seed {
     Empty,
     /// A JSON [`SeedFile`].
     File(PathBuf),
-    /// [`generate`]d from the server clock's now: `tasks_per_kind` SDRS jobs per resource type and
-    /// KPS tasks per operate type in each project.
+    /// [`generate`]d from the server clock's now: in each project [`GROUPS_PER_PROJECT`] protection
+    /// groups, `tasks_per_kind` SDRS jobs per documented resource type and KPS tasks per documented
+    /// operate type, plus a few odd ones (see [`generate`]).
     Generated {
         projects: Vec<String>,
         tasks_per_kind: usize,
@@ -180,6 +205,7 @@ impl Emulator {
     pub async fn start(listen: SocketAddr, config: Config, seed: Seed) -> Result<Emulator, EmulatorError> {
         config.faults.validate().map_err(EmulatorError::InvalidFaults)?;
         let store = Store::new(config.faults, config.fault_seed, config.clock);
+        store.set_modes(Modes { sdrs_listing: config.sdrs_listing, kps_task_time: config.kps_task_time });
         match seed {
             Seed::Empty => {}
             Seed::File(path) => store.load(read_seed(&path)?),
@@ -276,6 +302,7 @@ mod tests {
         assert!(c.access_keys.is_empty() && c.auth_tokens.is_empty() && !c.tls);
         assert_eq!(c.max_clock_skew, Duration::from_secs(900));
         assert_eq!(c.faults, Faults::default());
+        assert_eq!((c.sdrs_listing, c.kps_task_time), (SdrsListing::Strict, KpsTaskTime::String));
     }
 
     #[test]

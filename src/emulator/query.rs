@@ -3,8 +3,11 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::cloud::model::{FailureJobFilter, MAX_PAGE, SDRS_FAILURE_STATUSES, SDRS_RESOURCE_TYPES};
+use crate::cloud::model::{
+    FailureJobFilter, MAX_PAGE, ProtectionGroup, SDRS_FAILURE_STATUSES, SDRS_RESOURCE_TYPES,
+};
 
+use super::modes::SdrsListing;
 use super::store::SeededJob;
 
 /// The largest offset the services accept (a Java `int`).
@@ -15,6 +18,25 @@ pub const MAX_OFFSET: u64 = i32::MAX as u64;
 pub struct FailureJobQuery {
     pub filter: FailureJobFilter,
     pub page: Page,
+}
+
+/// A validated protection-group list query. `query_type` and `availability_zone` are accepted and
+/// not applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerGroupQuery {
+    /// Exact status, e.g. `available`.
+    pub status: Option<String>,
+    /// Part of the name.
+    pub name: Option<String>,
+    pub page: Page,
+}
+
+impl ServerGroupQuery {
+    /// Whether a group passes the filters.
+    pub fn matches(&self, group: &ProtectionGroup) -> bool {
+        self.status.as_deref().is_none_or(|s| s == group.status)
+            && self.name.as_deref().is_none_or(|n| group.name.contains(n))
+    }
 }
 
 /// A window over a list.
@@ -104,14 +126,29 @@ pub fn parse_failure_job_query(pairs: &[(String, String)]) -> Result<FailureJobQ
     })
 }
 
-/// Whether a job passes the filter. `resource_name` matches as a substring, as the console's
-/// fuzzy search does; the other filters match exactly.
-pub fn matches(job: &SeededJob, filter: &FailureJobFilter) -> bool {
+/// The protection-group list query: `status` and `name` filters, `limit` and `offset`.
+pub fn parse_server_group_query(pairs: &[(String, String)]) -> Result<ServerGroupQuery, QueryError> {
+    Ok(ServerGroupQuery {
+        status: value(pairs, "status").map(str::to_string),
+        name: value(pairs, "name").map(str::to_string),
+        page: parse_page(pairs)?,
+    })
+}
+
+/// Whether a job is in the list's scope and passes the filter. With `server_group_id` the scope is
+/// that group's in-group failures; without it the protection-group-level failures
+/// ([`SdrsListing::Strict`]) or every failure ([`SdrsListing::Loose`]). `resource_name` matches as a
+/// substring, as the console's fuzzy search does; the other filters match exactly.
+pub fn matches(job: &SeededJob, filter: &FailureJobFilter, listing: SdrsListing) -> bool {
     let exact = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-    exact(&filter.failure_status, &job.job.failure_status)
+    let in_scope = match filter.server_group_id.as_deref() {
+        Some(group) => job.group_id() == Some(group),
+        None => listing == SdrsListing::Loose || job.is_group_level(),
+    };
+    in_scope
+        && exact(&filter.failure_status, &job.job.failure_status)
         && exact(&filter.resource_type, &job.job.resource_type)
         && filter.resource_name.as_deref().is_none_or(|n| job.job.resource_name.contains(n))
-        && filter.server_group_id.as_deref().is_none_or(|g| job.group_id() == Some(g))
 }
 
 /// The items of one page, in order.
@@ -192,33 +229,63 @@ mod tests {
     }
 
     #[test]
-    fn filters_match_each_field() {
+    fn filters_match_each_field_within_the_scope() {
         let jobs = [
             job("1", "server_groups", "createFail", "prod-pg", None),
             job("2", "protected_instances", "deleteFail", "tmp-vm-1", Some("res-1")),
             job("3", "replications", "deleteFail", "tmp-rep", Some("g9")),
+            job("4", "server_groups", "deleteFail", "tmp-pg", None),
         ];
-        let ids = |filter: FailureJobFilter| -> Vec<String> {
-            jobs.iter().filter(|j| matches(j, &filter)).map(|j| j.job.job_id.clone()).collect()
+        let ids = |filter: FailureJobFilter, listing: SdrsListing| -> Vec<String> {
+            jobs.iter().filter(|j| matches(j, &filter, listing)).map(|j| j.job.job_id.clone()).collect()
         };
-        assert_eq!(ids(FailureJobFilter::default()), ["1", "2", "3"]);
-        assert_eq!(
-            ids(FailureJobFilter { failure_status: Some("deleteFail".into()), ..Default::default() }),
-            ["2", "3"]
-        );
-        assert_eq!(
-            ids(FailureJobFilter { resource_name: Some("tmp-".into()), ..Default::default() }),
-            ["2", "3"]
-        );
-        assert_eq!(
-            ids(FailureJobFilter { resource_type: Some("server_groups".into()), ..Default::default() }),
-            ["1"]
-        );
-        assert_eq!(
-            ids(FailureJobFilter { server_group_id: Some("res-1".into()), ..Default::default() }),
-            ["1", "2"],
-            "a server_groups job belongs to the group it names"
-        );
+        let strict = |filter| ids(filter, SdrsListing::Strict);
+        let loose = |filter| ids(filter, SdrsListing::Loose);
+        assert_eq!(strict(FailureJobFilter::default()), ["1", "4"]);
+        assert_eq!(loose(FailureJobFilter::default()), ["1", "2", "3", "4"]);
+        let deleted = FailureJobFilter { failure_status: Some("deleteFail".into()), ..Default::default() };
+        assert_eq!(strict(deleted.clone()), ["4"]);
+        assert_eq!(loose(deleted), ["2", "3", "4"]);
+        let tmp = FailureJobFilter { resource_name: Some("tmp-".into()), ..Default::default() };
+        assert_eq!(loose(tmp), ["2", "3", "4"]);
+        let groups = FailureJobFilter { resource_type: Some("server_groups".into()), ..Default::default() };
+        assert_eq!(strict(groups), ["1", "4"]);
+        let instances =
+            FailureJobFilter { resource_type: Some("protected_instances".into()), ..Default::default() };
+        assert_eq!(strict(instances.clone()), Vec::<String>::new(), "in-group failures need a group");
+        assert_eq!(loose(instances), ["2"]);
+        let g = |id: &str| FailureJobFilter { server_group_id: Some(id.into()), ..Default::default() };
+        for listing in [SdrsListing::Strict, SdrsListing::Loose] {
+            assert_eq!(ids(g("res-1"), listing), ["2"], "a group-level job is not inside the group it names");
+            assert_eq!(ids(g("g9"), listing), ["3"]);
+        }
+    }
+
+    #[test]
+    fn server_group_query_filters_and_pages() {
+        let q = parse_server_group_query(&pairs(&[
+            ("status", "available"),
+            ("name", "prod"),
+            ("query_type", "status_abnormal"),
+            ("availability_zone", "az1.dc1"),
+            ("limit", "3"),
+            ("offset", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(q.status.as_deref(), Some("available"));
+        assert_eq!(q.name.as_deref(), Some("prod"));
+        assert_eq!(q.page, Page { limit: 3, offset: 1 });
+        let group = |name: &str, status: &str| ProtectionGroup {
+            id: name.into(),
+            name: name.into(),
+            status: status.into(),
+        };
+        assert!(q.matches(&group("prod-pg-01", "available")));
+        assert!(!q.matches(&group("prod-pg-01", "protected")));
+        assert!(!q.matches(&group("dev-pg-01", "available")));
+        assert!(ServerGroupQuery::default().matches(&group("", "")));
+        assert!(parse_server_group_query(&pairs(&[("limit", "1001")])).is_err());
+        assert!(parse_server_group_query(&pairs(&[("offset", "x")])).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The SDRS and KPS failed-task endpoints: route templates and handlers over the [`Store`]. The
-//! gate in front of them has already counted, faulted and authenticated the call.
+//! The SDRS and KPS endpoints (failed tasks, and SDRS protection groups): route templates and
+//! handlers over the [`Store`](super::Store). The gate in front of them has already counted, faulted
+//! and authenticated the call. No I/O of their own.
 
 use axum::Json;
 use axum::Router;
@@ -12,8 +13,11 @@ use axum::routing::{delete, get};
 use super::App;
 use super::errors::{ApiError, Service, kps_code, sdrs_code};
 use super::gate::{self, RequestId};
-use super::query::{decode_query, parse_failure_job_query, parse_page};
+use super::modes::render_kps_times;
+use super::query::{decode_query, parse_failure_job_query, parse_page, parse_server_group_query};
 
+/// SDRS: list protection groups.
+pub const SDRS_GROUPS: &str = "/v1/{project_id}/server-groups";
 /// SDRS: list failed jobs.
 pub const SDRS_LIST: &str = "/v1/{project_id}/task-center/failure-jobs";
 /// SDRS: delete every protection-group-level failed job.
@@ -27,14 +31,15 @@ pub const KPS_TASKS: &str = "/v3/{project_id}/failed-tasks";
 /// KPS: delete one failed task.
 pub const KPS_ONE: &str = "/v3/{project_id}/failed-tasks/{task_id}";
 
-/// Whether a call may get a malformed body: the two list calls.
+/// Whether a call may get a malformed body: the list calls.
 pub fn is_list(method: &str, template: &str) -> bool {
-    method == "GET" && (template == SDRS_LIST || template == KPS_TASKS)
+    method == "GET" && (template == SDRS_LIST || template == KPS_TASKS || template == SDRS_GROUPS)
 }
 
 /// The cloud routes, behind the gate.
 pub(crate) fn router(app: &App) -> Router<App> {
     Router::new()
+        .route(SDRS_GROUPS, get(list_server_groups))
         .route(SDRS_LIST, get(list_failure_jobs))
         .route(SDRS_BATCH, delete(delete_server_group_level_jobs))
         .route(SDRS_GROUP_BATCH, delete(delete_group_jobs))
@@ -42,6 +47,21 @@ pub(crate) fn router(app: &App) -> Router<App> {
         .route(KPS_TASKS, get(list_failed_tasks).delete(delete_all_failed_tasks))
         .route(KPS_ONE, delete(delete_failed_task))
         .route_layer(from_fn_with_state(app.clone(), gate::gate))
+}
+
+async fn list_server_groups(
+    State(app): State<App>,
+    Path(project): Path<String>,
+    RawQuery(raw): RawQuery,
+    Extension(id): Extension<RequestId>,
+) -> Response {
+    match parse_server_group_query(&decode_query(raw.as_deref().unwrap_or(""))) {
+        Ok(query) => Json(app.store.list_server_groups(&project, &query)).into_response(),
+        Err(e) => {
+            ApiError::service(Service::Sdrs, StatusCode::BAD_REQUEST, sdrs_code::INVALID_QUERY, e.to_string())
+                .render(&id.0)
+        }
+    }
 }
 
 async fn list_failure_jobs(
@@ -64,12 +84,22 @@ async fn delete_server_group_level_jobs(State(app): State<App>, Path(project): P
     StatusCode::NO_CONTENT
 }
 
+/// The strictest reading: a group the project does not have is a 404, not an empty success.
 async fn delete_group_jobs(
     State(app): State<App>,
     Path((project, group)): Path<(String, String)>,
-) -> StatusCode {
-    app.store.delete_group_jobs(&project, &group);
-    StatusCode::NO_CONTENT
+    Extension(id): Extension<RequestId>,
+) -> Response {
+    match app.store.delete_group_jobs(&project, &group) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => ApiError::service(
+            Service::Sdrs,
+            StatusCode::NOT_FOUND,
+            sdrs_code::GROUP_NOT_FOUND,
+            format!("The protection group {group} does not exist."),
+        )
+        .render(&id.0),
+    }
 }
 
 async fn delete_failure_job(
@@ -97,7 +127,16 @@ async fn list_failed_tasks(
     Extension(id): Extension<RequestId>,
 ) -> Response {
     match parse_page(&decode_query(raw.as_deref().unwrap_or(""))) {
-        Ok(page) => Json(app.store.list_failed_tasks(&project, page)).into_response(),
+        Ok(page) => match serde_json::to_value(app.store.list_failed_tasks(&project, page)) {
+            Ok(body) => Json(render_kps_times(body, app.store.modes().kps_task_time)).into_response(),
+            Err(e) => ApiError::service(
+                Service::Kps,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                kps_code::INTERNAL,
+                format!("Could not write the failed tasks: {e}"),
+            )
+            .render(&id.0),
+        },
         Err(e) => {
             ApiError::service(Service::Kps, StatusCode::BAD_REQUEST, kps_code::INVALID_QUERY, e.to_string())
                 .render(&id.0)

@@ -1,5 +1,6 @@
-//! The emulator's state: failed tasks per project, call counts, faults and the clock, shared by
-//! the HTTP handlers and by tests in the same process. In memory only; no I/O.
+//! The emulator's state: protection groups and failed tasks per project, call counts, faults, modes
+//! and the clock, shared by the HTTP handlers and by tests in the same process. In memory only; no
+//! I/O.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -8,20 +9,25 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::model::{FailedTask, FailedTaskPage, FailureJob, FailureJobPage, SERVER_GROUPS};
+use crate::cloud::model::{
+    FailedTask, FailedTaskPage, FailureJob, FailureJobPage, ProtectionGroup, ProtectionGroupPage,
+};
 
 use super::calls::CallCounts;
 use super::clock::Clock;
 use super::faults::{FaultAction, FaultState, Faults};
-use super::query::{self, FailureJobQuery, Page};
+use super::modes::Modes;
+use super::query::{self, FailureJobQuery, Page, ServerGroupQuery};
 
-/// An SDRS failed job with the protection group it belongs to, which the list call does not show
-/// but the per-group batch delete and the `server_group_id` filter use.
+/// An SDRS failed job with its scope, which the list call does not show: with a `server_group_id`
+/// it is a failure inside that protection group (protected instance, replication pair, DR drill),
+/// without one a protection-group-level failure (a failed creation or deletion of a group, which
+/// may name a group that no longer exists). `resource_type` does not decide the scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeededJob {
     #[serde(flatten)]
     pub job: FailureJob,
-    /// The protection group; for `server_groups` jobs it defaults to `resource_id`.
+    /// The protection group the failure is inside; absent (or empty) for a group-level failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_group_id: Option<String>,
 }
@@ -31,13 +37,24 @@ impl SeededJob {
         Self { job, server_group_id }
     }
 
-    /// The protection group the job belongs to, if known.
+    /// A protection-group-level failure.
+    pub fn group_level(job: FailureJob) -> Self {
+        Self { job, server_group_id: None }
+    }
+
+    /// A failure inside protection group `group`.
+    pub fn in_group(job: FailureJob, group: impl Into<String>) -> Self {
+        Self { job, server_group_id: Some(group.into()) }
+    }
+
+    /// The protection group the failure is inside; `None` for a group-level failure.
     pub fn group_id(&self) -> Option<&str> {
-        match &self.server_group_id {
-            Some(group) if !group.is_empty() => Some(group),
-            _ if self.job.resource_type == SERVER_GROUPS => Some(&self.job.resource_id),
-            _ => None,
-        }
+        self.server_group_id.as_deref().filter(|g| !g.is_empty())
+    }
+
+    /// Whether this is a protection-group-level failure.
+    pub fn is_group_level(&self) -> bool {
+        self.group_id().is_none()
     }
 }
 
@@ -47,15 +64,20 @@ impl From<FailureJob> for SeededJob {
     }
 }
 
-/// The failed tasks of one project.
+/// The protection groups and failed tasks of one project.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProjectSeed {
+    /// The protection groups `GET /v1/{project_id}/server-groups` lists and the per-group batch
+    /// delete accepts.
+    pub server_groups: Vec<ProtectionGroup>,
     pub failure_jobs: Vec<SeededJob>,
     pub failed_tasks: Vec<FailedTask>,
 }
 
-/// The seed file: `{"projects": {"<project_id>": {"failure_jobs": [...], "failed_tasks": [...]}}}`.
+/// The seed file: `{"projects": {"<project_id>": {"server_groups": [...], "failure_jobs": [...],
+/// "failed_tasks": [...]}}}`, each item in the shape the services' list calls show, a failure job
+/// with its `server_group_id` when it is inside a group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SeedFile {
@@ -65,6 +87,7 @@ pub struct SeedFile {
 /// How many tasks a project holds, for the admin overview.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectCounts {
+    pub server_groups: usize,
     pub failure_jobs: usize,
     pub failed_tasks: usize,
 }
@@ -80,6 +103,7 @@ struct Inner {
     projects: RwLock<BTreeMap<String, ProjectSeed>>,
     calls: Mutex<CallCounts>,
     faults: Mutex<FaultState>,
+    modes: Mutex<Modes>,
     clock: RwLock<Clock>,
 }
 
@@ -95,6 +119,7 @@ impl Store {
                 projects: RwLock::default(),
                 calls: Mutex::default(),
                 faults: Mutex::new(FaultState::new(faults, fault_seed)),
+                modes: Mutex::default(),
                 clock: RwLock::new(clock),
             }),
         }
@@ -108,17 +133,28 @@ impl Store {
         self.inner.projects.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds every project's tasks from a seed.
+    /// Adds every project's protection groups and tasks from a seed.
     pub fn load(&self, seed: SeedFile) {
         let mut projects = self.write();
         for (id, data) in seed.projects {
             let project = projects.entry(id).or_default();
+            project.server_groups.extend(data.server_groups);
             project.failure_jobs.extend(data.failure_jobs);
             project.failed_tasks.extend(data.failed_tasks);
         }
     }
 
-    /// Adds SDRS failed jobs (a [`FailureJob`] converts into a job without a group).
+    /// Adds protection groups.
+    pub fn add_server_groups(&self, project: &str, groups: impl IntoIterator<Item = ProtectionGroup>) {
+        self.write().entry(project.to_string()).or_default().server_groups.extend(groups);
+    }
+
+    /// The protection groups of a project.
+    pub fn server_groups(&self, project: &str) -> Vec<ProtectionGroup> {
+        self.read().get(project).map(|p| p.server_groups.clone()).unwrap_or_default()
+    }
+
+    /// Adds SDRS failed jobs (a [`FailureJob`] converts into a group-level job).
     pub fn add_failure_jobs<J: Into<SeededJob>>(&self, project: &str, jobs: impl IntoIterator<Item = J>) {
         let mut projects = self.write();
         let entry = projects.entry(project.to_string()).or_default();
@@ -152,7 +188,11 @@ impl Store {
             .map(|(id, p)| {
                 (
                     id.clone(),
-                    ProjectCounts { failure_jobs: p.failure_jobs.len(), failed_tasks: p.failed_tasks.len() },
+                    ProjectCounts {
+                        server_groups: p.server_groups.len(),
+                        failure_jobs: p.failure_jobs.len(),
+                        failed_tasks: p.failed_tasks.len(),
+                    },
                 )
             })
             .collect()
@@ -176,6 +216,16 @@ impl Store {
         lock(&self.inner.faults).faults().clone()
     }
 
+    /// The readings in force.
+    pub fn modes(&self) -> Modes {
+        *lock(&self.inner.modes)
+    }
+
+    /// Replaces the readings; takes effect on the next call.
+    pub fn set_modes(&self, modes: Modes) {
+        *lock(&self.inner.modes) = modes;
+    }
+
     /// Replaces the clock used for signature dates.
     pub fn set_clock(&self, clock: Clock) {
         *self.inner.clock.write().unwrap_or_else(PoisonError::into_inner) = clock;
@@ -196,11 +246,24 @@ impl Store {
         (latency, state.decide(is_list))
     }
 
-    /// `GET /v1/{project_id}/task-center/failure-jobs`.
+    /// `GET /v1/{project_id}/server-groups`.
+    pub(crate) fn list_server_groups(&self, project: &str, q: &ServerGroupQuery) -> ProtectionGroupPage {
+        let projects = self.read();
+        let groups = projects.get(project).map(|p| p.server_groups.as_slice()).unwrap_or_default();
+        let matching: Vec<&ProtectionGroup> = groups.iter().filter(|g| q.matches(g)).collect();
+        ProtectionGroupPage {
+            count: matching.len() as u64,
+            server_groups: query::page(matching.into_iter(), q.page),
+        }
+    }
+
+    /// `GET /v1/{project_id}/task-center/failure-jobs`, scoped as the current [`Modes`] say.
     pub(crate) fn list_failure_jobs(&self, project: &str, q: &FailureJobQuery) -> FailureJobPage {
+        let listing = self.modes().sdrs_listing;
         let projects = self.read();
         let jobs = projects.get(project).map(|p| p.failure_jobs.as_slice()).unwrap_or_default();
-        let matching: Vec<&SeededJob> = jobs.iter().filter(|j| query::matches(j, &q.filter)).collect();
+        let matching: Vec<&SeededJob> =
+            jobs.iter().filter(|j| query::matches(j, &q.filter, listing)).collect();
         FailureJobPage {
             count: matching.len() as u64,
             failure_jobs: query::page(matching.into_iter(), q.page).into_iter().map(|j| j.job).collect(),
@@ -217,12 +280,20 @@ impl Store {
 
     /// `DELETE /v1/{project_id}/task-center/failure-jobs/batch`: protection-group-level jobs only.
     pub(crate) fn delete_server_group_level_jobs(&self, project: &str) -> usize {
-        self.retain_jobs(project, |j| j.job.resource_type != SERVER_GROUPS)
+        self.retain_jobs(project, |j| !j.is_group_level())
     }
 
-    /// `DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch`.
-    pub(crate) fn delete_group_jobs(&self, project: &str, group: &str) -> usize {
-        self.retain_jobs(project, |j| j.group_id() != Some(group))
+    /// `DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch`: the failures
+    /// inside that group; `None` when the project has no such protection group.
+    pub(crate) fn delete_group_jobs(&self, project: &str, group: &str) -> Option<usize> {
+        let mut projects = self.write();
+        let p = projects.get_mut(project)?;
+        if !p.server_groups.iter().any(|g| g.id == group) {
+            return None;
+        }
+        let before = p.failure_jobs.len();
+        p.failure_jobs.retain(|j| j.group_id() != Some(group));
+        Some(before - p.failure_jobs.len())
     }
 
     /// `DELETE /v1/{project_id}/task-center/failure-jobs/{failure_job_id}`; false when absent.
@@ -256,6 +327,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::cloud::model::FailureJobFilter;
+    use crate::emulator::modes::SdrsListing;
 
     fn job(id: &str, kind: &str, resource_id: &str, group: Option<&str>) -> SeededJob {
         SeededJob::new(
@@ -275,8 +347,15 @@ mod tests {
         FailedTask { task_id: id.into(), operate_type: "FAILED_RESET".into(), ..FailedTask::default() }
     }
 
+    fn group(id: &str, status: &str) -> ProtectionGroup {
+        ProtectionGroup { id: id.into(), name: format!("pg-{id}"), status: status.into() }
+    }
+
+    /// Groups g1 and g2; group-level j1 (g1), j3 (g2) and j6 (a group that is gone); in-group j2
+    /// (g1), j4 (g2), j5 (g1).
     fn store() -> Store {
         let s = Store::new(Faults::default(), 0, Clock::System);
+        s.add_server_groups("p", [group("g1", "protected"), group("g2", "available")]);
         s.add_failure_jobs(
             "p",
             [
@@ -284,7 +363,8 @@ mod tests {
                 job("j2", "protected_instances", "vm1", Some("g1")),
                 job("j3", "server_groups", "g2", None),
                 job("j4", "replications", "rep1", Some("g2")),
-                job("j5", "disaster_recovery_drills", "d1", None),
+                job("j5", "disaster_recovery_drills", "d1", Some("g1")),
+                job("j6", "server_groups", "gone", None),
             ],
         );
         s.add_failed_tasks("p", [task("t1"), task("t2"), task("t3")]);
@@ -295,38 +375,82 @@ mod tests {
         jobs.iter().map(|j| j.job_id.as_str()).collect()
     }
 
+    fn q(filter: FailureJobFilter, limit: usize, offset: usize) -> FailureJobQuery {
+        FailureJobQuery { filter, page: Page { limit, offset } }
+    }
+
+    fn in_group(g: &str) -> FailureJobFilter {
+        FailureJobFilter { server_group_id: Some(g.into()), ..Default::default() }
+    }
+
     #[test]
-    fn lists_with_count_of_all_matches() {
+    fn the_strict_list_shows_group_level_failures_unless_a_group_is_named() {
         let s = store();
-        let q = |filter: FailureJobFilter, limit, offset| FailureJobQuery {
-            filter,
-            page: Page { limit, offset },
-        };
         let page = s.list_failure_jobs("p", &q(FailureJobFilter::default(), 2, 1));
-        assert_eq!(page.count, 5);
-        assert_eq!(ids(&page.failure_jobs), ["j2", "j3"]);
-        let groups = FailureJobFilter { server_group_id: Some("g2".into()), ..Default::default() };
-        let page = s.list_failure_jobs("p", &q(groups, 1000, 0));
-        assert_eq!((page.count, ids(&page.failure_jobs)), (2, vec!["j3", "j4"]));
+        assert_eq!((page.count, ids(&page.failure_jobs)), (3, vec!["j3", "j6"]));
+        let page = s.list_failure_jobs("p", &q(in_group("g1"), 1000, 0));
+        assert_eq!((page.count, ids(&page.failure_jobs)), (2, vec!["j2", "j5"]));
+        let page = s.list_failure_jobs("p", &q(in_group("gone"), 1000, 0));
+        assert_eq!(page, FailureJobPage::default(), "a group-level job is not inside the group it names");
+        let instances =
+            FailureJobFilter { resource_type: Some("protected_instances".into()), ..Default::default() };
+        assert_eq!(s.list_failure_jobs("p", &q(instances.clone(), 1000, 0)).count, 0);
+        let both = FailureJobFilter { server_group_id: Some("g1".into()), ..instances };
+        assert_eq!(ids(&s.list_failure_jobs("p", &q(both, 1000, 0)).failure_jobs), ["j2"]);
         let empty = s.list_failure_jobs("unknown", &q(FailureJobFilter::default(), 1000, 0));
         assert_eq!(empty, FailureJobPage::default());
     }
 
     #[test]
-    fn batch_delete_keeps_other_resource_types() {
+    fn the_loose_list_shows_every_failure_and_can_be_switched_back() {
         let s = store();
-        assert_eq!(s.delete_server_group_level_jobs("p"), 2);
+        s.set_modes(Modes { sdrs_listing: SdrsListing::Loose, ..Modes::default() });
+        let page = s.list_failure_jobs("p", &q(FailureJobFilter::default(), 1000, 0));
+        assert_eq!(ids(&page.failure_jobs), ["j1", "j2", "j3", "j4", "j5", "j6"]);
+        let page = s.list_failure_jobs("p", &q(in_group("g2"), 1000, 0));
+        assert_eq!(ids(&page.failure_jobs), ["j4"], "server_group_id scopes the same in both readings");
+        s.clone().set_modes(Modes::default());
+        assert_eq!(s.list_failure_jobs("p", &q(FailureJobFilter::default(), 1000, 0)).count, 3);
+    }
+
+    #[test]
+    fn batch_delete_removes_group_level_failures_only() {
+        let s = store();
+        s.add_failure_jobs("p", [job("j7", "protectedInstance", "vm9", None)]);
+        assert_eq!(s.delete_server_group_level_jobs("p"), 4, "scope, not resource_type, decides");
         assert_eq!(ids(&s.failure_jobs("p")), ["j2", "j4", "j5"]);
         assert_eq!(s.delete_server_group_level_jobs("p"), 0);
         assert_eq!(s.delete_server_group_level_jobs("unknown"), 0);
     }
 
     #[test]
-    fn group_delete_removes_the_group_and_its_members() {
+    fn group_delete_removes_that_groups_in_group_failures_and_needs_the_group() {
         let s = store();
-        assert_eq!(s.delete_group_jobs("p", "g1"), 2);
-        assert_eq!(ids(&s.failure_jobs("p")), ["j3", "j4", "j5"]);
-        assert_eq!(s.delete_group_jobs("p", "nope"), 0);
+        assert_eq!(s.delete_group_jobs("p", "g1"), Some(2));
+        assert_eq!(ids(&s.failure_jobs("p")), ["j1", "j3", "j4", "j6"], "the group-level j1 stays");
+        assert_eq!(s.delete_group_jobs("p", "g1"), Some(0));
+        assert_eq!(s.delete_group_jobs("p", "gone"), None, "no such protection group");
+        assert_eq!(s.delete_group_jobs("unknown", "g1"), None);
+        assert_eq!(s.failure_jobs("p").len(), 4);
+    }
+
+    #[test]
+    fn server_groups_page_and_filter() {
+        let s = store();
+        s.add_server_groups("p", [group("prod-3", "protected")]);
+        let all = ServerGroupQuery::default();
+        let page = s.list_server_groups("p", &ServerGroupQuery { page: Page { limit: 2, offset: 1 }, ..all });
+        assert_eq!(page.count, 3);
+        assert_eq!(page.server_groups, [group("g2", "available"), group("prod-3", "protected")]);
+        let protected = ServerGroupQuery { status: Some("protected".into()), ..ServerGroupQuery::default() };
+        let page = s.list_server_groups("p", &protected);
+        assert_eq!(page.count, 2);
+        let named = ServerGroupQuery { name: Some("prod".into()), ..protected };
+        assert_eq!(s.list_server_groups("p", &named).server_groups, [group("prod-3", "protected")]);
+        assert_eq!(
+            s.list_server_groups("unknown", &ServerGroupQuery::default()),
+            ProtectionGroupPage::default()
+        );
     }
 
     #[test]
@@ -342,24 +466,30 @@ mod tests {
         assert_eq!(page.tasks[0].task_id, "t3");
         assert_eq!(s.delete_all_failed_tasks("p"), 2);
         assert_eq!(s.failed_tasks("p"), []);
-        assert_eq!(s.projects()["p"], ProjectCounts { failure_jobs: 4, failed_tasks: 0 });
+        assert_eq!(s.projects()["p"], ProjectCounts { server_groups: 2, failure_jobs: 5, failed_tasks: 0 });
     }
 
     #[test]
     fn seed_file_round_trips_with_groups() {
-        let text = r#"{"projects":{"p":{"failure_jobs":[{"job_id":"a","resource_type":"replications",
-            "server_group_id":"g"}],"failed_tasks":[{"task_id":"t"}]}}}"#;
+        let text = r#"{"projects":{"p":{"server_groups":[{"id":"g","name":"pg","status":"available"}],
+            "failure_jobs":[{"job_id":"a","resource_type":"replications","server_group_id":"g"},
+            {"job_id":"b","resource_type":"server_groups","resource_id":"g","server_group_id":null}],
+            "failed_tasks":[{"task_id":"t","task_error_code":null}]}}}"#;
         let seed: SeedFile = serde_json::from_str(text).unwrap();
         let s = Store::new(Faults::default(), 0, Clock::System);
         s.load(seed);
-        assert_eq!(s.seeded_failure_jobs("p")[0].group_id(), Some("g"));
+        let jobs = s.seeded_failure_jobs("p");
+        assert_eq!((jobs[0].group_id(), jobs[1].group_id()), (Some("g"), None));
+        assert_eq!(s.server_groups("p")[0].name, "pg");
         assert_eq!(s.failed_tasks("p")[0].task_id, "t");
         let wire = serde_json::to_value(&s.failure_jobs("p")[0]).unwrap();
         assert!(wire.get("server_group_id").is_none(), "the wire job has no group: {wire}");
+        let empty_group = SeededJob::new(FailureJob::default(), Some(String::new()));
+        assert!(empty_group.is_group_level(), "an empty group id counts as none");
     }
 
     #[test]
-    fn faults_and_calls_are_shared_between_handles() {
+    fn faults_modes_and_calls_are_shared_between_handles() {
         let s = store();
         let other = s.clone();
         other.set_faults(Faults { fail_next: vec![500], latency_ms: 5, ..Faults::default() });
@@ -369,5 +499,8 @@ mod tests {
         assert_eq!(s.calls().total, 1);
         s.reset_calls();
         assert_eq!(other.calls(), CallCounts::default());
+        assert_eq!(s.modes(), Modes::default());
+        other.set_modes(Modes { sdrs_listing: SdrsListing::Loose, ..Modes::default() });
+        assert_eq!(s.modes().sdrs_listing, SdrsListing::Loose);
     }
 }

@@ -2,20 +2,23 @@
 tests/sdk_conformance.rs) and prints, as one JSON object on stdout, what the SDK saw at every step.
 
     sdk_client.py --endpoint URL --project PROJECT_ID --scenario purge|wrong-key|list
-                  [--page-size N] [--server-group ID] [--delete-job ID ...] [--delete-task ID ...]
-                  [--ca-file PEM]
+                  [--page-size N] [--server-group ID] [--missing-group ID] [--delete-job ID ...]
+                  [--delete-task ID ...] [--ca-file PEM]
 
 The access key and secret key come from the environment (TASKREAPER_SDK_AK, TASKREAPER_SDK_SK), so they
 never show in a process listing.
 
-Scenario `purge`, in order: SDRS list (paged, with filters), delete all protection-group-level jobs,
-delete the jobs of one protection group, delete single jobs by id; KPS list (paged), delete single
+Scenario `purge`, in order: SDRS protection groups (paged, and by status), the list without a filter
+(protection-group-level failures) and with `server_group_id` for every listed group, with filters;
+delete all protection-group-level jobs, delete the jobs of one protection group, try the per-group
+delete on a group that does not exist, delete single jobs by id; KPS list (paged), delete single
 tasks by id, delete all. Every list is read page by page with limit/offset.
 
 Scenario `wrong-key`: every call once; each is expected to fail, and the status code, error code,
 error message and request id the SDK raised are printed.
 
-Scenario `list`: one SDRS and one KPS list, or the exception the SDK raised (e.g. on a TLS failure).
+Scenario `list`: one SDRS and one KPS list (with every task as the SDK decoded it), or the exception
+the SDK raised (e.g. on a TLS failure).
 
 TLS certificates are always verified, against `--ca-file` when given.
 """
@@ -40,10 +43,13 @@ from huaweicloudsdksdrs.v1 import (
     DeleteFailureJobRequest,
     DeleteServerGroupFailureJobsRequest,
     ListFailureJobsRequest,
+    ListProtectionGroupsRequest,
     SdrsClient,
 )
 
 MAX_PAGES = 1000
+# The values the list call accepts as `resource_type` filter; listed jobs may show others.
+DOCUMENTED_RESOURCE_TYPES = {"server_groups", "protected_instances", "replications", "disaster_recovery_drills"}
 
 
 def build(client_class, args):
@@ -92,6 +98,37 @@ def jobs_summary(sdrs, page_size, **filters):
     }
 
 
+def in_groups(sdrs, page_size, group_ids):
+    """The in-group failures of every group, one filtered list each."""
+    return {group: brief(jobs_summary(sdrs, page_size, server_group_id=group)) for group in group_ids}
+
+
+def groups_summary(sdrs, page_size, **filters):
+    """Every protection group matching `filters`, page by page."""
+    groups, counts, pages, offset = [], [], 0, 0
+    while pages < MAX_PAGES:
+        response = sdrs.list_protection_groups(
+            ListProtectionGroupsRequest(limit=page_size, offset=offset, **filters)
+        )
+        pages += 1
+        page = response.server_groups or []
+        counts.append(response.count)
+        groups.extend(page)
+        offset += len(page)
+        if not page or offset >= response.count:
+            break
+    return {
+        "filters": filters,
+        "count": counts[0],
+        "counts_consistent": len(set(counts)) == 1,
+        "listed": len(groups),
+        "pages": pages,
+        "ids": [group.id for group in groups],
+        "names": [group.name for group in groups],
+        "statuses": [group.status for group in groups],
+    }
+
+
 def list_tasks(kps, page_size):
     tasks, totals, pages, offset = [], [], 0, 0
     while pages < MAX_PAGES:
@@ -110,6 +147,8 @@ def list_tasks(kps, page_size):
         "pages": pages,
         "ids": [task.task_id for task in tasks],
         "by_operate_type": dict(collections.Counter(task.operate_type for task in tasks)),
+        "task_time_types": sorted({type(task.task_time).__name__ for task in tasks}),
+        "tasks": [task.to_dict() for task in tasks],
     }
 
 
@@ -124,11 +163,21 @@ def purge(args):
     size = args.page_size
     out = {"sdrs": {}, "kps": {}}
 
+    groups = groups_summary(sdrs, size)
+    out["sdrs"]["groups"] = groups
+    out["sdrs"]["groups_by_status"] = {
+        status: groups_summary(sdrs, size, status=status) for status in sorted(set(groups["statuses"]))
+    }
+    group_ids = groups["ids"]
+
     initial = jobs_summary(sdrs, size)
     out["sdrs"]["initial"] = initial
+    out["sdrs"]["in_group"] = in_groups(sdrs, size, group_ids)
     out["sdrs"]["filtered"] = {
         "resource_type": {
-            t: brief(jobs_summary(sdrs, size, resource_type=t)) for t in sorted(initial["by_resource_type"])
+            t: brief(jobs_summary(sdrs, size, resource_type=t))
+            for t in sorted(initial["by_resource_type"])
+            if t in DOCUMENTED_RESOURCE_TYPES
         },
         "failure_status": {
             s: brief(jobs_summary(sdrs, size, failure_status=s))
@@ -136,15 +185,23 @@ def purge(args):
         },
     }
     if args.server_group:
-        out["sdrs"]["filtered"]["server_group_id"] = brief(
-            jobs_summary(sdrs, size, server_group_id=args.server_group)
-        )
+        in_group = jobs_summary(sdrs, size, server_group_id=args.server_group)
+        out["sdrs"]["filtered"]["server_group_id"] = brief(in_group)
+        out["sdrs"]["filtered"]["server_group_resource_type"] = {
+            t: brief(jobs_summary(sdrs, size, server_group_id=args.server_group, resource_type=t))
+            for t in sorted(in_group["by_resource_type"])
+            if t in DOCUMENTED_RESOURCE_TYPES
+        }
     if initial["jobs"]:
         name = initial["jobs"][0]["resource_name"]
         out["sdrs"]["filtered"]["resource_name"] = brief(jobs_summary(sdrs, size, resource_name=name))
 
     response = sdrs.delete_all_server_group_failure_jobs(DeleteAllServerGroupFailureJobsRequest())
-    out["sdrs"]["delete_all"] = {"status": response.status_code, "after": brief(jobs_summary(sdrs, size))}
+    out["sdrs"]["delete_all"] = {
+        "status": response.status_code,
+        "after": brief(jobs_summary(sdrs, size)),
+        "in_group_after": in_groups(sdrs, size, group_ids),
+    }
 
     if args.server_group:
         response = sdrs.delete_server_group_failure_jobs(
@@ -155,7 +212,15 @@ def purge(args):
             "status": response.status_code,
             "group_after": brief(jobs_summary(sdrs, size, server_group_id=args.server_group)),
             "after": brief(jobs_summary(sdrs, size)),
+            "in_group_after": in_groups(sdrs, size, group_ids),
         }
+
+    if args.missing_group:
+        out["sdrs"]["delete_missing_group"] = failure(
+            lambda: sdrs.delete_server_group_failure_jobs(
+                DeleteServerGroupFailureJobsRequest(server_group_id=args.missing_group)
+            )
+        )
 
     statuses = []
     for job_id in args.delete_job:
@@ -164,6 +229,7 @@ def purge(args):
         "ids": args.delete_job,
         "statuses": statuses,
         "after": brief(jobs_summary(sdrs, size)),
+        "in_group_after": in_groups(sdrs, size, group_ids),
     }
 
     out["kps"]["initial"] = list_tasks(kps, size)
@@ -198,6 +264,9 @@ def wrong_key(args):
     group = args.server_group or "00000000-0000-0000-0000-000000000000"
     return {
         "sdrs": {
+            "list_protection_groups": failure(
+                lambda: sdrs.list_protection_groups(ListProtectionGroupsRequest(limit=10, offset=0))
+            ),
             "list_failure_jobs": failure(lambda: sdrs.list_failure_jobs(ListFailureJobsRequest(limit=10, offset=0))),
             "delete_all_server_group_failure_jobs": failure(
                 lambda: sdrs.delete_all_server_group_failure_jobs(DeleteAllServerGroupFailureJobsRequest())
@@ -244,6 +313,7 @@ def main():
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
     parser.add_argument("--page-size", type=int, default=7)
     parser.add_argument("--server-group")
+    parser.add_argument("--missing-group")
     parser.add_argument("--delete-job", action="append", default=[])
     parser.add_argument("--delete-task", action="append", default=[])
     parser.add_argument("--ca-file")

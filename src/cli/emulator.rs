@@ -1,25 +1,15 @@
-//! The `taskreaper emulator` command: flags, then start, announce the URL on stdout and serve until
-//! Ctrl-C or SIGTERM. Does network, file and terminal I/O.
+//! The `taskreaper emulator` command's flags and their translation into the emulator's plain
+//! [`RunOptions`]; running it does network, file and terminal I/O (in [`crate::emulator::run`]).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::cloud::credentials::Secret;
-
-use super::{Config, Emulator, EmulatorError, Faults, Seed};
-
-/// Demo access key id, accepted when no `--access-key` is given. For local demos only.
-pub const DEMO_ACCESS_KEY: &str = "DEMOACCESSKEY";
-/// Secret key of [`DEMO_ACCESS_KEY`]. Public on purpose; never use it outside the emulator.
-pub const DEMO_SECRET_KEY: &str = "demo-secret-key";
-/// Projects generated when no `--projects` is given.
-pub const DEMO_PROJECTS: [&str; 3] = [
-    "0605767b5c00d4bb2f10c01a1e3b3a7e",
-    "1b2c3d4e5f60718293a4b5c6d7e8f901",
-    "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
-];
+use crate::emulator::{
+    Config, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorError, Faults, KpsTaskTime, RunOptions,
+    SdrsListing, Seed,
+};
 
 /// An `AK:SK` pair from the command line.
 #[derive(Clone, Debug)]
@@ -47,14 +37,16 @@ pub struct EmulatorArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8780")]
     pub listen: SocketAddr,
-    /// JSON seed file: {"projects": {"<project_id>": {"failure_jobs": [...], "failed_tasks": [...]}}}.
-    /// Replaces the generated tasks.
+    /// JSON seed file: {"projects": {"<project_id>": {"server_groups": [...], "failure_jobs": [...],
+    /// "failed_tasks": [...]}}}. Replaces the generated tasks.
     #[arg(long)]
     pub seed_file: Option<PathBuf>,
     /// Project ids to generate tasks for, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEMO_PROJECTS.map(String::from))]
     pub projects: Vec<String>,
-    /// Generated SDRS jobs per resource type and KPS tasks per operate type, in each project.
+    /// Generated SDRS jobs per documented resource type and KPS tasks per documented operate type, in
+    /// each project (plus one dangling group-level job, one job of an undocumented resource type and
+    /// one task of an undocumented operate type per project).
     #[arg(long, default_value_t = 10)]
     pub tasks_per_kind: usize,
     /// Seed of the task generator (and of fault chances); the same seed gives the same tasks.
@@ -91,6 +83,47 @@ pub struct EmulatorArgs {
     /// Write the CA certificate (PEM) clients should trust to this file; needs --tls.
     #[arg(long, requires = "tls")]
     pub ca_out: Option<PathBuf>,
+    /// Which SDRS failures the list shows without server_group_id: only protection-group-level
+    /// ones (strict, as the API reference says) or every failure (loose). Changeable later with
+    /// PUT /_emulator/modes.
+    #[arg(long, value_enum, default_value_t = SdrsListingArg::Strict)]
+    pub sdrs_listing: SdrsListingArg,
+    /// How KPS writes task_time: epoch milliseconds as a JSON string (as documented) or as a JSON
+    /// number. Changeable later with PUT /_emulator/modes.
+    #[arg(long, value_enum, default_value_t = KpsTaskTimeArg::String)]
+    pub kps_task_time: KpsTaskTimeArg,
+}
+
+/// `--sdrs-listing`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SdrsListingArg {
+    Strict,
+    Loose,
+}
+
+impl From<SdrsListingArg> for SdrsListing {
+    fn from(arg: SdrsListingArg) -> Self {
+        match arg {
+            SdrsListingArg::Strict => SdrsListing::Strict,
+            SdrsListingArg::Loose => SdrsListing::Loose,
+        }
+    }
+}
+
+/// `--kps-task-time`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KpsTaskTimeArg {
+    String,
+    Number,
+}
+
+impl From<KpsTaskTimeArg> for KpsTaskTime {
+    fn from(arg: KpsTaskTimeArg) -> Self {
+        match arg {
+            KpsTaskTimeArg::String => KpsTaskTime::String,
+            KpsTaskTimeArg::Number => KpsTaskTime::Number,
+        }
+    }
 }
 
 impl EmulatorArgs {
@@ -115,7 +148,19 @@ impl EmulatorArgs {
             },
             tls: self.tls,
             fault_seed: self.seed,
+            sdrs_listing: self.sdrs_listing.into(),
+            kps_task_time: self.kps_task_time.into(),
             ..Config::default()
+        }
+    }
+
+    /// Everything the emulator process needs from these flags.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            listen: self.listen,
+            config: self.config(),
+            seed: self.seed(),
+            ca_out: self.ca_out.clone(),
         }
     }
 
@@ -135,61 +180,7 @@ impl EmulatorArgs {
 /// Starts the emulator, prints `taskreaper emulator listening on <url>` and serves until
 /// Ctrl-C or SIGTERM.
 pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
-    if args.ca_out.is_some() && !args.tls {
-        return Err(EmulatorError::CaOutWithoutTls);
-    }
-    let signals = ShutdownSignals::install()?;
-    let emulator = Emulator::start(args.listen, args.config(), args.seed()).await?;
-    if let (Some(path), Some(pem)) = (&args.ca_out, emulator.ca_pem()) {
-        std::fs::write(path, pem).map_err(|source| EmulatorError::WriteCa { path: path.clone(), source })?;
-    }
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "taskreaper emulator listening on {}", emulator.url())
-        .map_err(EmulatorError::Announce)?;
-    stdout.flush().map_err(EmulatorError::Announce)?;
-    drop(stdout);
-    signals.wait().await?;
-    emulator.shutdown().await;
-    Ok(())
-}
-
-/// Ctrl-C and SIGTERM, listened to from creation on so that no signal is missed once the address
-/// is announced.
-struct ShutdownSignals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    #[cfg(unix)]
-    fn install() -> Result<Self, EmulatorError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).map_err(EmulatorError::Signal)?,
-            terminate: signal(SignalKind::terminate()).map_err(EmulatorError::Signal)?,
-        })
-    }
-
-    #[cfg(unix)]
-    async fn wait(mut self) -> Result<(), EmulatorError> {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn install() -> Result<Self, EmulatorError> {
-        Ok(Self {})
-    }
-
-    #[cfg(not(unix))]
-    async fn wait(self) -> Result<(), EmulatorError> {
-        tokio::signal::ctrl_c().await.map_err(EmulatorError::Signal)
-    }
+    crate::emulator::run(args.options()).await
 }
 
 #[cfg(test)]
@@ -216,6 +207,7 @@ mod tests {
         assert_eq!(config.access_keys[DEMO_ACCESS_KEY].expose(), DEMO_SECRET_KEY);
         assert!(!config.tls);
         assert_eq!(config.faults.error_statuses, [429, 500, 503]);
+        assert_eq!((config.sdrs_listing, config.kps_task_time), (SdrsListing::Strict, KpsTaskTime::String));
         assert_eq!(
             args.seed(),
             Seed::Generated {
@@ -244,6 +236,9 @@ mod tests {
             "--tls",
             "--ca-out=/tmp/ca.pem",
             "--seed-file=/tmp/seed.json",
+            "--sdrs-listing=loose",
+            "--kps-task-time",
+            "number",
         ])
         .unwrap();
         let config = args.config();
@@ -263,7 +258,11 @@ mod tests {
             }
         );
         assert!(config.tls);
+        assert_eq!((config.sdrs_listing, config.kps_task_time), (SdrsListing::Loose, KpsTaskTime::Number));
         assert_eq!(args.seed(), Seed::File("/tmp/seed.json".into()));
+        let options = args.options();
+        assert_eq!(options.ca_out, Some("/tmp/ca.pem".into()));
+        assert_eq!(options.listen, "0.0.0.0:0".parse().unwrap());
         assert!(!format!("{args:?}").contains("SK1"), "secrets stay hidden");
     }
 
@@ -272,5 +271,7 @@ mod tests {
         assert!(parse(&["--access-key=nosecret"]).is_err());
         assert!(parse(&["--access-key=:sk"]).is_err());
         assert!(parse(&["--ca-out=/tmp/x.pem"]).is_err(), "--ca-out needs --tls");
+        assert!(parse(&["--sdrs-listing=lax"]).is_err());
+        assert!(parse(&["--kps-task-time=seconds"]).is_err());
     }
 }
