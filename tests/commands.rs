@@ -76,12 +76,14 @@ async fn purge_runs_one_policy_and_prints_its_status() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = write(dir.path(), "ca.pem", emu.ca_pem().expect("TLS emulator"));
     let creds = write(dir.path(), "creds.yaml", &format!("accessKeyId: {AK}\nsecretAccessKey: {SK}\n"));
-    let server_groups = |emu: &Emulator| {
-        emu.store().failure_jobs(PROJECT).iter().filter(|j| j.resource_type == "server_groups").count()
+    let jobs = |emu: &Emulator| emu.store().failure_jobs(PROJECT).len();
+    let in_group = |emu: &Emulator| {
+        emu.store().seeded_failure_jobs(PROJECT).iter().filter(|j| !j.is_group_level()).count()
     };
-    let before_groups = server_groups(&emu);
-    let before_jobs = emu.store().failure_jobs(PROJECT).len();
-    assert!(before_groups > 0 && !emu.store().failed_tasks(PROJECT).is_empty());
+    let before_jobs = jobs(&emu);
+    assert!(
+        in_group(&emu) > 0 && before_jobs > in_group(&emu) && !emu.store().failed_tasks(PROJECT).is_empty()
+    );
     let common = ["--credentials", &creds, "--endpoint-allowlist", "127.0.0.1", "--ca-bundle", &ca];
 
     // A suspended policy makes no call, says so, and exits non-zero: it did not run.
@@ -98,7 +100,7 @@ async fn purge_runs_one_policy_and_prints_its_status() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = status_of(&out);
     assert_eq!(ready(&status), ("True".into(), "DryRun".into()));
-    assert_eq!(status["lastRun"]["wouldDelete"].as_u64(), Some((before_groups + KPS_TASKS) as u64));
+    assert_eq!(status["lastRun"]["wouldDelete"].as_u64(), Some((before_jobs + KPS_TASKS) as u64));
     assert_eq!(emu.store().calls().deletes, 0);
 
     // The real run deletes what it covers, and the status says so.
@@ -107,15 +109,10 @@ async fn purge_runs_one_policy_and_prints_its_status() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = status_of(&out);
     assert_eq!(ready(&status), ("True".into(), "Purged".into()));
-    assert_eq!(status["lastRun"]["deleted"].as_u64(), Some((before_groups + KPS_TASKS) as u64));
+    assert_eq!(status["lastRun"]["deleted"].as_u64(), Some((before_jobs + KPS_TASKS) as u64));
     assert_eq!(status["lastRun"]["remaining"].as_u64(), Some(0));
-    assert_eq!(status["totalDeleted"].as_u64(), Some((before_groups + KPS_TASKS) as u64));
-    assert_eq!(server_groups(&emu), 0);
-    assert_eq!(
-        emu.store().failure_jobs(PROJECT).len(),
-        before_jobs - before_groups,
-        "other SDRS levels stay"
-    );
+    assert_eq!(status["totalDeleted"].as_u64(), Some((before_jobs + KPS_TASKS) as u64));
+    assert_eq!(jobs(&emu), 0, "group-level and in-group failures alike");
     assert!(emu.store().failed_tasks(PROJECT).is_empty());
 }
 
