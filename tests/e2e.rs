@@ -30,6 +30,8 @@ const GROUP_2: &str = "3d1c4e5f-0a9b-4c8d-9e7f-6a5b4c3d2e1f";
 const GROUP_3: &str = "5b7e2c1d-8f4a-4e3b-9c6d-1a2b3c4d5e6f";
 const GROUP_EMPTY: &str = "0e1d2c3b-4a59-4687-a5b4-c3d2e1f0a9b8";
 
+/// Generated tasks: per project `tasks_per_kind` KPS tasks of each documented operate type plus one
+/// outside the enum (3n + 1), and 4n + 2 SDRS failures in and above three protection groups.
 fn generated(projects: &[&str], tasks_per_kind: usize) -> Seed {
     Seed::Generated {
         projects: projects.iter().map(|p| (*p).to_string()).collect(),
@@ -413,7 +415,7 @@ async fn kps_all_deletes_every_failed_task() {
     let env = Env::with_credentials("e2e-kps-all", generated(&[PROJECT_A], 3)).await;
     let jobs_before = env.job_ids(PROJECT_A);
     let tasks = env.task_ids(PROJECT_A).len() as u64;
-    assert_eq!(tasks, 9, "3 of each operate type");
+    assert_eq!(tasks, 10, "3 of each documented operate type, 1 outside the enum");
 
     env.create(&env.policy("kps-all", &[PROJECT_A], vec![kps_all()])).await;
     let policy = env.wait_ready("kps-all", "True", "Purged").await;
@@ -430,7 +432,7 @@ async fn kps_all_deletes_every_failed_task() {
     assert_eq!((calls.route("GET", KPS_TASKS), calls.route("DELETE", KPS_TASKS)), (2, 1), "{calls:?}");
     assert_eq!(calls.deletes, 1, "{calls:?}");
 
-    env.wait_event("kps-all", "Normal", "Purged", |note| note == "1 project: 9 deleted, 0 remaining").await;
+    env.wait_event("kps-all", "Normal", "Purged", |note| note == "1 project: 10 deleted, 0 remaining").await;
     env.assert_secret_never_shown("kps-all").await;
     env.finish().await;
 }
@@ -620,9 +622,9 @@ async fn a_missing_secret_stalls_until_it_is_created() {
     env.create_secret(AK, SK).await;
     let policy = env.wait_ready("no-secret", "True", "Purged").await;
     assert_settled_run(&policy);
-    assert_eq!(last_run(&policy).deleted, 6, "{}", status_yaml(&policy));
+    assert_eq!(last_run(&policy).deleted, 7, "{}", status_yaml(&policy));
     assert!(env.task_ids(PROJECT_A).is_empty());
-    env.wait_event("no-secret", "Normal", "Purged", |note| note.contains("6 deleted")).await;
+    env.wait_event("no-secret", "Normal", "Purged", |note| note.contains("7 deleted")).await;
     env.assert_secret_never_shown("no-secret").await;
     env.finish().await;
 }
@@ -691,18 +693,18 @@ async fn suspend_stops_calls_and_resume_runs() {
     assert!(status(&policy).next_schedule_time.is_none() && status(&policy).last_run.is_none(), "{yaml}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.calls().total, 0, "a suspended policy makes no cloud call");
-    assert_eq!(env.task_ids(PROJECT_A).len(), 6);
+    assert_eq!(env.task_ids(PROJECT_A).len(), 7);
 
     env.patch_spec("suspended", json!({"suspend": false})).await;
     let policy = env.wait_ready("suspended", "True", "Purged").await;
     assert_settled_run(&policy);
     assert_eq!(policy.metadata.generation, Some(2));
-    assert_eq!(last_run(&policy).deleted, 6, "{}", status_yaml(&policy));
+    assert_eq!(last_run(&policy).deleted, 7, "{}", status_yaml(&policy));
     assert!(env.task_ids(PROJECT_A).is_empty());
     let events = env.events("suspended").await;
     let reasons: Vec<_> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
     assert_eq!(reasons, ["Purged"], "no event while suspended, one for the run after resuming");
-    env.wait_event("suspended", "Normal", "Purged", |note| note.contains("6 deleted")).await;
+    env.wait_event("suspended", "Normal", "Purged", |note| note.contains("7 deleted")).await;
     env.assert_secret_never_shown("suspended").await;
     env.finish().await;
 }
@@ -712,7 +714,7 @@ async fn the_manual_trigger_runs_once_per_value() {
     let env = Env::with_credentials("e2e-trigger", generated(&[PROJECT_A], 1)).await;
     env.create(&env.policy("trigger", &[PROJECT_A], vec![kps_all()])).await;
     let first = env.wait_ready("trigger", "True", "Purged").await;
-    assert_eq!(last_run(&first).deleted, 3);
+    assert_eq!(last_run(&first).deleted, 4);
     assert!(status(&first).last_handled_requested_at.is_none());
     let first_start = status(&first).last_schedule_time.clone();
 
@@ -727,7 +729,7 @@ async fn the_manual_trigger_runs_once_per_value() {
     let yaml = status_yaml(&second);
     assert!(condition_is(&second, ConditionType::Ready, "True", "Purged"), "{yaml}");
     assert_eq!((last_run(&second).found, last_run(&second).deleted), (2, 2), "{yaml}");
-    assert_eq!(status(&second).total_deleted, 5, "{yaml}");
+    assert_eq!(status(&second).total_deleted, 6, "{yaml}");
     assert!(status(&second).last_schedule_time >= first_start, "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
     assert!(env.calls().total > calls_before);
@@ -758,7 +760,7 @@ async fn a_spec_change_updates_observed_generation() {
     env.create(&env.policy("generation", &[PROJECT_A], vec![kps_all()])).await;
     let policy = env.wait_ready("generation", "True", "Purged").await;
     assert_eq!((policy.metadata.generation, status(&policy).observed_generation), (Some(1), Some(1)));
-    env.wait_event("generation", "Normal", "Purged", |note| note.contains("3 deleted")).await;
+    env.wait_event("generation", "Normal", "Purged", |note| note.contains("4 deleted")).await;
     let (calls, run) = (env.calls(), status(&policy).last_run.clone());
     env.emulator.store().add_failed_tasks(PROJECT_A, [task("after-change", "FAILED_UNBIND", "kp-y", 1)]);
 
@@ -807,7 +809,7 @@ async fn a_deleted_policy_makes_no_further_calls() {
     env.create_secret(AK, SK).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.calls().total, 0, "calls after the policy was deleted: {:?}", env.calls());
-    assert_eq!(env.task_ids(PROJECT_A).len(), 3, "the tasks are untouched");
+    assert_eq!(env.task_ids(PROJECT_A).len(), 4, "the tasks are untouched");
     assert!(
         env.controller().reconciles() <= reconciles + 1,
         "reconciles went from {reconciles} to {}",
@@ -825,7 +827,7 @@ async fn kubectl_shows_the_columns_and_waits_for_ready() {
     env.kubectl(&["wait", "--for=condition=Ready", "ftcp/shown", "--timeout=60s"]).await;
     let policy = env.wait_ready("shown", "True", "Purged").await;
     let deleted = status(&policy).total_deleted;
-    assert_eq!(deleted, 6);
+    assert_eq!(deleted, 7);
 
     let table = env.kubectl(&["get", "ftcp"]).await;
     let mut lines = table.lines();
@@ -849,12 +851,12 @@ async fn kubectl_shows_the_columns_and_waits_for_ready() {
 
     // describe shows the conditions and the events.
     let described = env.kubectl(&["describe", "ftcp", "shown"]).await;
-    assert!(described.contains("Purged") && described.contains("6 deleted"), "{described}");
+    assert!(described.contains("Purged") && described.contains("7 deleted"), "{described}");
     let events = described.split_once("\nEvents:").map(|(_, e)| e).unwrap_or_default();
     assert!(
         events
             .lines()
-            .any(|l| l.trim_start().starts_with("Normal") && l.contains("Purged") && l.contains("6 deleted")),
+            .any(|l| l.trim_start().starts_with("Normal") && l.contains("Purged") && l.contains("7 deleted")),
         "describe lists the Purged event:\n{described}"
     );
     assert!(!described.contains(SK));
@@ -988,7 +990,7 @@ async fn a_transient_failure_is_retried_without_a_trigger() {
     );
     assert!(condition_is(&failed, ConditionType::Stalled, "False", "AsExpected"), "{yaml}");
     env.wait_event("retried", "Warning", "PurgeFailed", |note| note.contains("HTTP 503")).await;
-    assert_eq!(env.task_ids(PROJECT_A).len(), 3);
+    assert_eq!(env.task_ids(PROJECT_A).len(), 4);
 
     // The cloud recovers. No trigger and no spec change: the retry purges.
     env.emulator.store().set_faults(Faults::default());
@@ -1001,7 +1003,7 @@ async fn a_transient_failure_is_retried_without_a_trigger() {
     let back_on_schedule = status(&policy).next_schedule_time.as_ref().expect("nextScheduleTime").0;
     assert_eq!(back_on_schedule.duration_since(retried), SignedDuration::from_hours(1), "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
-    env.wait_event("retried", "Normal", "Purged", |note| note.contains("3 deleted")).await;
+    env.wait_event("retried", "Normal", "Purged", |note| note.contains("4 deleted")).await;
     env.assert_secret_never_shown("retried").await;
     env.finish().await;
 }
