@@ -224,36 +224,52 @@ mod lenient {
 mod tests {
     use super::*;
 
+    // Retyped from https://support.huaweicloud.com/en-us/api-dew/ListFailedTask.html (example response, status 200).
     /// The documented example response of `GET /v3/{project_id}/failed-tasks`.
     const KPS_EXAMPLE: &str = r#"{
       "total" : 1,
       "tasks" : [ {
-        "task_id" : "2ce7dc7e-5e2b-4f3b-b3a0-b6f6b3f6a5d4",
+        "task_id" : "aee8d2fe-5484-4753-9177-5a38dc15546c",
         "operate_type" : "RUNNING_RESET",
         "task_time" : "1523342130000",
         "task_error_code" : null,
-        "task_error_msg" : null,
-        "server_name" : "ecs-name",
-        "server_id" : "c2d7d2b8-fd8e-4a2e-9f1d-3c0e5a7d1c11",
-        "keypair_name" : "keypair-name"
+        "task_error_msg" : "Update public key error",
+        "server_name" : "Test",
+        "server_id" : "c9aa197b-a6b6-4c33-b3a6-fa0b4ec50006",
+        "keypair_name" : "KeyPair-xt"
       } ]
     }"#;
 
+    // Retyped from https://docs.otc.t-systems.com/storage-disaster-recovery-service/api-ref/sdrs_apis/task_center/querying_failed_tasks.html (sdrs_05_0901).
     /// The documented example response of `GET /v1/{project_id}/task-center/failure-jobs`.
     const SDRS_EXAMPLE: &str = r#"{
-      "failure_jobs" : [ {
-        "job_id" : "0000000000-0000-0000-0000-00000000000",
-        "job_type" : "createProtectedInstance",
-        "job_status" : "FAIL",
-        "begin_time" : "2019-04-01T12:00:00.000Z",
-        "failure_status" : "createFail",
-        "resource_id" : "0000000000-0000-0000-0000-00000000000",
-        "resource_name" : "resource-name",
-        "resource_type" : "protectedInstance",
-        "error_code" : "SDRS.1104",
-        "fail_reason" : "The protected instance failed to be created."
-      } ],
-      "count" : 1
+        "count": 2,
+        "failure_jobs": [
+            {
+                "job_status": "FAIL",
+                "resource_id": "17984002-ad8a-438b-8ba6-b850224634c5",
+                "resource_name": "Protected-Instance-ab14",
+                "resource_type": "protectedInstance",
+                "failure_status": "createFail",
+                "job_id": "ff808082686f229a0168707beaab014e",
+                "job_type": "createProtectedInstance",
+                "begin_time": "2019-01-21T12:56:35.754Z",
+                "error_code": "EVS.2024",
+                "fail_reason": "SdrsGenerateNativeServerParamsTask-fail:volume is error!"
+            },
+            {
+                "job_status": "FAIL",
+                "resource_id": "897f57b2-6e94-4179-b414-9532726c59f2",
+                "resource_name": "Protected-Instance-5e2e",
+                "resource_type": "protectedInstance",
+                "failure_status": "createFail",
+                "job_id": "ff808082686f229a0168707b9be9013e",
+                "job_type": "createProtectedInstance",
+                "begin_time": "2019-01-21T12:56:15.591Z",
+                "error_code": "EVS.2024",
+                "fail_reason": "SdrsGenerateNativeServerParamsTask-fail:volume is error!"
+            }
+        ]
     }"#;
 
     /// The documented example response of `GET /v1/{project_id}/server-groups`, abridged to the
@@ -286,18 +302,40 @@ mod tests {
     fn the_documented_kps_example_decodes() {
         let page: FailedTaskPage = serde_json::from_str(KPS_EXAMPLE).unwrap();
         assert_eq!(page.total, 1);
+        assert_eq!(page.tasks.len(), 1);
         let task = &page.tasks[0];
+        assert_eq!(task.task_id, "aee8d2fe-5484-4753-9177-5a38dc15546c");
         assert_eq!(task.operate_type, "RUNNING_RESET", "values outside the enum are kept");
-        assert_eq!(task.task_error_code, "", "null reads as empty");
+        assert!(!KPS_OPERATE_TYPES.contains(&task.operate_type.as_str()));
+        assert_eq!(task.task_time, "1523342130000", "a time as a string of epoch milliseconds");
         assert_eq!(parse_task_time(&task.task_time).unwrap().as_millisecond(), 1_523_342_130_000);
+        assert_eq!(task.task_error_code, "", "null reads as empty");
+        assert_eq!(task.task_error_msg, "Update public key error");
+        assert_eq!(task.server_name, "Test");
+        assert_eq!(task.server_id, "c9aa197b-a6b6-4c33-b3a6-fa0b4ec50006");
+        assert_eq!(task.keypair_name, "KeyPair-xt");
     }
 
     #[test]
     fn the_documented_sdrs_example_decodes() {
         let page: FailureJobPage = serde_json::from_str(SDRS_EXAMPLE).unwrap();
-        assert_eq!(page.count, 1);
-        assert_eq!(page.failure_jobs[0].resource_type, "protectedInstance");
-        assert_eq!(parse_task_time(&page.failure_jobs[0].begin_time).unwrap().as_second(), 1_554_120_000);
+        assert_eq!(page.count, 2);
+        assert_eq!(page.failure_jobs.len(), 2);
+        let job = &page.failure_jobs[0];
+        assert_eq!(job.job_id, "ff808082686f229a0168707beaab014e");
+        assert_eq!(job.job_type, "createProtectedInstance");
+        assert_eq!(job.job_status, "FAIL");
+        assert_eq!(job.failure_status, "createFail");
+        assert!(SDRS_FAILURE_STATUSES.contains(&job.failure_status.as_str()));
+        assert_eq!(job.resource_id, "17984002-ad8a-438b-8ba6-b850224634c5");
+        assert_eq!(job.resource_name, "Protected-Instance-ab14");
+        assert_eq!(job.resource_type, "protectedInstance", "values outside the enum are kept");
+        assert!(!SDRS_RESOURCE_TYPES.contains(&job.resource_type.as_str()));
+        assert_eq!(job.error_code, "EVS.2024");
+        assert_eq!(job.fail_reason, "SdrsGenerateNativeServerParamsTask-fail:volume is error!");
+        assert_eq!(parse_task_time(&job.begin_time).unwrap().as_millisecond(), 1_548_075_395_754);
+        assert_eq!(page.failure_jobs[1].job_id, "ff808082686f229a0168707b9be9013e");
+        assert_eq!(parse_task_time(&page.failure_jobs[1].begin_time).unwrap().as_millisecond(), 1_548_075_375_591);
     }
 
     #[test]
