@@ -2,7 +2,7 @@
 //! and the counts before and after. Serves on loopback and prints to standard output.
 
 use super::purge::{credential_data, is_ready, purge_once};
-use crate::api::{ConditionType, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus};
+use crate::api::{ConditionType, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Scope};
 use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::emulator::{self, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, Emulator, Seed};
 use std::collections::BTreeMap;
@@ -47,14 +47,52 @@ pub enum DemoError {
     NotReady(String),
 }
 
-type Counts = BTreeMap<String, (usize, usize)>;
+/// What a project holds: SDRS protection-group-level failures, SDRS failures inside protection
+/// groups, KPS failed tasks.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    group_level: usize,
+    in_group: usize,
+    kps: usize,
+}
+
+impl Held {
+    fn total(self) -> usize {
+        self.group_level + self.in_group + self.kps
+    }
+}
+
+type Counts = BTreeMap<String, Held>;
 
 fn counts(emulator: &Emulator) -> Counts {
     let store = emulator.store();
     DEMO_PROJECTS
         .iter()
-        .map(|p| (p.to_string(), (store.failure_jobs(p).len(), store.failed_tasks(p).len())))
+        .map(|p| {
+            let jobs = store.seeded_failure_jobs(p);
+            let group_level = jobs.iter().filter(|j| j.is_group_level()).count();
+            let held =
+                Held { group_level, in_group: jobs.len() - group_level, kps: store.failed_tasks(p).len() };
+            (p.to_string(), held)
+        })
         .collect()
+}
+
+/// Points a `ProtectionGroups` target at the first protection group of each of the policy's
+/// projects, as a user would copy the ids from the console.
+fn pick_protection_groups(policy: &mut FailedTaskCleanupPolicy, emulator: &Emulator) {
+    let store = emulator.store();
+    let ids: Vec<String> = policy
+        .spec
+        .projects
+        .iter()
+        .filter_map(|p| store.server_groups(&p.id).first().map(|g| g.id.clone()))
+        .collect();
+    for target in &mut policy.spec.targets {
+        if target.scope == Scope::ProtectionGroups {
+            target.protection_group_ids = Some(ids.clone());
+        }
+    }
 }
 
 fn summary(status: &FailedTaskCleanupPolicyStatus) -> String {
@@ -116,6 +154,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         let mut policy: FailedTaskCleanupPolicy =
             serde_yaml::from_str(yaml).map_err(|e| DemoError::ParseExample(file, e))?;
         policy.spec.endpoints = Some(Endpoints { sdrs: Some(emulator.url()), kps: Some(emulator.url()) });
+        pick_protection_groups(&mut policy, &emulator);
         let status = purge_once(&policy, &credentials, &http, &permits).await;
         println!("{:<28} {}", file, summary(&status));
         if !is_ready(&status) {
@@ -126,13 +165,22 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     }
     let after = counts(&emulator);
 
-    println!("\n{:<34} {:>12} {:>7} {:>11} {:>7}", "project", "SDRS before", "after", "KPS before", "after");
-    for (project, (sdrs, kps)) in &before {
-        let (sdrs_after, kps_after) = after.get(project).copied().unwrap_or_default();
-        println!("{project:<34} {sdrs:>12} {sdrs_after:>7} {kps:>11} {kps_after:>7}");
+    println!(
+        "\n{:<34} {:>17} {:>14} {:>11}",
+        "failed tasks before -> after", "SDRS group-level", "SDRS in-group", "KPS"
+    );
+    for (project, held) in &before {
+        let left = after.get(project).copied().unwrap_or_default();
+        let cell = |b: usize, a: usize| format!("{b} -> {a}");
+        println!(
+            "{project:<34} {:>17} {:>14} {:>11}",
+            cell(held.group_level, left.group_level),
+            cell(held.in_group, left.in_group),
+            cell(held.kps, left.kps)
+        );
     }
-    let total = |c: &Counts| c.values().map(|(s, k)| s + k).sum::<usize>();
-    println!("{:<34} {:>12} {:>7}", "all failed tasks", total(&before), total(&after));
+    let total = |c: &Counts| c.values().map(|h| h.total()).sum::<usize>();
+    println!("{:<34} {} -> {}", "all failed tasks", total(&before), total(&after));
     if let Some(status) = &last {
         println!("\nstatus written for full-cleanup:");
         print_status(status)?;
