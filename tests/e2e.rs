@@ -149,6 +149,17 @@ fn reading(listing: SdrsListing) -> &'static str {
     }
 }
 
+/// Prints what the status reported beside what left the emulator, for the test log.
+fn report_counts(scenario: &str, run: &RunSummary, before: usize, after: usize) {
+    println!(
+        "{scenario}: status found {} deleted {} remaining {:?}; the emulator held {before}, now {after}: {} left",
+        run.found,
+        run.deleted,
+        run.remaining,
+        before - after
+    );
+}
+
 /// An emulator reading the list call as `listing` says, with protection groups 1-3 and an empty one.
 async fn sdrs_env(prefix: &str, listing: SdrsListing) -> Env {
     let env = Env::with_credentials(&format!("{prefix}-{}", reading(listing)), Seed::Empty).await;
@@ -213,6 +224,12 @@ async fn sdrs_all_clears_every_sdrs_failure(listing: SdrsListing) {
 
     // Every SDRS failure went, group-level and in-group alike; KPS was not touched.
     assert!(env.job_ids(PROJECT_A).is_empty(), "{:?}", env.job_ids(PROJECT_A));
+    report_counts(
+        &format!("SDRS All ({})", reading(listing)),
+        run,
+        three_groups().len(),
+        env.job_ids(PROJECT_A).len(),
+    );
     assert_eq!(env.task_ids(PROJECT_A), ["t1"]);
     let calls = env.calls();
     assert_eq!(calls.route("DELETE", SDRS_BATCH), 1, "{calls:?}");
@@ -250,6 +267,12 @@ async fn sdrs_protection_groups_clear_only_the_listed_groups(listing: SdrsListin
         ["g3-rep", "g3-vm", "pg-1", "pg-gone"],
         "the unlisted group's failures and the group-level failures stay"
     );
+    report_counts(
+        &format!("SDRS ProtectionGroups ({})", reading(listing)),
+        run,
+        three_groups().len(),
+        env.job_ids(PROJECT_A).len(),
+    );
     let calls = env.calls();
     // Each listed group is listed before; the two with failures are batch-deleted and listed again.
     assert_eq!(calls.route("GET", SDRS_LIST), 3 + 3, "{calls:?}");
@@ -282,6 +305,7 @@ async fn sdrs_matching_finds_instances_in_every_group(listing: SdrsListing) {
             job("group-level", "server_groups", "createFail", "tmp-pg", 48, None),
         ],
     );
+    let seeded = env.job_ids(PROJECT_A).len();
     let filter = TaskMatch {
         resource_types: Some(vec![SdrsResourceType::ProtectedInstances]),
         failure_statuses: Some(vec![SdrsFailureStatus::CreateFail]),
@@ -300,6 +324,12 @@ async fn sdrs_matching_finds_instances_in_every_group(listing: SdrsListing) {
     assert_eq!(
         env.job_ids(PROJECT_A),
         ["group-level", "odd-type", "other-name", "other-status", "other-type", "too-young"]
+    );
+    report_counts(
+        &format!("SDRS Matching protected instances ({})", reading(listing)),
+        run,
+        seeded,
+        env.job_ids(PROJECT_A).len(),
     );
     let calls = env.calls();
     assert_eq!(calls.route("DELETE", SDRS_ONE), 3, "{calls:?}");
@@ -351,6 +381,12 @@ async fn kps_documented_shape(time: KpsTaskTime) {
     assert_settled_run(&policy);
     assert_eq!((last_run(&policy).found, last_run(&policy).deleted), (2, 2), "{yaml}");
     assert_eq!(env.task_ids(PROJECT_A), ["running-reset", "young-unbind"]);
+    report_counts(
+        &format!("KPS Matching, documented shape ({name})"),
+        last_run(&policy),
+        4,
+        env.task_ids(PROJECT_A).len(),
+    );
 
     // KPS All takes the rest, the task outside the enum included.
     env.patch_spec("kps-shape", json!({"targets": [{"service": "KPS", "scope": "All"}]})).await;
@@ -360,6 +396,12 @@ async fn kps_documented_shape(time: KpsTaskTime) {
     assert_eq!((last_run(&policy).found, last_run(&policy).deleted), (2, 2), "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
     assert_eq!(status(&policy).total_deleted, 4, "{yaml}");
+    report_counts(
+        &format!("KPS All, documented shape ({name})"),
+        last_run(&policy),
+        2,
+        env.task_ids(PROJECT_A).len(),
+    );
     env.finish().await;
 }
 
@@ -404,6 +446,7 @@ async fn overlapping_kps_all_and_matching_count_each_task_once() {
     );
     assert_eq!((run.found, run.deleted, status(&policy).total_deleted), (15, 15, 15), "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
+    report_counts("KPS All + KPS Matching, overlapping", run, 15, env.task_ids(PROJECT_A).len());
     let calls = env.calls();
     assert_eq!(calls.route("DELETE", KPS_ONE), 0, "no budget spent on tasks already gone: {calls:?}");
     assert_eq!(calls.deletes, 1, "{calls:?}");

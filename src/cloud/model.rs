@@ -335,7 +335,10 @@ mod tests {
         assert_eq!(job.fail_reason, "SdrsGenerateNativeServerParamsTask-fail:volume is error!");
         assert_eq!(parse_task_time(&job.begin_time).unwrap().as_millisecond(), 1_548_075_395_754);
         assert_eq!(page.failure_jobs[1].job_id, "ff808082686f229a0168707b9be9013e");
-        assert_eq!(parse_task_time(&page.failure_jobs[1].begin_time).unwrap().as_millisecond(), 1_548_075_375_591);
+        assert_eq!(
+            parse_task_time(&page.failure_jobs[1].begin_time).unwrap().as_millisecond(),
+            1_548_075_375_591
+        );
     }
 
     #[test]
