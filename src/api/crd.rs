@@ -44,12 +44,8 @@ pub fn crd_yaml() -> Result<String, CrdError> {
     Ok(format!("{HEADER}{body}"))
 }
 
-/// Arguments of `taskreaper crd` (none).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct CrdArgs {}
-
 /// Writes the CRD YAML to `out` (standard output for `taskreaper crd`).
-pub fn run(_args: &CrdArgs, out: &mut dyn Write) -> Result<(), CrdError> {
+pub fn write_crd(out: &mut dyn Write) -> Result<(), CrdError> {
     let yaml = crd_yaml()?;
     out.write_all(yaml.as_bytes()).and_then(|()| out.flush()).map_err(CrdError::WriteCrd)
 }

@@ -214,7 +214,7 @@ fn yaml_starts_with_the_header_and_reads_back() {
     let back: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(back, crd());
     let mut out = Vec::new();
-    run(&CrdArgs::default(), &mut out).unwrap();
+    write_crd(&mut out).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), yaml);
 }
 

@@ -13,7 +13,7 @@ pub mod validate;
 pub const EXAMPLE_POLICY: &str = include_str!("example.yaml");
 
 pub use conditions::{ConditionType, Reason};
-pub use crd::{CrdArgs, crd, crd_yaml};
+pub use crd::{crd, crd_yaml, write_crd};
 pub use duration::{DurationError, parse_duration};
 pub use policy::{
     CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, KpsOperateType, Project,

@@ -23,7 +23,7 @@ pub enum Command {
     /// Run the controller (kubeconfig or in-cluster).
     Run(run::RunArgs),
     /// Print the FailedTaskCleanupPolicy CustomResourceDefinition.
-    Crd(crate::api::CrdArgs),
+    Crd(CrdArgs),
     /// Run one policy once, without Kubernetes, and print the resulting status as YAML.
     Purge(PurgeArgs),
     /// Serve a local SDRS + KPS endpoint for tests, demos and benchmarks.
@@ -33,13 +33,17 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Arguments of `taskreaper crd` (none).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CrdArgs {}
+
 /// Runs the parsed command and turns its outcome into an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result: Result<ExitCode, Box<dyn std::error::Error>> = match cli.command {
         Command::Run(args) => run::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
-        Command::Crd(args) => crate::api::crd::run(&args, &mut std::io::stdout())
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Crd(CrdArgs {}) => {
+            crate::api::write_crd(&mut std::io::stdout()).map(|()| ExitCode::SUCCESS).map_err(Into::into)
+        }
         Command::Purge(args) => purge::run(args).await.map_err(Into::into),
         Command::Emulator(args) => emulator::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS).map_err(Into::into),

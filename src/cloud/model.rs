@@ -272,30 +272,72 @@ mod tests {
         ]
     }"#;
 
-    /// The documented example response of `GET /v1/{project_id}/server-groups`, abridged to the
-    /// fields the list call documents plus several it does not.
+    // Retyped from https://docs.otc.t-systems.com/storage-disaster-recovery-service/api-ref/apis/protection_group/querying_protection_groups.html
+    // (sdrs_05_0402, "Querying Protection Groups", example response, status 200; source
+    // opentelekomcloud-docs/storage-disaster-recovery-service,
+    // api-ref/source/apis/protection_group/querying_protection_groups.rst at commit fd61ebcc).
+    // The documented text is not valid JSON, so exactly two corrections were made, nothing else:
+    // 1. first group: the comma missing after `"server_type":"ECS"` (before `"created_at"`) was added;
+    // 2. second group: the unquoted value in `"server_type":ECS,` was quoted as `"server_type":"ECS",`.
+    /// The documented example response of `GET /v1/{project_id}/server-groups`.
     const GROUPS_EXAMPLE: &str = r#"{
-      "server_groups" : [ {
-        "id" : "0e6b7ba0-c3cd-4bf8-8a6e-f0f1f9c6c5a8",
-        "name" : "protection_group_1",
-        "description" : "",
-        "status" : "available",
-        "progress" : 0,
-        "source_availability_zone" : "az1.dc1",
-        "target_availability_zone" : "az2.dc2",
-        "domain_id" : "6bd9f0a3-2e62-4d6d-b39b-6f4e6f5bb6e1",
-        "domain_name" : "sdrs_domain",
-        "priority_station" : "source",
-        "protected_instance_num" : 1,
-        "replication_num" : 1,
-        "disaster_recovery_drill_num" : 0,
-        "protection_type" : "replication-pair",
-        "replication_status" : "active",
-        "health_status" : "normal",
-        "created_at" : "2019-05-07 11:07:13.603",
-        "updated_at" : "2019-05-07 11:15:18.186"
-      } ],
-      "count" : 1
+        "count": 2,
+        "server_groups": [
+            {
+                "id": "40df180b-9fe2-471a-8c64-1b758dc84189",
+                "name": "testname",
+                "description": "description",
+                "source_availability_zone": "eu-de-01",
+                "target_availability_zone": "eu-de-02",
+                "domain_id": "fb4bb8e3-a574-4437-a156-78c916aeea4d",
+                "domain_name": "ActiveactiveDomain",
+                "status": "available",
+                "protected_status": null,
+                "replication_status": null,
+                "health_status": null,
+                "progress": 0,
+                "priority_station": "source",
+                "protected_instance_num": 0,
+                "replication_num": 0,
+                "disaster_recovery_drill_num": 0,
+                "source_vpc_id": "046852ef-c49d-409b-8389-546aaaa5701f",
+                "target_vpc_id": "046852ef-c49d-409b-8389-546aaaa5701f",
+                "test_vpc_id": null,
+                "dr_type": "migration",
+                "server_type":"ECS",
+                "created_at": "2019-05-23 03:51:58.256",
+                "updated_at": "2019-05-23 07:48:12.484",
+                "protection_type": "replication-pair",
+                "replication_model": null
+            },
+            {
+                "id": "decf224d-87fe-403a-8721-037a1a45c287",
+                "name": "Protection-Group-lwx",
+                "description": null,
+                "source_availability_zone": "eu-de-01",
+                "target_availability_zone": "eu-de-02",
+                "domain_id": "fb4bb8e3-a574-4437-a156-78c916aeea4d",
+                "domain_name": "ActiveactiveDomain",
+                "status": "available",
+                "protected_status": null,
+                "replication_status": null,
+                "health_status": null,
+                "progress": 0,
+                "priority_station": "source",
+                "protected_instance_num": 0,
+                "replication_num": 0,
+                "disaster_recovery_drill_num": 0,
+                "source_vpc_id": "046852ef-c49d-409b-8389-546aaaa5701f",
+                "target_vpc_id": "046852ef-c49d-409b-8389-546aaaa5701f",
+                "test_vpc_id": null,
+                "dr_type": "migration",
+                "server_type":"ECS",
+                "created_at": "2019-05-22 08:16:54.413",
+                "updated_at": "2019-05-23 07:48:12.493",
+                "protection_type": "replication-pair",
+                "replication_model": null
+            }
+        ]
     }"#;
 
     #[test]
@@ -344,9 +386,16 @@ mod tests {
     #[test]
     fn the_documented_protection_group_example_decodes() {
         let page: ProtectionGroupPage = serde_json::from_str(GROUPS_EXAMPLE).unwrap();
-        assert_eq!(page.count, 1);
-        assert_eq!(page.server_groups[0].id, "0e6b7ba0-c3cd-4bf8-8a6e-f0f1f9c6c5a8");
-        assert_eq!(page.server_groups[0].status, "available");
+        assert_eq!(page.count, 2);
+        assert_eq!(page.server_groups.len(), 2);
+        let first = &page.server_groups[0];
+        assert_eq!(first.id, "40df180b-9fe2-471a-8c64-1b758dc84189");
+        assert_eq!(first.name, "testname");
+        assert_eq!(first.status, "available");
+        let second = &page.server_groups[1];
+        assert_eq!(second.id, "decf224d-87fe-403a-8721-037a1a45c287");
+        assert_eq!(second.name, "Protection-Group-lwx");
+        assert_eq!(second.status, "available");
     }
 
     #[test]
