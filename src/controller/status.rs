@@ -427,6 +427,7 @@ mod tests {
             would_delete: 0,
             remaining: Some(if error.is_some() { 5 } else { 0 }),
             unmeasured: None,
+            unsafe_ids: 0,
             limited: false,
             error,
         };

@@ -119,6 +119,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
                     would_delete,
                     remaining: Some(found),
                     limited: planned.limited,
+                    unsafe_ids: planned.unsafe_ids,
                     ..row(outcome)
                 });
                 if let Ok(s) = &mut snapshot {
@@ -160,6 +161,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
             rows.push(TargetReport {
                 outcome: error.as_ref().map_or(measured.outcome, outcome_of),
                 limited: planned.limited,
+                unsafe_ids: planned.unsafe_ids,
                 error,
                 ..measured
             });
@@ -180,7 +182,8 @@ impl<A: FailedTaskApi> Run<'_, A> {
             let Listing::SdrsGroups(ids) = self.list(project, ListQuery::SdrsGroups).await? else {
                 return Err(CallFailure::unexpected("ListProtectionGroups"));
             };
-            let mut all: BTreeSet<String> = ids.into_iter().collect();
+            // An empty id would drop the filter and list the group-level failures again.
+            let mut all: BTreeSet<String> = ids.into_iter().filter(|id| !id.is_empty()).collect();
             all.extend(extra.iter().cloned());
             scope.groups = Groups::Ids(all);
         }

@@ -173,6 +173,20 @@ impl Snapshot {
     }
 }
 
+/// Longest task or protection-group id the planner puts in a path.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Whether an id from the cloud may go into a DELETE path: non-empty, at most [`MAX_ID_LEN`]
+/// characters of `A-Z a-z 0-9 - _`, and not a word the API gives a meaning of its own (`batch`).
+/// So it can never be read as another path: no `/`, no `.` or `..` segment, not the batch call, not
+/// the empty id that would turn a single delete into the delete-all. Anything else is refused.
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !id.eq_ignore_ascii_case("batch")
+}
+
 /// A task a target covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Candidate {
@@ -261,6 +275,9 @@ pub struct TargetPlan {
     pub calls: Vec<DeleteCall>,
     /// The deletion budget cut this target short.
     pub limited: bool,
+    /// Covered tasks left alone because their id (or their protection group's id) is not safe to
+    /// put in a path; see [`is_safe_id`].
+    pub unsafe_ids: u64,
 }
 
 /// Plans one target against what its project holds now. A `Matching` target deletes one by one,
@@ -274,12 +291,23 @@ pub fn plan_target(
     now: Timestamp,
 ) -> TargetPlan {
     let found = candidates(target, snapshot, now);
-    let (selected, limited): (&[Candidate], bool) = match target {
-        Target::SdrsMatching(_) | Target::KpsMatching(_) => {
-            let take = usize::try_from(budget).unwrap_or(usize::MAX).min(found.len());
-            (&found[..take], take < found.len())
+    // The id a candidate's removal puts in a path: its own for a single delete, its group's for a
+    // per-group batch; none for the group-level batch and the KPS delete-all.
+    let path_id = |c: &Candidate| -> Option<String> {
+        match target {
+            Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(c.id.clone()),
+            Target::SdrsAll | Target::SdrsProtectionGroups(_) => c.group.clone(),
+            Target::KpsAll => None,
         }
-        Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::KpsAll => (&found, false),
+    };
+    let (deletable, refused): (Vec<&Candidate>, Vec<&Candidate>) =
+        found.iter().partition(|c| path_id(c).is_none_or(|id| is_safe_id(&id)));
+    let (selected, limited): (&[&Candidate], bool) = match target {
+        Target::SdrsMatching(_) | Target::KpsMatching(_) => {
+            let take = usize::try_from(budget).unwrap_or(usize::MAX).min(deletable.len());
+            (&deletable[..take], take < deletable.len())
+        }
+        Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::KpsAll => (&deletable, false),
     };
     let calls = if dry_run || selected.is_empty() {
         Vec::new()
@@ -305,7 +333,8 @@ pub fn plan_target(
     };
     TargetPlan {
         selected: selected.iter().map(|c| c.id.clone()).collect(),
-        found: found.into_iter().map(|c| c.id).collect(),
+        unsafe_ids: refused.len() as u64,
+        found: found.iter().map(|c| c.id.clone()).collect(),
         calls,
         limited,
     }
@@ -487,6 +516,40 @@ mod tests {
             plan_target(&Target::KpsAll, &snap, 0, false, now()).calls,
             vec![DeleteCall::KpsDeleteAll]
         );
+    }
+
+    #[test]
+    fn ids_that_could_name_another_path_are_refused() {
+        for good in ["897f57b2-6e94-4179-b414-9532726c59f2", "ff808082686f229a0168707beaab014e", "a_b-C9"] {
+            assert!(is_safe_id(good), "{good}");
+        }
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        for bad in ["", ".", "..", "batch", "BATCH", "a/b", "%2e%2e", "a b", "a?x=1", "a#b", "é", &long] {
+            assert!(!is_safe_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unsafe_ids_are_never_deleted_and_are_counted() {
+        let snap = Snapshot::Kps(vec![
+            task("", "FAILED_UNBIND", "kp-a", "1600000000"),
+            task("batch", "FAILED_UNBIND", "kp-b", "1600000000"),
+            task("..", "FAILED_UNBIND", "kp-c", "1600000000"),
+            task("ok-1", "FAILED_UNBIND", "kp-d", "1600000000"),
+        ]);
+        let plan = plan_target(&Target::KpsMatching(KpsMatch::default()), &snap, 10, false, now());
+        assert_eq!(plan.calls, vec![DeleteCall::KpsDelete("ok-1".into())]);
+        assert_eq!((plan.found.len(), plan.unsafe_ids), (4, 3));
+        // The delete-all puts no id in its path.
+        let all = plan_target(&Target::KpsAll, &snap, 0, false, now());
+        assert_eq!((all.calls, all.unsafe_ids), (vec![DeleteCall::KpsDeleteAll], 0));
+        // A protection group id that is not safe gets no per-group batch.
+        let groups = Snapshot::sdrs([
+            (Some("../x".to_string()), vec![job("j1", "replications", "", "", "")]),
+            (Some("g1".to_string()), vec![job("j2", "replications", "", "", "")]),
+        ]);
+        let plan = plan_target(&Target::SdrsAll, &groups, 0, false, now());
+        assert_eq!((plan.calls, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct TargetReport {
     pub remaining: Option<u64>,
     /// Why a count is `None`.
     pub unmeasured: Option<String>,
+    /// Covered tasks left alone because an id their removal needs is not safe in a path.
+    pub unsafe_ids: u64,
     /// `maxDeletionsPerRun` cut this target short.
     pub limited: bool,
     pub error: Option<CallFailure>,
@@ -93,6 +95,7 @@ impl TargetReport {
             would_delete: 0,
             remaining: None,
             unmeasured: None,
+            unsafe_ids: 0,
             limited: false,
             error: None,
         }
@@ -127,6 +130,11 @@ impl RunReport {
     /// Tasks still in scope, or `None` when any row could not measure it.
     pub fn remaining(&self) -> Option<u64> {
         self.targets.iter().map(|t| t.remaining).sum()
+    }
+
+    /// Covered tasks left alone because of unsafe ids.
+    pub fn unsafe_ids(&self) -> u64 {
+        self.targets.iter().map(|t| t.unsafe_ids).sum()
     }
 
     /// Rows whose counts are unknown.
@@ -172,6 +180,7 @@ mod tests {
             would_delete: 0,
             remaining: Some(1),
             unmeasured: None,
+            unsafe_ids: 0,
             limited: false,
             error,
         }
