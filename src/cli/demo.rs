@@ -8,7 +8,6 @@ use crate::emulator::{self, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, Emu
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// The example policies, in the order the demo applies them: narrow ones first, then the one that
 /// clears everything.
@@ -146,7 +145,6 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         CloudHttp::new(http_config, limiters, Arc::new(SystemClock)).map_err(DemoError::BuildCloudClient)?;
     let credentials = credential_data(CREDENTIALS, Path::new("credentials-secret.yaml"))
         .map_err(DemoError::ParseCredentials)?;
-    let permits = Semaphore::new(16);
 
     let before = counts(&emulator);
     let mut last = None;
@@ -155,7 +153,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             serde_yaml::from_str(yaml).map_err(|e| DemoError::ParseExample(file, e))?;
         policy.spec.endpoints = Some(Endpoints { sdrs: Some(emulator.url()), kps: Some(emulator.url()) });
         pick_protection_groups(&mut policy, &emulator);
-        let status = purge_once(&policy, &credentials, &http, &permits).await;
+        let status = purge_once(&policy, &credentials, &http).await;
         println!("{:<28} {}", file, summary(&status));
         if !is_ready(&status) {
             print_status(&status)?;

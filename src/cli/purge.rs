@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PurgeArgs {
@@ -106,15 +105,14 @@ impl Host for Once<'_> {
 }
 
 /// Runs `policy` once with the given credential keys and returns the status a controller would
-/// write; a suspended policy makes no call and says Suspended. `permits` bounds the calls in flight.
+/// write; a suspended policy makes no call and says Suspended.
 pub async fn purge_once(
     policy: &FailedTaskCleanupPolicy,
     credentials: &BTreeMap<String, Vec<u8>>,
     http: &CloudHttp,
-    permits: &Semaphore,
 ) -> FailedTaskCleanupPolicyStatus {
     let now = whole_seconds(Timestamp::now());
-    match pipeline::run_policy(policy, &mut Once { credentials }, http, permits, now).await {
+    match pipeline::run_policy(policy, &mut Once { credentials }, http, now).await {
         Ok(finished) => finished.status,
         Err(never) => match never {},
     }
@@ -139,11 +137,12 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
     let config = HttpConfig {
         ca_bundle_pem,
         endpoints: EndpointPolicy { allowlist, allow_http: false },
+        max_in_flight: args.concurrency.max(1),
         ..Default::default()
     };
     let http = CloudHttp::new(config, RateLimiters::new(RateLimit::default()), Arc::new(SystemClock))
         .map_err(PurgeError::BuildCloudClient)?;
-    let status = purge_once(&policy, &credentials, &http, &Semaphore::new(args.concurrency.max(1))).await;
+    let status = purge_once(&policy, &credentials, &http).await;
     print!(
         "{}",
         serde_yaml::to_string(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?

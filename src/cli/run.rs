@@ -79,6 +79,7 @@ impl RunArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             ca_bundle_pem,
             endpoints: EndpointPolicy { allowlist, allow_http: false },
+            max_in_flight: self.concurrency.max(1),
             ..HttpConfig::default()
         };
         let rate_limit = RateLimit {
@@ -88,7 +89,6 @@ impl RunArgs {
         let settings = Settings {
             namespace: self.namespace.clone(),
             label_selector: self.label_selector.clone(),
-            concurrency: self.concurrency.max(1),
             http,
             rate_limit,
             instance: std::env::var("POD_NAME").ok(),

@@ -62,6 +62,10 @@ pub struct HttpConfig {
     /// Which endpoints may receive credentials.
     pub endpoints: EndpointPolicy,
     pub retry: RetryPolicy,
+    /// Most requests in flight through this core, across every credential. A request holds its
+    /// slot only while it is on the wire: never through a rate-limit wait, a `Retry-After` pause
+    /// or a retry's backoff, so a throttled credential cannot starve the others.
+    pub max_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -73,6 +77,7 @@ impl Default for HttpConfig {
             ca_bundle_pem: None,
             endpoints: EndpointPolicy::default(),
             retry: RetryPolicy::default(),
+            max_in_flight: 16,
         }
     }
 }
@@ -96,6 +101,7 @@ struct Inner {
     config: HttpConfig,
     limiters: Arc<RateLimiters>,
     clock: Arc<dyn Clock>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for CloudHttp {
@@ -178,7 +184,8 @@ impl CloudHttp {
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(CloudError::BuildClient)?;
-        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock }) })
+        let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
+        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock, in_flight }) })
     }
 
     /// The settings this core was built with.
@@ -237,7 +244,12 @@ impl CloudHttp {
         loop {
             attempt += 1;
             self.inner.limiters.acquire(&key).await;
-            let (error, retry_after) = match self.send_once(ctx, req, call).await {
+            let sent = {
+                // A closed semaphore cannot happen (it is never closed); sending anyway is harmless.
+                let _slot = self.inner.in_flight.acquire().await.ok();
+                self.send_once(ctx, req, call).await
+            };
+            let (error, retry_after) = match sent {
                 Ok(raw) if (200..300).contains(&raw.status) => match parse(&raw.body) {
                     Ok(value) => {
                         tracing::debug!(

@@ -66,15 +66,24 @@ impl KpsClient {
         self.http.call(&self.ctx, &req, json).await
     }
 
-    /// Every failed task, paging until `total` is reached or a page is empty.
-    pub async fn list_failed_tasks(&self) -> Result<Vec<FailedTask>, CloudError> {
+    /// Every failed task, page by page: `each` gets each page's tasks not seen on an earlier page.
+    /// Paging stops when `total` is reached, a page is empty or brings nothing new.
+    pub async fn list_failed_tasks_by_page(
+        &self,
+        mut each: impl FnMut(Vec<FailedTask>),
+    ) -> Result<(), CloudError> {
         let mut pager = Pager::new(MAX_LIST_ITEMS);
         let mut offset = 0;
         loop {
             let page = self.list_failed_tasks_page(self.page_size, offset).await?;
             match pager.take(page.tasks, page.total, |t| t.task_id.as_str()) {
-                Ok(Next::Fetch(next)) => offset = next,
-                Ok(Next::Done) => return Ok(pager.into_items()),
+                Ok((fresh, next)) => {
+                    each(fresh);
+                    match next {
+                        Next::Fetch(next) => offset = next,
+                        Next::Done => return Ok(()),
+                    }
+                }
                 Err(runaway) => {
                     return Err(CloudError::Paging {
                         call: Call {
@@ -87,6 +96,13 @@ impl KpsClient {
                 }
             }
         }
+    }
+
+    /// Every failed task, collected; see [`Self::list_failed_tasks_by_page`].
+    pub async fn list_failed_tasks(&self) -> Result<Vec<FailedTask>, CloudError> {
+        let mut all = Vec::new();
+        self.list_failed_tasks_by_page(|page| all.extend(page)).await?;
+        Ok(all)
     }
 
     /// `DELETE /v3/{project_id}/failed-tasks`: every failed task of the project.

@@ -80,15 +80,25 @@ impl SdrsClient {
         self.http.call(&self.ctx, &req, json).await
     }
 
-    /// Every failure job matching the filter, paging until `count` is reached or a page is empty.
-    pub async fn list_failure_jobs(&self, filter: &FailureJobFilter) -> Result<Vec<FailureJob>, CloudError> {
+    /// Every failure job matching the filter, page by page: `each` gets each page's jobs not seen on
+    /// an earlier page. Paging stops when `count` is reached, a page is empty or brings nothing new.
+    pub async fn list_failure_jobs_by_page(
+        &self,
+        filter: &FailureJobFilter,
+        mut each: impl FnMut(Vec<FailureJob>),
+    ) -> Result<(), CloudError> {
         let mut pager = Pager::new(MAX_LIST_ITEMS);
         let mut offset = 0;
         loop {
             let page = self.list_failure_jobs_page(filter, self.page_size, offset).await?;
             match pager.take(page.failure_jobs, page.count, |j| j.job_id.as_str()) {
-                Ok(Next::Fetch(next)) => offset = next,
-                Ok(Next::Done) => return Ok(pager.into_items()),
+                Ok((fresh, next)) => {
+                    each(fresh);
+                    match next {
+                        Next::Fetch(next) => offset = next,
+                        Next::Done => return Ok(()),
+                    }
+                }
                 Err(runaway) => {
                     return Err(CloudError::Paging {
                         call: self.call("ListFailureJobs"),
@@ -97,6 +107,13 @@ impl SdrsClient {
                 }
             }
         }
+    }
+
+    /// Every failure job matching the filter, collected; see [`Self::list_failure_jobs_by_page`].
+    pub async fn list_failure_jobs(&self, filter: &FailureJobFilter) -> Result<Vec<FailureJob>, CloudError> {
+        let mut all = Vec::new();
+        self.list_failure_jobs_by_page(filter, |page| all.extend(page)).await?;
+        Ok(all)
     }
 
     /// `GET /v1/{project_id}/server-groups` with `limit` and `offset`.
@@ -117,12 +134,18 @@ impl SdrsClient {
     /// Every protection group of the project, paging until `count` is reached or a page is empty.
     pub async fn list_protection_groups(&self) -> Result<Vec<ProtectionGroup>, CloudError> {
         let mut pager = Pager::new(MAX_LIST_ITEMS);
+        let mut groups = Vec::new();
         let mut offset = 0;
         loop {
             let page = self.list_protection_groups_page(self.page_size, offset).await?;
             match pager.take(page.server_groups, page.count, |g| g.id.as_str()) {
-                Ok(Next::Fetch(next)) => offset = next,
-                Ok(Next::Done) => return Ok(pager.into_items()),
+                Ok((fresh, next)) => {
+                    groups.extend(fresh);
+                    match next {
+                        Next::Fetch(next) => offset = next,
+                        Next::Done => return Ok(groups),
+                    }
+                }
                 Err(runaway) => {
                     return Err(CloudError::Paging {
                         call: self.call("ListProtectionGroups"),

@@ -24,7 +24,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// How long before its Lease lapses a leader renews it.
 const LEASE_GRACE_SECS: u64 = 5;
@@ -54,7 +53,6 @@ pub struct LeaderElection {
 pub struct Settings {
     pub namespace: Option<String>,
     pub label_selector: Option<String>,
-    pub concurrency: usize,
     pub http: HttpConfig,
     pub rate_limit: RateLimit,
     /// Identifies this replica in events.
@@ -95,7 +93,6 @@ pub async fn serve(
         reporter,
         metrics,
         http,
-        permits: Semaphore::new(settings.concurrency),
         auth_failures: Mutex::default(),
         errors: Mutex::default(),
     });

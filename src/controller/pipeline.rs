@@ -17,7 +17,6 @@ use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// After Huawei Cloud rejected the credentials, the policy runs again no sooner than this unless
 /// its Secret changes.
@@ -150,13 +149,11 @@ pub struct Finished {
 
 /// The one pass over a policy that every caller shares: prepare, suspend, credentials, cloud
 /// client, due?, execute, next status. Each status along the way goes to [`Host::write`] when it
-/// differs from the one before; `now` is when the pass (and a run it starts) began. Cloud calls in
-/// flight are bounded by `permits`.
+/// differs from the one before; `now` is when the pass (and a run it starts) began.
 pub async fn run_policy<H: Host>(
     policy: &FailedTaskCleanupPolicy,
     host: &mut H,
     http: &CloudHttp,
-    permits: &Semaphore,
     now: Timestamp,
 ) -> Result<Finished, H::Error> {
     let mut status = policy.status.clone().unwrap_or_default();
@@ -202,7 +199,7 @@ pub async fn run_policy<H: Host>(
     // Run.
     let scheduled = status.next_schedule_time.as_ref().map(|t| t.0);
     apply(host, &mut status, &observed(scheduled, request.clone(), now), &Verdict::Running, None).await?;
-    let report = crate::purge::execute(&cloud, &prepared.policy, now, permits).await;
+    let report = crate::purge::execute(&cloud, &prepared.policy, now, prepared.policy.max_deletions).await;
     let finished = Timestamp::now();
 
     // Next status.
@@ -322,7 +319,7 @@ mod tests {
         )
         .unwrap();
         let now = "2026-11-22T00:00:00Z".parse().unwrap();
-        match run_policy(&policy, probe, &http, &Semaphore::new(1), now).await {
+        match run_policy(&policy, probe, &http, now).await {
             Ok(finished) => finished,
             Err(never) => match never {},
         }

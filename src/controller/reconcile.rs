@@ -22,7 +22,6 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Setting this annotation to a new value runs the policy now.
 pub const REQUESTED_AT: &str = "taskreaper.io/requested-at";
@@ -37,8 +36,6 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub http: CloudHttp,
-    /// Bounds the cloud calls in flight across all policies.
-    pub permits: Semaphore,
     /// Per policy uid: the Secret's resourceVersion when the cloud last rejected its credentials.
     pub auth_failures: Mutex<HashMap<String, Option<String>>>,
     /// Per policy uid: consecutive reconcile errors, for backoff.
@@ -202,8 +199,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     let uid = policy.uid().unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let mut kube = Kube { ctx, policy, api, secrets, uid: &uid };
-    let Finished { outcome, status } =
-        pipeline::run_policy(policy, &mut kube, &ctx.http, &ctx.permits, now).await?;
+    let Finished { outcome, status } = pipeline::run_policy(policy, &mut kube, &ctx.http, now).await?;
     match outcome {
         Outcome::Blocked { blocked, changed } => {
             // The event goes out only when the status changed, not on every pass.

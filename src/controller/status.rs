@@ -431,7 +431,12 @@ mod tests {
             limited: false,
             error,
         };
-        RunReport { targets: vec![row("a", None), row("b", error)], failed_calls: 0, calls: 8 }
+        RunReport {
+            targets: vec![row("a", None), row("b", error)],
+            failed_calls: 0,
+            calls: 8,
+            budget_spent: 0,
+        }
     }
 
     fn ready(s: &FailedTaskCleanupPolicyStatus) -> &Condition {

@@ -1,7 +1,7 @@
 //! [`FailedTaskApi`] over the real SDRS and KPS clients. Does network I/O through them.
 
 use super::execute::FailedTaskApi;
-use super::plan::{DeleteCall, ListQuery, Listing};
+use super::plan::{DeleteCall, ListQuery, Page};
 use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, FailureKind};
 use crate::api::{Endpoints, Service};
@@ -79,19 +79,28 @@ pub fn failure(error: &CloudError) -> CallFailure {
 }
 
 impl FailedTaskApi for CloudApi {
-    async fn list(&self, project: &Project, query: &ListQuery) -> Result<Listing, CallFailure> {
+    async fn list(
+        &self,
+        project: &Project,
+        query: &ListQuery,
+        each: &mut (dyn FnMut(Page) + Send),
+    ) -> Result<(), CallFailure> {
         let result = match query {
             ListQuery::SdrsGroups => self
                 .sdrs(project)?
                 .list_protection_groups()
                 .await
-                .map(|groups| Listing::SdrsGroups(groups.into_iter().map(|g| g.id).collect())),
+                .map(|groups| each(Page::SdrsGroups(groups.into_iter().map(|g| g.id).collect()))),
             ListQuery::SdrsJobs { group } => {
                 let filter =
                     FailureJobFilter { server_group_id: group.clone(), ..FailureJobFilter::default() };
-                self.sdrs(project)?.list_failure_jobs(&filter).await.map(Listing::SdrsJobs)
+                self.sdrs(project)?
+                    .list_failure_jobs_by_page(&filter, |jobs| each(Page::SdrsJobs(jobs)))
+                    .await
             }
-            ListQuery::Kps => self.kps(project)?.list_failed_tasks().await.map(Listing::Kps),
+            ListQuery::Kps => {
+                self.kps(project)?.list_failed_tasks_by_page(|tasks| each(Page::Kps(tasks))).await
+            }
         };
         result.map_err(|e| failure(&e))
     }

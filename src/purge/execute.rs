@@ -6,9 +6,10 @@
 //! Projects and services run side by side; within one project and service the targets run in spec
 //! order, and a list is never taken while deletes there are in flight. The list taken after one
 //! target's deletes is the list the next target plans from, so overlapping targets neither count
-//! the same task twice nor spend the deletion budget on tasks already gone.
+//! the same task twice nor spend the deletion budget on tasks already gone. Lists are kept page by
+//! page in compact form ([`plan::Item`]).
 
-use super::plan::{self, DeleteCall, Groups, ListQuery, Listing, Scope, Snapshot};
+use super::plan::{self, Coverage, DeleteCall, Groups, ListQuery, Page, Scope, Snapshot};
 use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, Outcome, RunReport, TargetReport, outcome_of};
 use crate::api::Service;
@@ -17,16 +18,22 @@ use jiff::Timestamp;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Semaphore;
+
+/// Most deletes one target has waiting for the cloud client at once; the client bounds what is on
+/// the wire.
+const PENDING_DELETES: usize = 64;
 
 /// The cloud calls a purge needs. A 404 on a single delete is success (already gone).
 pub trait FailedTaskApi: Sync {
+    /// Lists every page of `query`, handing each page's new items to `each` as it arrives.
     fn list(
         &self,
         project: &Project,
         query: &ListQuery,
-    ) -> impl Future<Output = Result<Listing, CallFailure>> + Send;
+        each: &mut (dyn FnMut(Page) + Send),
+    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
     fn delete(
         &self,
         project: &Project,
@@ -34,32 +41,31 @@ pub trait FailedTaskApi: Sync {
     ) -> impl Future<Output = Result<(), CallFailure>> + Send;
 }
 
-/// What a whole run shares: the calls in flight, the deletion budget and the call counts.
+/// What a whole run shares: the deletion budget and the call counts.
 struct Run<'a, A> {
     api: &'a A,
     policy: &'a PurgePolicy,
     now: Timestamp,
-    permits: &'a Semaphore,
     /// What is left of `maxDeletionsPerRun`.
     budget: Mutex<u64>,
     calls: AtomicU64,
     failed_calls: AtomicU64,
 }
 
-/// Runs one purge of `policy`. `permits` bounds the calls in flight; share it across policies to
-/// bound the whole process. The deletion budget is shared by every project, first come first served.
+/// Runs one purge of `policy`, with `budget` single deletes at most (normally `maxDeletionsPerRun`).
+/// The budget is shared by every project, first come first served. How many calls are in flight
+/// is the cloud client's to bound.
 pub async fn execute<A: FailedTaskApi>(
     api: &A,
     policy: &PurgePolicy,
     now: Timestamp,
-    permits: &Semaphore,
+    budget: u64,
 ) -> RunReport {
     let run = Run {
         api,
         policy,
         now,
-        permits,
-        budget: Mutex::new(policy.max_deletions),
+        budget: Mutex::new(budget),
         calls: AtomicU64::new(0),
         failed_calls: AtomicU64::new(0),
     };
@@ -69,21 +75,29 @@ pub async fn execute<A: FailedTaskApi>(
     let rows = join_all(lanes.map(|(p, s)| run.lane(p, s))).await;
     let mut targets: Vec<TargetReport> = rows.into_iter().flatten().collect();
     targets.sort_by_key(|r| (r.project_index, r.target_index));
-    RunReport { targets, failed_calls: run.failed_calls.into_inner(), calls: run.calls.into_inner() }
+    let spent = budget - run.budget.into_inner().unwrap_or_else(PoisonError::into_inner);
+    RunReport {
+        targets,
+        failed_calls: run.failed_calls.into_inner(),
+        calls: run.calls.into_inner(),
+        budget_spent: spent,
+    }
 }
 
 impl<A: FailedTaskApi> Run<'_, A> {
     /// The targets of one service in one project, in spec order.
     async fn lane(&self, p: usize, service: Service) -> Vec<TargetReport> {
         let project = &self.policy.projects[p];
-        let targets: Vec<(usize, &Target)> =
+        let lane: Vec<(usize, &Target)> =
             self.policy.targets.iter().enumerate().filter(|(_, t)| t.service() == service).collect();
-        let mut scope = plan::joint_scope(targets.iter().map(|(_, t)| *t));
-        let mut rows = Vec::with_capacity(targets.len());
-        let mut snapshot = self.snapshot(project, &mut scope).await;
-        for (t, target) in targets {
+        let targets: Vec<&Target> = lane.iter().map(|(_, t)| *t).collect();
+        let coverage = Coverage { targets: &targets, now: self.now };
+        let mut scope = plan::joint_scope(targets.iter().copied());
+        let mut rows = Vec::with_capacity(lane.len());
+        let mut snapshot = self.snapshot(project, &mut scope, coverage).await;
+        for (lane_index, (t, target)) in lane.iter().copied().enumerate() {
             let row = |outcome| TargetReport::new(self.policy, p, t, outcome);
-            let before = match &snapshot {
+            let before = match &mut snapshot {
                 Ok(s) => s,
                 Err(failure) => {
                     rows.push(TargetReport {
@@ -97,7 +111,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
             let planned = {
                 // Held while planning, so that concurrent projects cannot spend the same budget.
                 let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
-                let planned = plan::plan_target(target, before, *budget, self.policy.dry_run, self.now);
+                let planned = plan::plan_target(target, lane_index, before, *budget, self.policy.dry_run);
                 if matches!(target, Target::SdrsMatching(_) | Target::KpsMatching(_)) {
                     *budget = budget.saturating_sub(planned.selected.len() as u64);
                 }
@@ -122,41 +136,33 @@ impl<A: FailedTaskApi> Run<'_, A> {
                     unsafe_ids: planned.unsafe_ids,
                     ..row(outcome)
                 });
-                if let Ok(s) = &mut snapshot {
-                    // A dry run imagines its deletes, so that later targets do not count them again.
-                    s.remove(&planned.selected);
-                }
+                // A dry run imagines its deletes, so that later targets do not count them again.
+                before.remove(&planned.selected);
                 continue;
             }
-            let failures: Vec<CallFailure> = join_all(planned.calls.iter().map(|call| async move {
-                let _permit = self.permits.acquire().await;
-                self.calls.fetch_add(1, Ordering::Relaxed);
-                self.api.delete(project, call).await
-            }))
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-            self.failed_calls.fetch_add(failures.len() as u64, Ordering::Relaxed);
-            snapshot = self.snapshot(project, &mut scope).await;
-            let measured = match &snapshot {
-                Ok(after) => {
-                    let present = after.ids();
-                    let deleted = planned.found.iter().filter(|id| !present.contains(id.as_str())).count();
-                    TargetReport {
-                        found: Some(found),
-                        deleted: Some(deleted as u64),
-                        remaining: Some(plan::covered_ids(target, after, self.now).len() as u64),
-                        ..row(outcome)
-                    }
-                }
-                Err(failure) => TargetReport {
+            let pending = Semaphore::new(PENDING_DELETES);
+            let failures: Vec<CallFailure> =
+                join_all(planned.calls.iter().map(|call| self.delete(&pending, project, call)))
+                    .await
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect();
+            let after = self.snapshot(project, &mut scope, coverage).await;
+            let measured = match (&snapshot, &after) {
+                (Ok(before), Ok(after)) => TargetReport {
+                    found: Some(found),
+                    deleted: Some(before.gone_in(&planned.found, after) as u64),
+                    remaining: Some(after.covered(lane_index) as u64),
+                    ..row(outcome)
+                },
+                (_, Err(failure)) | (Err(failure), _) => TargetReport {
                     found: Some(found),
                     error: Some(failure.clone()),
                     unmeasured: Some("the list after deleting failed".into()),
                     ..row(outcome_of(failure))
                 },
             };
+            snapshot = after;
             let error = failures.into_iter().next().or(measured.error.clone());
             rows.push(TargetReport {
                 outcome: error.as_ref().map_or(measured.outcome, outcome_of),
@@ -169,58 +175,85 @@ impl<A: FailedTaskApi> Run<'_, A> {
         rows
     }
 
-    /// Lists what `scope` covers in one project. Protection groups are discovered once per run and
-    /// kept in `scope`.
-    async fn snapshot(&self, project: &Project, scope: &mut Scope) -> Result<Snapshot, CallFailure> {
+    /// Lists what `scope` covers in one project, keeping each page in compact form as it arrives.
+    /// Protection groups are discovered once per run and kept in `scope`.
+    async fn snapshot(
+        &self,
+        project: &Project,
+        scope: &mut Scope,
+        coverage: Coverage<'_>,
+    ) -> Result<Snapshot, CallFailure> {
         if scope.kps {
-            return match self.list(project, ListQuery::Kps).await? {
-                Listing::Kps(tasks) => Ok(Snapshot::Kps(tasks)),
-                other => Err(unexpected(&other)),
-            };
+            let mut items = Vec::new();
+            self.list(project, ListQuery::Kps, &mut |page| {
+                if let Page::Kps(tasks) = page {
+                    items.extend(coverage.tasks(tasks));
+                }
+            })
+            .await?;
+            return Ok(Snapshot::join(vec![(None, items)]));
         }
         if let Groups::All(extra) = &scope.groups {
-            let Listing::SdrsGroups(ids) = self.list(project, ListQuery::SdrsGroups).await? else {
-                return Err(CallFailure::unexpected("ListProtectionGroups"));
-            };
-            // An empty id would drop the filter and list the group-level failures again.
-            let mut all: BTreeSet<String> = ids.into_iter().filter(|id| !id.is_empty()).collect();
-            all.extend(extra.iter().cloned());
+            let mut all: BTreeSet<String> = extra.clone();
+            self.list(project, ListQuery::SdrsGroups, &mut |page| {
+                if let Page::SdrsGroups(ids) = page {
+                    // An empty id would drop the filter and list the group-level failures again.
+                    all.extend(ids.into_iter().filter(|id| !id.is_empty()));
+                }
+            })
+            .await?;
             scope.groups = Groups::Ids(all);
         }
-        let groups: Vec<Option<String>> = match &scope.groups {
-            Groups::Ids(ids) => ids.iter().cloned().map(Some).collect(),
+        let groups: Vec<Option<Arc<str>>> = match &scope.groups {
+            Groups::Ids(ids) => ids.iter().map(|id| Some(Arc::from(id.as_str()))).collect(),
             Groups::None | Groups::All(_) => Vec::new(),
         };
         let queries = scope.group_level.then_some(None).into_iter().chain(groups);
         let lists = join_all(queries.map(|group| async move {
-            match self.list(project, ListQuery::SdrsJobs { group: group.clone() }).await? {
-                Listing::SdrsJobs(jobs) => Ok((group, jobs)),
-                other => Err(unexpected(&other)),
-            }
+            let mut items = Vec::new();
+            let query = ListQuery::SdrsJobs { group: group.as_deref().map(str::to_string) };
+            self.list(project, query, &mut |page| {
+                if let Page::SdrsJobs(jobs) = page {
+                    items.extend(coverage.jobs(group.as_ref(), jobs));
+                }
+            })
+            .await?;
+            Ok((group, items))
         }))
         .await
         .into_iter()
         .collect::<Result<Vec<_>, CallFailure>>()?;
-        Ok(Snapshot::sdrs(lists))
+        Ok(Snapshot::join(lists))
     }
 
-    async fn list(&self, project: &Project, query: ListQuery) -> Result<Listing, CallFailure> {
-        let _permit = self.permits.acquire().await;
+    async fn delete(
+        &self,
+        pending: &Semaphore,
+        project: &Project,
+        call: &DeleteCall,
+    ) -> Result<(), CallFailure> {
+        let _turn = pending.acquire().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.api.list(project, &query).await;
+        let result = self.api.delete(project, call).await;
         if result.is_err() {
             self.failed_calls.fetch_add(1, Ordering::Relaxed);
         }
         result
     }
-}
 
-fn unexpected(listing: &Listing) -> CallFailure {
-    CallFailure::unexpected(match listing {
-        Listing::SdrsGroups(_) => "ListProtectionGroups",
-        Listing::SdrsJobs(_) => "ListFailureJobs",
-        Listing::Kps(_) => "ListFailedTask",
-    })
+    async fn list(
+        &self,
+        project: &Project,
+        query: ListQuery,
+        each: &mut (dyn FnMut(Page) + Send),
+    ) -> Result<(), CallFailure> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.api.list(project, &query, each).await;
+        if result.is_err() {
+            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 #[cfg(test)]
@@ -282,7 +315,12 @@ mod tests {
     }
 
     impl FailedTaskApi for Fake {
-        async fn list(&self, project: &Project, query: &ListQuery) -> Result<Listing, CallFailure> {
+        async fn list(
+            &self,
+            project: &Project,
+            query: &ListQuery,
+            each: &mut (dyn FnMut(Page) + Send),
+        ) -> Result<(), CallFailure> {
             let n = self.lists.fetch_add(1, Ordering::SeqCst) as usize;
             if let Some(kind) = self.fail_lists {
                 return Err(CallFailure::new(kind, Some(429), "APIGW.0308", "throttled"));
@@ -291,11 +329,11 @@ mod tests {
                 return Err(CallFailure::new(FailureKind::Unavailable, Some(503), "SDRS.0503", "down"));
             }
             self.vanish(&project.id);
-            Ok(match query {
-                ListQuery::SdrsGroups => Listing::SdrsGroups(
+            let page = match query {
+                ListQuery::SdrsGroups => Page::SdrsGroups(
                     self.groups.lock().unwrap().get(&project.id).cloned().unwrap_or_default(),
                 ),
-                ListQuery::SdrsJobs { group } => Listing::SdrsJobs(
+                ListQuery::SdrsJobs { group } => Page::SdrsJobs(
                     self.jobs
                         .lock()
                         .unwrap()
@@ -307,9 +345,11 @@ mod tests {
                         .collect(),
                 ),
                 ListQuery::Kps => {
-                    Listing::Kps(self.tasks.lock().unwrap().get(&project.id).cloned().unwrap_or_default())
+                    Page::Kps(self.tasks.lock().unwrap().get(&project.id).cloned().unwrap_or_default())
                 }
-            })
+            };
+            each(page);
+            Ok(())
         }
 
         async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
@@ -406,7 +446,7 @@ mod tests {
     async fn all_clears_group_level_and_in_group_failures_and_measures_them() {
         let fake = seeded();
         let policy = policy(&["p0", "p1"], vec![Target::SdrsAll, Target::KpsAll], false, 100);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert_eq!(report.targets.len(), 4);
         assert_eq!((report.found(), report.deleted(), report.remaining()), (2 * 6 + 2 * 4, 20, Some(0)));
         assert_eq!(report.failed_calls, 0);
@@ -420,7 +460,7 @@ mod tests {
     async fn all_counts_the_same_under_the_loose_reading() {
         let fake = Fake { loose: true, ..seeded() };
         let policy = policy(&["p0"], vec![Target::SdrsAll], false, 100);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert_eq!((report.found(), report.deleted(), report.remaining()), (6, 6, Some(0)));
         let batches = fake.deletes.lock().unwrap().clone();
         assert_eq!(
@@ -437,7 +477,7 @@ mod tests {
     async fn matching_finds_instance_failures_inside_every_group() {
         let fake = seeded();
         let policy = policy(&["p0"], vec![instances()], false, 100);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert_eq!((report.found(), report.deleted(), report.remaining()), (3, 3, Some(0)));
         let left: Vec<String> =
             fake.jobs.lock().unwrap()["p0"].iter().map(|j| j.job.job_id.clone()).collect();
@@ -450,7 +490,7 @@ mod tests {
         let kps_matching = Target::KpsMatching(KpsMatch::default());
         let policy =
             policy(&["p0"], vec![Target::KpsAll, kps_matching, Target::SdrsAll, instances()], false, 100);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         let counts: Vec<(Option<u64>, Option<u64>)> =
             report.targets.iter().map(|r| (r.found, r.deleted)).collect();
         assert_eq!(counts, [(Some(4), Some(4)), (Some(0), Some(0)), (Some(6), Some(6)), (Some(0), Some(0))]);
@@ -464,7 +504,7 @@ mod tests {
         let fake = seeded();
         let kps_matching = Target::KpsMatching(KpsMatch::default());
         let policy = policy(&["p0"], vec![Target::KpsAll, kps_matching, instances()], false, 3);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(4)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert_eq!(report.targets[2].deleted, Some(3), "the budget is left for the instances");
         assert!(!report.limited());
     }
@@ -473,7 +513,7 @@ mod tests {
     async fn dry_run_sends_no_delete_and_counts_overlaps_once() {
         let fake = seeded();
         let policy = policy(&["p0"], vec![Target::KpsAll, Target::KpsMatching(KpsMatch::default())], true, 1);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert!(fake.deletes.lock().unwrap().is_empty());
         assert!(report.targets.iter().all(|r| r.outcome == Outcome::DryRun));
         assert_eq!(report.would_delete(), 4);
@@ -484,7 +524,7 @@ mod tests {
     async fn the_budget_stops_matching_and_says_so() {
         let fake = seeded();
         let policy = policy(&["p0", "p1"], vec![Target::KpsMatching(KpsMatch::default())], false, 4);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(2)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert_eq!(fake.deletes.lock().unwrap().len(), 4);
         assert_eq!((report.deleted(), report.remaining()), (4, Some(4)));
         assert!(report.limited());
@@ -495,7 +535,7 @@ mod tests {
         let fake = Fake { fail_lists: Some(FailureKind::Throttled), ..seeded() };
         let policy =
             policy(&["p0"], vec![Target::KpsAll, Target::KpsMatching(KpsMatch::default())], false, 9);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         assert!(fake.deletes.lock().unwrap().is_empty());
         assert_eq!(report.failed_calls, 1, "one list, not one per target");
         for row in &report.targets {
@@ -510,7 +550,7 @@ mod tests {
     async fn a_failed_list_after_deleting_leaves_the_counts_unknown() {
         let fake = Fake { lists_before_failing: Some(1), ..seeded() };
         let policy = policy(&["p0"], vec![Target::KpsAll], false, 9);
-        let report = execute(&fake, &policy, now(), &Semaphore::new(1)).await;
+        let report = execute(&fake, &policy, now(), policy.max_deletions).await;
         let row = &report.targets[0];
         assert_eq!((row.found, row.deleted, row.remaining), (Some(4), None, None));
         assert_eq!(row.outcome, Outcome::Failed);
@@ -546,7 +586,7 @@ mod tests {
             let fake = Fake { vanish, loose, ..seeded() };
             let policy = policy(&["p0", "p1"], targets, false, budget);
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let report = runtime.block_on(execute(&fake, &policy, now(), &Semaphore::new(3)));
+            let report = runtime.block_on(execute(&fake, &policy, now(), policy.max_deletions));
             let gone = fake.gone.lock().unwrap().clone();
             let unique: BTreeSet<&String> = gone.iter().collect();
             prop_assert_eq!(unique.len(), gone.len(), "a task left the cloud twice");

@@ -4,12 +4,16 @@
 //! SDRS lists by protection group: without `server_group_id` the list shows protection-group-level
 //! failures, with it the failures inside that group. A [`Snapshot`] joins those lists, remembering
 //! which group's list showed each failure, so the planner can choose the batch call that removes it.
+//!
+//! A snapshot keeps of each task only what planning and counting need (its id, its time, its group
+//! and which targets cover it, decided page by page as the lists arrive), about 100 bytes a task.
 
 use super::policy::{KpsMatch, SdrsMatch, Target};
-use crate::api::Service;
 use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 
 /// A list call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,9 +26,9 @@ pub enum ListQuery {
     Kps,
 }
 
-/// What one list call returned.
+/// One page of a list call, with only the items not seen on earlier pages.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Listing {
+pub enum Page {
     /// Protection group ids.
     SdrsGroups(Vec<String>),
     SdrsJobs(Vec<FailureJob>),
@@ -111,65 +115,143 @@ pub fn joint_scope<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Scope {
     })
 }
 
-/// One SDRS failure and the protection group whose list showed it (`None`: the group-level list).
+/// One task as a run keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SdrsTask {
-    pub job: FailureJob,
-    pub group: Option<String>,
+pub struct Item {
+    pub id: Box<str>,
+    /// When it began, in epoch milliseconds; `i64::MAX` when unreadable, so it sorts last.
+    created_ms: i64,
+    /// SDRS: the protection group whose list showed it; `None` for the group-level list.
+    pub group: Option<Arc<str>>,
+    /// Bit `i` is set when target `i` of the lane (the targets of one service, in spec order)
+    /// covers the task.
+    covers: u32,
+}
+
+/// Most targets one lane can tell apart (the CRD allows 16 per policy).
+pub const MAX_LANE_TARGETS: usize = 32;
+
+/// Turns listed tasks into [`Item`]s for the targets of one lane, page by page.
+#[derive(Clone, Copy)]
+pub struct Coverage<'a> {
+    pub targets: &'a [&'a Target],
+    pub now: Timestamp,
+}
+
+impl Coverage<'_> {
+    fn bits(&self, covers: impl Fn(&Target) -> bool) -> u32 {
+        self.targets
+            .iter()
+            .take(MAX_LANE_TARGETS)
+            .enumerate()
+            .filter(|(_, t)| covers(t))
+            .fold(0, |b, (i, _)| b | 1 << i)
+    }
+
+    /// SDRS failures from the list of `group` (`None`: the group-level list).
+    pub fn jobs(&self, group: Option<&Arc<str>>, jobs: Vec<FailureJob>) -> Vec<Item> {
+        jobs.into_iter()
+            .map(|job| Item {
+                covers: self.bits(|t| match t {
+                    Target::SdrsAll => true,
+                    Target::SdrsProtectionGroups(ids) => {
+                        group.is_some_and(|g| ids.iter().any(|id| **id == **g))
+                    }
+                    Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
+                    Target::KpsAll | Target::KpsMatching(_) => false,
+                }),
+                created_ms: millis(&job.begin_time),
+                group: group.cloned(),
+                id: job.job_id.into_boxed_str(),
+            })
+            .collect()
+    }
+
+    /// KPS failed tasks.
+    pub fn tasks(&self, tasks: Vec<FailedTask>) -> Vec<Item> {
+        tasks
+            .into_iter()
+            .map(|task| Item {
+                covers: self.bits(|t| match t {
+                    Target::KpsAll => true,
+                    Target::KpsMatching(m) => kps_matches(m, &task, self.now),
+                    Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
+                }),
+                created_ms: millis(&task.task_time),
+                group: None,
+                id: task.task_id.into_boxed_str(),
+            })
+            .collect()
+    }
+}
+
+fn millis(time: &str) -> i64 {
+    parse_task_time(time).map_or(i64::MAX, |t| t.as_millisecond())
 }
 
 /// What one project holds of one service, as its lists showed it at one moment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Snapshot {
-    Sdrs(Vec<SdrsTask>),
-    Kps(Vec<FailedTask>),
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    items: Vec<Item>,
+    hasher: RandomState,
 }
 
 impl Snapshot {
-    /// Joins the SDRS lists: the group-level list and each group's list, in any order. A failure that
-    /// several lists show (a looser reading of the list call) is kept once, with its group.
-    pub fn sdrs(lists: impl IntoIterator<Item = (Option<String>, Vec<FailureJob>)>) -> Self {
-        let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
-        let mut tasks: Vec<SdrsTask> = Vec::new();
-        for (group, jobs) in lists {
-            for job in jobs {
-                match by_id.get(&job.job_id) {
-                    Some(&i) if !job.job_id.is_empty() => {
-                        if tasks[i].group.is_none() {
-                            tasks[i].group = group.clone();
-                        }
-                    }
-                    _ => {
-                        by_id.insert(job.job_id.clone(), tasks.len());
-                        tasks.push(SdrsTask { job, group: group.clone() });
-                    }
-                }
-            }
+    /// Joins lists taken at the same moment, the protection groups' lists before the group-level
+    /// one: a failure that several lists show (a looser reading of the list call) is kept once,
+    /// with its group. Tasks without an id are all kept.
+    pub fn join(mut lists: Vec<(Option<Arc<str>>, Vec<Item>)>) -> Self {
+        lists.sort_by_key(|(group, _)| group.is_none());
+        let hasher = RandomState::new();
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut items = Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).sum());
+        for (_, list) in lists {
+            items
+                .extend(list.into_iter().filter(|i| i.id.is_empty() || seen.insert(hasher.hash_one(&*i.id))));
         }
-        Snapshot::Sdrs(tasks)
+        Snapshot { items, hasher }
     }
 
-    pub fn service(&self) -> Service {
-        match self {
-            Snapshot::Sdrs(_) => Service::Sdrs,
-            Snapshot::Kps(_) => Service::Kps,
-        }
+    pub fn len(&self) -> usize {
+        self.items.len()
     }
 
-    /// The ids of every task.
-    pub fn ids(&self) -> BTreeSet<&str> {
-        match self {
-            Snapshot::Sdrs(tasks) => tasks.iter().map(|t| t.job.job_id.as_str()).collect(),
-            Snapshot::Kps(tasks) => tasks.iter().map(|t| t.task_id.as_str()).collect(),
-        }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
-    /// Drops the tasks with these ids, as a dry run imagines its deletes.
-    pub fn remove(&mut self, ids: &BTreeSet<String>) {
-        match self {
-            Snapshot::Sdrs(tasks) => tasks.retain(|t| !ids.contains(&t.job.job_id)),
-            Snapshot::Kps(tasks) => tasks.retain(|t| !ids.contains(&t.task_id)),
-        }
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// Hashes of every id, to tell which tasks of an earlier snapshot are gone.
+    pub fn id_hashes(&self) -> HashSet<u64> {
+        self.items.iter().map(|i| self.hasher.hash_one(&*i.id)).collect()
+    }
+
+    /// How many of `indexes` (into `self`) name tasks that `later` no longer holds.
+    pub fn gone_in(&self, indexes: &[u32], later: &Snapshot) -> usize {
+        let present: HashSet<u64> = later.items.iter().map(|i| self.hasher.hash_one(&*i.id)).collect();
+        indexes
+            .iter()
+            .filter(|&&i| !present.contains(&self.hasher.hash_one(&*self.items[i as usize].id)))
+            .count()
+    }
+
+    /// How many tasks lane target `lane_index` covers.
+    pub fn covered(&self, lane_index: usize) -> usize {
+        self.items.iter().filter(|i| i.covers & 1 << lane_index != 0).count()
+    }
+
+    /// Drops the tasks at `indexes`, as a dry run imagines its deletes.
+    pub fn remove(&mut self, indexes: &[u32]) {
+        let drop: HashSet<u32> = indexes.iter().copied().collect();
+        let mut position = 0u32;
+        self.items.retain(|_| {
+            let keep = !drop.contains(&position);
+            position += 1;
+            keep
+        });
     }
 }
 
@@ -185,15 +267,6 @@ pub fn is_safe_id(id: &str) -> bool {
         && id.len() <= MAX_ID_LEN
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && !id.eq_ignore_ascii_case("batch")
-}
-
-/// A task a target covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Candidate {
-    id: String,
-    created: Option<Timestamp>,
-    /// SDRS: the protection group whose list showed it.
-    group: Option<String>,
 }
 
 /// True when the task is at least `older_than` old. A task whose time cannot be read is never old
@@ -226,51 +299,13 @@ pub fn kps_matches(m: &KpsMatch, task: &FailedTask, now: Timestamp) -> bool {
         && old_enough(&task.task_time, m.older_than, now)
 }
 
-/// The tasks of `snapshot` that `target` covers, oldest first (unreadable times last, ties by id).
-fn candidates(target: &Target, snapshot: &Snapshot, now: Timestamp) -> Vec<Candidate> {
-    let mut found: Vec<Candidate> = match snapshot {
-        Snapshot::Sdrs(tasks) => tasks
-            .iter()
-            .filter(|t| match target {
-                Target::SdrsAll => true,
-                Target::SdrsProtectionGroups(ids) => t.group.as_ref().is_some_and(|g| ids.contains(g)),
-                Target::SdrsMatching(m) => sdrs_matches(m, &t.job, now),
-                Target::KpsAll | Target::KpsMatching(_) => false,
-            })
-            .map(|t| Candidate {
-                id: t.job.job_id.clone(),
-                created: parse_task_time(&t.job.begin_time),
-                group: t.group.clone(),
-            })
-            .collect(),
-        Snapshot::Kps(tasks) => tasks
-            .iter()
-            .filter(|t| match target {
-                Target::KpsAll => true,
-                Target::KpsMatching(m) => kps_matches(m, t, now),
-                Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
-            })
-            .map(|t| Candidate { id: t.task_id.clone(), created: parse_task_time(&t.task_time), group: None })
-            .collect(),
-    };
-    found.sort_by(|a, b| {
-        (a.created.is_none(), a.created, &a.id).cmp(&(b.created.is_none(), b.created, &b.id))
-    });
-    found
-}
-
-/// The ids of the tasks `target` covers in `snapshot`; used before and after its calls to measure them.
-pub fn covered_ids(target: &Target, snapshot: &Snapshot, now: Timestamp) -> BTreeSet<String> {
-    candidates(target, snapshot, now).into_iter().map(|c| c.id).collect()
-}
-
 /// What one target does to one project.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetPlan {
-    /// Ids of the tasks the target covers.
-    pub found: BTreeSet<String>,
-    /// Ids the plan removes (or would, in a dry run).
-    pub selected: BTreeSet<String>,
+    /// Indexes (into the snapshot planned from) of the tasks the target covers, oldest first.
+    pub found: Vec<u32>,
+    /// Indexes of the tasks the plan removes (or would, in a dry run).
+    pub selected: Vec<u32>,
     /// The calls to send; empty in a dry run.
     pub calls: Vec<DeleteCall>,
     /// The deletion budget cut this target short.
@@ -280,29 +315,36 @@ pub struct TargetPlan {
     pub unsafe_ids: u64,
 }
 
-/// Plans one target against what its project holds now. A `Matching` target deletes one by one,
-/// oldest first, at most `budget` tasks (the rest of `maxDeletionsPerRun`); the other scopes use
-/// the batch calls, which take no budget. A dry run selects but sends nothing.
+/// Plans the target at `lane_index` of its lane against what its project holds now. A `Matching`
+/// target deletes one by one, oldest first, at most `budget` tasks (the rest of
+/// `maxDeletionsPerRun`); the other scopes use the batch calls, which take no budget. A dry run
+/// selects but sends nothing.
 pub fn plan_target(
     target: &Target,
+    lane_index: usize,
     snapshot: &Snapshot,
     budget: u64,
     dry_run: bool,
-    now: Timestamp,
 ) -> TargetPlan {
-    let found = candidates(target, snapshot, now);
-    // The id a candidate's removal puts in a path: its own for a single delete, its group's for a
+    let items = snapshot.items();
+    let mut found: Vec<u32> =
+        (0..items.len() as u32).filter(|&i| items[i as usize].covers & 1 << lane_index != 0).collect();
+    found.sort_by(|&a, &b| {
+        let (a, b) = (&items[a as usize], &items[b as usize]);
+        (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id))
+    });
+    // The id a task's removal puts in a path: its own for a single delete, its group's for a
     // per-group batch; none for the group-level batch and the KPS delete-all.
-    let path_id = |c: &Candidate| -> Option<String> {
+    fn path_id<'i>(target: &Target, item: &'i Item) -> Option<&'i str> {
         match target {
-            Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(c.id.clone()),
-            Target::SdrsAll | Target::SdrsProtectionGroups(_) => c.group.clone(),
+            Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(&item.id),
+            Target::SdrsAll | Target::SdrsProtectionGroups(_) => item.group.as_deref(),
             Target::KpsAll => None,
         }
-    };
-    let (deletable, refused): (Vec<&Candidate>, Vec<&Candidate>) =
-        found.iter().partition(|c| path_id(c).is_none_or(|id| is_safe_id(&id)));
-    let (selected, limited): (&[&Candidate], bool) = match target {
+    }
+    let (deletable, refused): (Vec<u32>, Vec<u32>) =
+        found.iter().partition(|&&i| path_id(target, &items[i as usize]).is_none_or(is_safe_id));
+    let (selected, limited): (&[u32], bool) = match target {
         Target::SdrsMatching(_) | Target::KpsMatching(_) => {
             let take = usize::try_from(budget).unwrap_or(usize::MAX).min(deletable.len());
             (&deletable[..take], take < deletable.len())
@@ -312,32 +354,25 @@ pub fn plan_target(
     let calls = if dry_run || selected.is_empty() {
         Vec::new()
     } else {
+        let id = |&i: &u32| items[i as usize].id.to_string();
         match target {
             // The group-level batch for failures the group-level list showed, the per-group batch
             // for each group whose list showed any.
             Target::SdrsAll | Target::SdrsProtectionGroups(_) => selected
                 .iter()
-                .map(|c| match &c.group {
+                .map(|&i| match &items[i as usize].group {
                     None => DeleteCall::SdrsBatch,
-                    Some(g) => DeleteCall::SdrsGroupBatch(g.clone()),
+                    Some(g) => DeleteCall::SdrsGroupBatch(g.to_string()),
                 })
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            Target::SdrsMatching(_) => {
-                selected.iter().map(|c| DeleteCall::SdrsDelete(c.id.clone())).collect()
-            }
+            Target::SdrsMatching(_) => selected.iter().map(|i| DeleteCall::SdrsDelete(id(i))).collect(),
             Target::KpsAll => vec![DeleteCall::KpsDeleteAll],
-            Target::KpsMatching(_) => selected.iter().map(|c| DeleteCall::KpsDelete(c.id.clone())).collect(),
+            Target::KpsMatching(_) => selected.iter().map(|i| DeleteCall::KpsDelete(id(i))).collect(),
         }
     };
-    TargetPlan {
-        selected: selected.iter().map(|c| c.id.clone()).collect(),
-        unsafe_ids: refused.len() as u64,
-        found: found.iter().map(|c| c.id.clone()).collect(),
-        calls,
-        limited,
-    }
+    TargetPlan { selected: selected.to_vec(), unsafe_ids: refused.len() as u64, found, calls, limited }
 }
 
 #[cfg(test)]
@@ -371,12 +406,31 @@ mod tests {
         }
     }
 
+    /// Joins SDRS lists as seen by one lane of `targets`.
+    fn sdrs_snapshot(targets: &[&Target], lists: Vec<(Option<&str>, Vec<FailureJob>)>) -> Snapshot {
+        let coverage = Coverage { targets, now: now() };
+        Snapshot::join(
+            lists
+                .into_iter()
+                .map(|(group, jobs)| {
+                    let group: Option<Arc<str>> = group.map(Arc::from);
+                    let items = coverage.jobs(group.as_ref(), jobs);
+                    (group, items)
+                })
+                .collect(),
+        )
+    }
+
+    fn kps_snapshot(targets: &[&Target], tasks: Vec<FailedTask>) -> Snapshot {
+        Snapshot::join(vec![(None, Coverage { targets, now: now() }.tasks(tasks))])
+    }
+
     /// A group-level failure `a` and, in groups g1 and g2, instance failures b..f.
-    fn sdrs() -> Snapshot {
-        Snapshot::sdrs([
+    fn sdrs_lists() -> Vec<(Option<&'static str>, Vec<FailureJob>)> {
+        vec![
             (None, vec![job("a", "server_groups", "createFail", "tmp-a", "2026-11-01T00:00:00.000Z")]),
             (
-                Some("g1".to_string()),
+                Some("g1"),
                 vec![
                     job("b", "protected_instances", "createFail", "tmp-b", "2026-11-20T00:00:00.000Z"),
                     job("c", "protected_instances", "createFail", "prod-c", "2026-11-01T00:00:00.000Z"),
@@ -384,13 +438,13 @@ mod tests {
                 ],
             ),
             (
-                Some("g2".to_string()),
+                Some("g2"),
                 vec![
                     job("e", "protected_instances", "createFail", "tmp-e", "not a time"),
                     job("f", "protected_instances", "createFail", "tmp-f", "1760486400000"),
                 ],
             ),
-        ])
+        ]
     }
 
     fn matching(resource_types: &[&str]) -> Target {
@@ -404,6 +458,10 @@ mod tests {
 
     fn ids(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn names(snapshot: &Snapshot, indexes: &[u32]) -> BTreeSet<String> {
+        indexes.iter().map(|&i| snapshot.items()[i as usize].id.to_string()).collect()
     }
 
     #[test]
@@ -427,22 +485,27 @@ mod tests {
 
     #[test]
     fn a_failure_shown_by_two_lists_is_kept_once_with_its_group() {
-        // The looser reading: the unfiltered list shows the in-group failure too.
-        let snap = Snapshot::sdrs([
-            (None, vec![job("a", SERVER_GROUPS, "", "", ""), job("b", "replications", "", "", "")]),
-            (Some("g1".into()), vec![job("b", "replications", "", "", "")]),
-        ]);
-        let Snapshot::Sdrs(tasks) = &snap else { panic!("sdrs") };
-        assert_eq!(tasks.len(), 2);
-        assert_eq!(tasks[1].group.as_deref(), Some("g1"));
-        let plan = plan_target(&Target::SdrsAll, &snap, 0, false, now());
+        // The looser reading: the unfiltered list shows the in-group failure too, and may come first.
+        let all = Target::SdrsAll;
+        let pg = Target::SdrsProtectionGroups(vec!["g1".into()]);
+        let snap = sdrs_snapshot(
+            &[&all, &pg],
+            vec![
+                (None, vec![job("a", SERVER_GROUPS, "", "", ""), job("b", "replications", "", "", "")]),
+                (Some("g1"), vec![job("b", "replications", "", "", "")]),
+            ],
+        );
+        assert_eq!(snap.len(), 2);
+        let plan = plan_target(&all, 0, &snap, 0, false);
         assert_eq!(plan.calls, vec![DeleteCall::SdrsBatch, DeleteCall::SdrsGroupBatch("g1".into())]);
+        assert_eq!(names(&snap, &plan_target(&pg, 1, &snap, 0, false).found), ids(&["b"]));
     }
 
     #[test]
     fn all_uses_the_group_level_batch_and_each_groups_batch() {
-        let plan = plan_target(&Target::SdrsAll, &sdrs(), 0, false, now());
-        assert_eq!(plan.found, ids(&["a", "b", "c", "d", "e", "f"]));
+        let snap = sdrs_snapshot(&[&Target::SdrsAll], sdrs_lists());
+        let plan = plan_target(&Target::SdrsAll, 0, &snap, 0, false);
+        assert_eq!(names(&snap, &plan.found), ids(&["a", "b", "c", "d", "e", "f"]));
         assert_eq!(
             plan.calls,
             vec![
@@ -456,36 +519,46 @@ mod tests {
 
     #[test]
     fn matching_deletes_only_what_matches_every_filter_across_groups() {
-        let plan = plan_target(&matching(&["protected_instances"]), &sdrs(), 1000, false, now());
+        let target = matching(&["protected_instances"]);
+        let snap = sdrs_snapshot(&[&target], sdrs_lists());
+        let plan = plan_target(&target, 0, &snap, 1000, false);
         // b is too young, c has the wrong name, d the wrong status, e no readable time, a the wrong
         // type; f (epoch milliseconds, October) matches.
-        assert_eq!(plan.selected, ids(&["f"]));
+        assert_eq!(names(&snap, &plan.selected), ids(&["f"]));
         assert_eq!(plan.calls, vec![DeleteCall::SdrsDelete("f".into())]);
     }
 
     #[test]
     fn protection_groups_batch_only_their_groups_with_failures() {
         let target = Target::SdrsProtectionGroups(vec!["g2".into(), "g3".into()]);
-        let plan = plan_target(&target, &sdrs(), 0, false, now());
-        assert_eq!(plan.found, ids(&["e", "f"]));
+        let snap = sdrs_snapshot(&[&target], sdrs_lists());
+        let plan = plan_target(&target, 0, &snap, 0, false);
+        assert_eq!(names(&snap, &plan.found), ids(&["e", "f"]));
         assert_eq!(plan.calls, vec![DeleteCall::SdrsGroupBatch("g2".into())]);
     }
 
     #[test]
     fn empty_targets_send_nothing() {
-        let empty = Snapshot::Kps(vec![]);
-        assert_eq!(plan_target(&Target::KpsAll, &empty, 9, false, now()), TargetPlan::default());
-        assert_eq!(
-            plan_target(&Target::SdrsAll, &Snapshot::sdrs([]), 9, false, now()),
-            TargetPlan::default()
-        );
+        let empty = kps_snapshot(&[&Target::KpsAll], vec![]);
+        assert_eq!(plan_target(&Target::KpsAll, 0, &empty, 9, false), TargetPlan::default());
+        let empty = sdrs_snapshot(&[&Target::SdrsAll], vec![]);
+        assert_eq!(plan_target(&Target::SdrsAll, 0, &empty, 9, false), TargetPlan::default());
     }
 
     #[test]
-    fn dry_run_selects_but_never_calls() {
-        let plan = plan_target(&Target::SdrsAll, &sdrs(), 0, true, now());
+    fn dry_run_selects_but_never_calls_and_imagines_its_deletes() {
+        let mut snap = sdrs_snapshot(&[&Target::SdrsAll], sdrs_lists());
+        let plan = plan_target(&Target::SdrsAll, 0, &snap, 0, true);
         assert!(plan.calls.is_empty());
         assert_eq!(plan.selected.len(), 6);
+        let keep_b = plan
+            .selected
+            .iter()
+            .copied()
+            .filter(|&i| &*snap.items()[i as usize].id != "b")
+            .collect::<Vec<_>>();
+        snap.remove(&keep_b);
+        assert_eq!(snap.items().iter().map(|i| &*i.id).collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]
@@ -495,27 +568,40 @@ mod tests {
             name_pattern: Some(Regex::new("^kp-").unwrap()),
             older_than: None,
         });
-        let snap = Snapshot::Kps(vec![
-            task("new", "FAILED_UNBIND", "kp-x", "2026-11-20T00:00:00Z"),
-            task("old", "FAILED_UNBIND", "kp-y", "1700000000000"),
-            task("older", "FAILED_UNBIND", "kp-y", "1600000000"),
-            task("reset", "FAILED_RESET", "kp-z", "2026-11-01T00:00:00Z"),
-            task("odd", "RUNNING_RESET", "kp-z", "2026-11-01T00:00:00Z"),
-            task("other", "FAILED_UNBIND", "other", "2026-11-01T00:00:00Z"),
-        ]);
-        let plan = plan_target(&m, &snap, 2, false, now());
-        assert_eq!(plan.found, ids(&["new", "old", "older"]));
+        let snap = kps_snapshot(
+            &[&m, &Target::KpsAll],
+            vec![
+                task("new", "FAILED_UNBIND", "kp-x", "2026-11-20T00:00:00Z"),
+                task("old", "FAILED_UNBIND", "kp-y", "1700000000000"),
+                task("older", "FAILED_UNBIND", "kp-y", "1600000000"),
+                task("reset", "FAILED_RESET", "kp-z", "2026-11-01T00:00:00Z"),
+                task("odd", "RUNNING_RESET", "kp-z", "2026-11-01T00:00:00Z"),
+                task("other", "FAILED_UNBIND", "other", "2026-11-01T00:00:00Z"),
+            ],
+        );
+        let plan = plan_target(&m, 0, &snap, 2, false);
+        assert_eq!(names(&snap, &plan.found), ids(&["new", "old", "older"]));
         assert_eq!(
             plan.calls,
             vec![DeleteCall::KpsDelete("older".into()), DeleteCall::KpsDelete("old".into())]
         );
         assert!(plan.limited);
-        let none = plan_target(&m, &snap, 0, false, now());
+        let none = plan_target(&m, 0, &snap, 0, false);
         assert!(none.calls.is_empty() && none.selected.is_empty() && none.limited);
-        assert_eq!(
-            plan_target(&Target::KpsAll, &snap, 0, false, now()).calls,
-            vec![DeleteCall::KpsDeleteAll]
+        let all = plan_target(&Target::KpsAll, 1, &snap, 0, false);
+        assert_eq!((all.calls, all.found.len()), (vec![DeleteCall::KpsDeleteAll], 6));
+    }
+
+    #[test]
+    fn counts_compare_snapshots_by_id() {
+        let before = kps_snapshot(
+            &[&Target::KpsAll],
+            vec![task("a", "", "", ""), task("b", "", "", ""), task("c", "", "", "")],
         );
+        let after = kps_snapshot(&[&Target::KpsAll], vec![task("b", "", "", "")]);
+        let plan = plan_target(&Target::KpsAll, 0, &before, 0, false);
+        assert_eq!(before.gone_in(&plan.found, &after), 2);
+        assert_eq!((after.covered(0), after.id_hashes().len()), (1, 1));
     }
 
     #[test]
@@ -531,31 +617,31 @@ mod tests {
 
     #[test]
     fn unsafe_ids_are_never_deleted_and_are_counted() {
-        let snap = Snapshot::Kps(vec![
-            task("", "FAILED_UNBIND", "kp-a", "1600000000"),
-            task("batch", "FAILED_UNBIND", "kp-b", "1600000000"),
-            task("..", "FAILED_UNBIND", "kp-c", "1600000000"),
-            task("ok-1", "FAILED_UNBIND", "kp-d", "1600000000"),
-        ]);
-        let plan = plan_target(&Target::KpsMatching(KpsMatch::default()), &snap, 10, false, now());
+        let m = Target::KpsMatching(KpsMatch::default());
+        let snap = kps_snapshot(
+            &[&m, &Target::KpsAll],
+            vec![
+                task("", "FAILED_UNBIND", "kp-a", "1600000000"),
+                task("batch", "FAILED_UNBIND", "kp-b", "1600000000"),
+                task("..", "FAILED_UNBIND", "kp-c", "1600000000"),
+                task("ok-1", "FAILED_UNBIND", "kp-d", "1600000000"),
+            ],
+        );
+        let plan = plan_target(&m, 0, &snap, 10, false);
         assert_eq!(plan.calls, vec![DeleteCall::KpsDelete("ok-1".into())]);
         assert_eq!((plan.found.len(), plan.unsafe_ids), (4, 3));
         // The delete-all puts no id in its path.
-        let all = plan_target(&Target::KpsAll, &snap, 0, false, now());
+        let all = plan_target(&Target::KpsAll, 1, &snap, 0, false);
         assert_eq!((all.calls, all.unsafe_ids), (vec![DeleteCall::KpsDeleteAll], 0));
         // A protection group id that is not safe gets no per-group batch.
-        let groups = Snapshot::sdrs([
-            (Some("../x".to_string()), vec![job("j1", "replications", "", "", "")]),
-            (Some("g1".to_string()), vec![job("j2", "replications", "", "", "")]),
-        ]);
-        let plan = plan_target(&Target::SdrsAll, &groups, 0, false, now());
+        let groups = sdrs_snapshot(
+            &[&Target::SdrsAll],
+            vec![
+                (Some("../x"), vec![job("j1", "replications", "", "", "")]),
+                (Some("g1"), vec![job("j2", "replications", "", "", "")]),
+            ],
+        );
+        let plan = plan_target(&Target::SdrsAll, 0, &groups, 0, false);
         assert_eq!((plan.calls, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
-    }
-
-    #[test]
-    fn a_dry_run_removes_what_it_selected_for_later_targets() {
-        let mut snap = sdrs();
-        snap.remove(&ids(&["a", "f"]));
-        assert_eq!(snap.ids(), ["b", "c", "d", "e"].into_iter().collect());
     }
 }

@@ -110,6 +110,8 @@ pub struct RunReport {
     pub failed_calls: u64,
     /// Calls sent, list and delete.
     pub calls: u64,
+    /// Single deletes planned against the deletion budget (or, in a dry run, that would be).
+    pub budget_spent: u64,
 }
 
 impl RunReport {
@@ -196,6 +198,7 @@ mod tests {
             ],
             failed_calls: 2,
             calls: 9,
+            budget_spent: 0,
         };
         assert_eq!((report.found(), report.deleted(), report.remaining()), (9, 6, Some(3)));
         let mut unknown = report.clone();

@@ -158,8 +158,8 @@ impl RunningController {
         let settings = Settings {
             namespace: Some(namespace.to_string()),
             label_selector: None,
-            concurrency: 8,
             http: HttpConfig {
+                max_in_flight: 8,
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(5),
                 ca_bundle_pem: Some(ca),
