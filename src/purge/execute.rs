@@ -7,7 +7,7 @@
 //! order, and a list is never taken while deletes there are in flight. The list taken after one
 //! target's deletes is the list the next target plans from, so overlapping targets neither count
 //! the same task twice nor spend the deletion budget on tasks already gone. Lists are kept page by
-//! page in compact form ([`plan::Item`]).
+//! page in compact form ([`Snapshot`]).
 
 use super::plan::{self, Coverage, DeleteCall, Groups, ListQuery, Page, Scope, Snapshot};
 use super::policy::{Project, PurgePolicy, Target};
@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::Semaphore;
 
 /// Most deletes one target has waiting for the cloud client at once; the client bounds what is on
@@ -184,14 +184,14 @@ impl<A: FailedTaskApi> Run<'_, A> {
         coverage: Coverage<'_>,
     ) -> Result<Snapshot, CallFailure> {
         if scope.kps {
-            let mut items = Vec::new();
+            let mut snapshot = Snapshot::default();
             self.list(project, ListQuery::Kps, &mut |page| {
                 if let Page::Kps(tasks) = page {
-                    items.extend(coverage.tasks(tasks));
+                    coverage.add_tasks(&mut snapshot, tasks);
                 }
             })
             .await?;
-            return Ok(Snapshot::join(vec![(None, items)]));
+            return Ok(snapshot);
         }
         if let Groups::All(extra) = &scope.groups {
             let mut all: BTreeSet<String> = extra.clone();
@@ -204,26 +204,36 @@ impl<A: FailedTaskApi> Run<'_, A> {
             .await?;
             scope.groups = Groups::Ids(all);
         }
-        let groups: Vec<Option<Arc<str>>> = match &scope.groups {
-            Groups::Ids(ids) => ids.iter().map(|id| Some(Arc::from(id.as_str()))).collect(),
+        let groups: Vec<Option<&str>> = match &scope.groups {
+            Groups::Ids(ids) => ids.iter().map(|id| Some(id.as_str())).collect(),
             Groups::None | Groups::All(_) => Vec::new(),
         };
+        // The lists run side by side and fill one snapshot as their pages arrive.
+        let snapshot = Mutex::new(Snapshot::default());
         let queries = scope.group_level.then_some(None).into_iter().chain(groups);
-        let lists = join_all(queries.map(|group| async move {
-            let mut items = Vec::new();
-            let query = ListQuery::SdrsJobs { group: group.as_deref().map(str::to_string) };
-            self.list(project, query, &mut |page| {
-                if let Page::SdrsJobs(jobs) = page {
-                    items.extend(coverage.jobs(group.as_ref(), jobs));
-                }
-            })
-            .await?;
-            Ok((group, items))
-        }))
+        join_all(queries.map(|group| self.list_jobs(project, group, coverage, &snapshot)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, CallFailure>>()?;
+        Ok(snapshot.into_inner().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Lists the failures of `group` (`None`: the group-level list) into `snapshot`.
+    async fn list_jobs(
+        &self,
+        project: &Project,
+        group: Option<&str>,
+        coverage: Coverage<'_>,
+        snapshot: &Mutex<Snapshot>,
+    ) -> Result<(), CallFailure> {
+        let query = ListQuery::SdrsJobs { group: group.map(str::to_string) };
+        self.list(project, query, &mut |page| {
+            if let Page::SdrsJobs(jobs) = page {
+                let mut snapshot = snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+                coverage.add_jobs(&mut snapshot, group, jobs);
+            }
+        })
         .await
-        .into_iter()
-        .collect::<Result<Vec<_>, CallFailure>>()?;
-        Ok(Snapshot::join(lists))
     }
 
     async fn delete(

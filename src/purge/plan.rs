@@ -6,12 +6,13 @@
 //! which group's list showed each failure, so the planner can choose the batch call that removes it.
 //!
 //! A snapshot keeps of each task only what planning and counting need (its id, its time, its group
-//! and which targets cover it, decided page by page as the lists arrive), about 100 bytes a task.
+//! and which targets cover it, decided page by page as the lists arrive): about 24 bytes and its
+//! id a task, plus a 16-byte index entry.
 
 use super::policy::{KpsMatch, SdrsMatch, Target};
 use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -115,23 +116,28 @@ pub fn joint_scope<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Scope {
     })
 }
 
-/// One task as a run keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Item {
-    pub id: Box<str>,
+/// One task as a run keeps it: 24 bytes, plus its id in the snapshot's arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Item {
     /// When it began, in epoch milliseconds; `i64::MAX` when unreadable, so it sorts last.
     created_ms: i64,
-    /// SDRS: the protection group whose list showed it; `None` for the group-level list.
-    pub group: Option<Arc<str>>,
+    /// Its id: `ids[id_start .. id_start + id_len]`.
+    id_start: u32,
+    id_len: u32,
     /// Bit `i` is set when target `i` of the lane (the targets of one service, in spec order)
     /// covers the task.
     covers: u32,
+    /// SDRS: the protection group whose list showed it, an index into `groups`; [`NO_GROUP`] for
+    /// the group-level list.
+    group: u16,
 }
+
+const NO_GROUP: u16 = u16::MAX;
 
 /// Most targets one lane can tell apart (the CRD allows 16 per policy).
 pub const MAX_LANE_TARGETS: usize = 32;
 
-/// Turns listed tasks into [`Item`]s for the targets of one lane, page by page.
+/// The targets of one lane and the run's clock: decides, page by page, which targets cover a task.
 #[derive(Clone, Copy)]
 pub struct Coverage<'a> {
     pub targets: &'a [&'a Target],
@@ -148,40 +154,29 @@ impl Coverage<'_> {
             .fold(0, |b, (i, _)| b | 1 << i)
     }
 
-    /// SDRS failures from the list of `group` (`None`: the group-level list).
-    pub fn jobs(&self, group: Option<&Arc<str>>, jobs: Vec<FailureJob>) -> Vec<Item> {
-        jobs.into_iter()
-            .map(|job| Item {
-                covers: self.bits(|t| match t {
-                    Target::SdrsAll => true,
-                    Target::SdrsProtectionGroups(ids) => {
-                        group.is_some_and(|g| ids.iter().any(|id| **id == **g))
-                    }
-                    Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
-                    Target::KpsAll | Target::KpsMatching(_) => false,
-                }),
-                created_ms: millis(&job.begin_time),
-                group: group.cloned(),
-                id: job.job_id.into_boxed_str(),
-            })
-            .collect()
+    /// Adds SDRS failures from the list of `group` (`None`: the group-level list).
+    pub fn add_jobs(&self, snapshot: &mut Snapshot, group: Option<&str>, jobs: Vec<FailureJob>) {
+        for job in jobs {
+            let covers = self.bits(|t| match t {
+                Target::SdrsAll => true,
+                Target::SdrsProtectionGroups(ids) => group.is_some_and(|g| ids.iter().any(|id| id == g)),
+                Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
+                Target::KpsAll | Target::KpsMatching(_) => false,
+            });
+            snapshot.add(&job.job_id, millis(&job.begin_time), group, covers);
+        }
     }
 
-    /// KPS failed tasks.
-    pub fn tasks(&self, tasks: Vec<FailedTask>) -> Vec<Item> {
-        tasks
-            .into_iter()
-            .map(|task| Item {
-                covers: self.bits(|t| match t {
-                    Target::KpsAll => true,
-                    Target::KpsMatching(m) => kps_matches(m, &task, self.now),
-                    Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
-                }),
-                created_ms: millis(&task.task_time),
-                group: None,
-                id: task.task_id.into_boxed_str(),
-            })
-            .collect()
+    /// Adds KPS failed tasks.
+    pub fn add_tasks(&self, snapshot: &mut Snapshot, tasks: Vec<FailedTask>) {
+        for task in tasks {
+            let covers = self.bits(|t| match t {
+                Target::KpsAll => true,
+                Target::KpsMatching(m) => kps_matches(m, &task, self.now),
+                Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
+            });
+            snapshot.add(&task.task_id, millis(&task.task_time), None, covers);
+        }
     }
 }
 
@@ -189,27 +184,58 @@ fn millis(time: &str) -> i64 {
     parse_task_time(time).map_or(i64::MAX, |t| t.as_millisecond())
 }
 
-/// What one project holds of one service, as its lists showed it at one moment.
+/// Hashes ids the same way for every snapshot of the process, so snapshots can be compared.
+fn id_hash(id: &str) -> u64 {
+    static HASHER: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+    HASHER.hash_one(id)
+}
+
+/// What one project holds of one service, as its lists showed it at one moment: each task's id in
+/// one arena, its time, its group and which targets cover it.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    ids: String,
     items: Vec<Item>,
-    hasher: RandomState,
+    groups: Vec<Arc<str>>,
+    /// Item index by id hash, for tasks with an id.
+    index: HashMap<u64, u32>,
 }
 
 impl Snapshot {
-    /// Joins lists taken at the same moment, the protection groups' lists before the group-level
-    /// one: a failure that several lists show (a looser reading of the list call) is kept once,
-    /// with its group. Tasks without an id are all kept.
-    pub fn join(mut lists: Vec<(Option<Arc<str>>, Vec<Item>)>) -> Self {
-        lists.sort_by_key(|(group, _)| group.is_none());
-        let hasher = RandomState::new();
-        let mut seen: HashSet<u64> = HashSet::new();
-        let mut items = Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).sum());
-        for (_, list) in lists {
-            items
-                .extend(list.into_iter().filter(|i| i.id.is_empty() || seen.insert(hasher.hash_one(&*i.id))));
+    /// Adds a task. A task that several lists show (a looser reading of the SDRS list call) is
+    /// kept once, with the group of the group's list. Tasks without an id are all kept.
+    fn add(&mut self, id: &str, created_ms: i64, group: Option<&str>, covers: u32) {
+        let group = match group {
+            None => NO_GROUP,
+            Some(g) => match self.groups.iter().position(|known| &**known == g) {
+                Some(i) => u16::try_from(i).unwrap_or(NO_GROUP),
+                None if self.groups.len() < usize::from(NO_GROUP) => {
+                    self.groups.push(Arc::from(g));
+                    (self.groups.len() - 1) as u16
+                }
+                None => NO_GROUP,
+            },
+        };
+        if !id.is_empty()
+            && let Some(&i) = self.index.get(&id_hash(id))
+        {
+            let known = &mut self.items[i as usize];
+            if known.group == NO_GROUP && group != NO_GROUP {
+                known.group = group;
+                known.covers = covers;
+            }
+            return;
         }
-        Snapshot { items, hasher }
+        let (Ok(id_start), Ok(id_len), Ok(position)) =
+            (u32::try_from(self.ids.len()), u32::try_from(id.len()), u32::try_from(self.items.len()))
+        else {
+            return;
+        };
+        self.ids.push_str(id);
+        if !id.is_empty() {
+            self.index.insert(id_hash(id), position);
+        }
+        self.items.push(Item { created_ms, id_start, id_len, covers, group });
     }
 
     pub fn len(&self) -> usize {
@@ -220,21 +246,30 @@ impl Snapshot {
         self.items.is_empty()
     }
 
-    pub fn items(&self) -> &[Item] {
-        &self.items
+    fn id(&self, item: &Item) -> &str {
+        let start = item.id_start as usize;
+        self.ids.get(start..start + item.id_len as usize).unwrap_or("")
     }
 
-    /// Hashes of every id, to tell which tasks of an earlier snapshot are gone.
-    pub fn id_hashes(&self) -> HashSet<u64> {
-        self.items.iter().map(|i| self.hasher.hash_one(&*i.id)).collect()
+    fn group(&self, item: &Item) -> Option<&str> {
+        self.groups.get(usize::from(item.group)).map(|g| &**g)
     }
 
-    /// How many of `indexes` (into `self`) name tasks that `later` no longer holds.
+    /// The id of the task at `index`.
+    pub fn id_at(&self, index: u32) -> &str {
+        self.items.get(index as usize).map_or("", |item| self.id(item))
+    }
+
+    /// How many of `indexes` (into `self`) name tasks that `later` no longer holds. Tasks without an
+    /// id cannot be told apart: they count as gone when `later` holds none.
     pub fn gone_in(&self, indexes: &[u32], later: &Snapshot) -> usize {
-        let present: HashSet<u64> = later.items.iter().map(|i| self.hasher.hash_one(&*i.id)).collect();
+        let later_has_blank = later.items.iter().any(|i| i.id_len == 0);
         indexes
             .iter()
-            .filter(|&&i| !present.contains(&self.hasher.hash_one(&*self.items[i as usize].id)))
+            .filter(|&&i| {
+                let id = self.id_at(i);
+                if id.is_empty() { !later_has_blank } else { !later.index.contains_key(&id_hash(id)) }
+            })
             .count()
     }
 
@@ -245,6 +280,9 @@ impl Snapshot {
 
     /// Drops the tasks at `indexes`, as a dry run imagines its deletes.
     pub fn remove(&mut self, indexes: &[u32]) {
+        if indexes.is_empty() {
+            return;
+        }
         let drop: HashSet<u32> = indexes.iter().copied().collect();
         let mut position = 0u32;
         self.items.retain(|_| {
@@ -252,6 +290,14 @@ impl Snapshot {
             position += 1;
             keep
         });
+        self.index.clear();
+        for (i, item) in self.items.iter().enumerate() {
+            let start = item.id_start as usize;
+            let id = self.ids.get(start..start + item.id_len as usize).unwrap_or("");
+            if !id.is_empty() {
+                self.index.insert(id_hash(id), i as u32);
+            }
+        }
     }
 }
 
@@ -326,24 +372,25 @@ pub fn plan_target(
     budget: u64,
     dry_run: bool,
 ) -> TargetPlan {
-    let items = snapshot.items();
+    let items = &snapshot.items;
     let mut found: Vec<u32> =
         (0..items.len() as u32).filter(|&i| items[i as usize].covers & 1 << lane_index != 0).collect();
     found.sort_by(|&a, &b| {
-        let (a, b) = (&items[a as usize], &items[b as usize]);
-        (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id))
+        let (x, y) = (&items[a as usize], &items[b as usize]);
+        (x.created_ms, snapshot.id(x)).cmp(&(y.created_ms, snapshot.id(y)))
     });
     // The id a task's removal puts in a path: its own for a single delete, its group's for a
     // per-group batch; none for the group-level batch and the KPS delete-all.
-    fn path_id<'i>(target: &Target, item: &'i Item) -> Option<&'i str> {
+    let path_id = |i: u32| -> Option<&str> {
+        let item = &items[i as usize];
         match target {
-            Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(&item.id),
-            Target::SdrsAll | Target::SdrsProtectionGroups(_) => item.group.as_deref(),
+            Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(snapshot.id(item)),
+            Target::SdrsAll | Target::SdrsProtectionGroups(_) => snapshot.group(item),
             Target::KpsAll => None,
         }
-    }
+    };
     let (deletable, refused): (Vec<u32>, Vec<u32>) =
-        found.iter().partition(|&&i| path_id(target, &items[i as usize]).is_none_or(is_safe_id));
+        found.iter().partition(|&&i| path_id(i).is_none_or(is_safe_id));
     let (selected, limited): (&[u32], bool) = match target {
         Target::SdrsMatching(_) | Target::KpsMatching(_) => {
             let take = usize::try_from(budget).unwrap_or(usize::MAX).min(deletable.len());
@@ -354,13 +401,13 @@ pub fn plan_target(
     let calls = if dry_run || selected.is_empty() {
         Vec::new()
     } else {
-        let id = |&i: &u32| items[i as usize].id.to_string();
+        let id = |&i: &u32| snapshot.id_at(i).to_string();
         match target {
             // The group-level batch for failures the group-level list showed, the per-group batch
             // for each group whose list showed any.
             Target::SdrsAll | Target::SdrsProtectionGroups(_) => selected
                 .iter()
-                .map(|&i| match &items[i as usize].group {
+                .map(|&i| match snapshot.group(&items[i as usize]) {
                     None => DeleteCall::SdrsBatch,
                     Some(g) => DeleteCall::SdrsGroupBatch(g.to_string()),
                 })
@@ -406,23 +453,20 @@ mod tests {
         }
     }
 
-    /// Joins SDRS lists as seen by one lane of `targets`.
+    /// SDRS lists as one lane of `targets` sees them, in the order given.
     fn sdrs_snapshot(targets: &[&Target], lists: Vec<(Option<&str>, Vec<FailureJob>)>) -> Snapshot {
         let coverage = Coverage { targets, now: now() };
-        Snapshot::join(
-            lists
-                .into_iter()
-                .map(|(group, jobs)| {
-                    let group: Option<Arc<str>> = group.map(Arc::from);
-                    let items = coverage.jobs(group.as_ref(), jobs);
-                    (group, items)
-                })
-                .collect(),
-        )
+        let mut snapshot = Snapshot::default();
+        for (group, jobs) in lists {
+            coverage.add_jobs(&mut snapshot, group, jobs);
+        }
+        snapshot
     }
 
     fn kps_snapshot(targets: &[&Target], tasks: Vec<FailedTask>) -> Snapshot {
-        Snapshot::join(vec![(None, Coverage { targets, now: now() }.tasks(tasks))])
+        let mut snapshot = Snapshot::default();
+        Coverage { targets, now: now() }.add_tasks(&mut snapshot, tasks);
+        snapshot
     }
 
     /// A group-level failure `a` and, in groups g1 and g2, instance failures b..f.
@@ -461,7 +505,7 @@ mod tests {
     }
 
     fn names(snapshot: &Snapshot, indexes: &[u32]) -> BTreeSet<String> {
-        indexes.iter().map(|&i| snapshot.items()[i as usize].id.to_string()).collect()
+        indexes.iter().map(|&i| snapshot.id_at(i).to_string()).collect()
     }
 
     #[test]
@@ -485,7 +529,8 @@ mod tests {
 
     #[test]
     fn a_failure_shown_by_two_lists_is_kept_once_with_its_group() {
-        // The looser reading: the unfiltered list shows the in-group failure too, and may come first.
+        // The looser reading: the unfiltered list shows the in-group failure too, and may come first;
+        // the group's list then gives it its group.
         let all = Target::SdrsAll;
         let pg = Target::SdrsProtectionGroups(vec!["g1".into()]);
         let snap = sdrs_snapshot(
@@ -551,14 +596,10 @@ mod tests {
         let plan = plan_target(&Target::SdrsAll, 0, &snap, 0, true);
         assert!(plan.calls.is_empty());
         assert_eq!(plan.selected.len(), 6);
-        let keep_b = plan
-            .selected
-            .iter()
-            .copied()
-            .filter(|&i| &*snap.items()[i as usize].id != "b")
-            .collect::<Vec<_>>();
-        snap.remove(&keep_b);
-        assert_eq!(snap.items().iter().map(|i| &*i.id).collect::<Vec<_>>(), ["b"]);
+        let all_but_b: Vec<u32> = plan.selected.iter().copied().filter(|&i| snap.id_at(i) != "b").collect();
+        snap.remove(&all_but_b);
+        assert_eq!((snap.len(), snap.id_at(0)), (1, "b"));
+        assert_eq!(snap.covered(0), 1, "the index follows the removal");
     }
 
     #[test]
@@ -601,7 +642,12 @@ mod tests {
         let after = kps_snapshot(&[&Target::KpsAll], vec![task("b", "", "", "")]);
         let plan = plan_target(&Target::KpsAll, 0, &before, 0, false);
         assert_eq!(before.gone_in(&plan.found, &after), 2);
-        assert_eq!((after.covered(0), after.id_hashes().len()), (1, 1));
+        assert_eq!(after.covered(0), 1);
+        // Tasks without an id count as gone only when none is left.
+        let blank = kps_snapshot(&[&Target::KpsAll], vec![task("", "", "", ""), task("", "", "", "")]);
+        assert_eq!(blank.len(), 2, "tasks without an id are all kept");
+        assert_eq!(blank.gone_in(&[0, 1], &after), 2);
+        assert_eq!(blank.gone_in(&[0, 1], &blank), 0);
     }
 
     #[test]
