@@ -677,3 +677,59 @@ async fn a_body_of_the_wrong_shape_names_the_field_and_is_not_retried() {
     assert!(message.contains("tasks[1].task_id"), "names the field: {message}");
     assert!(message.contains(PROJECT), "names the project: {message}");
 }
+
+/// One credential throttled with `Retry-After` while another works, through a client core that
+/// lets a single request on the wire: the second credential's calls go through during the first
+/// one's pauses, because a waiting request holds no in-flight slot.
+#[tokio::test]
+async fn a_throttled_credential_does_not_hold_up_another() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    async fn tasks(headers: HeaderMap) -> axum::response::Response {
+        if headers.get("x-auth-token").is_some_and(|t| t == "throttled-token") {
+            let body = serde_json::json!({"error_code": "APIGW.0308", "error_msg": "throttled"});
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(body)).into_response();
+        }
+        axum::Json(serde_json::json!({"total": 1, "tasks": [{"task_id": "t1"}]})).into_response()
+    }
+    let url = serve(axum::Router::new().route("/v3/{p}/failed-tasks", get(tasks))).await;
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_secs(2),
+            max_total: Duration::from_secs(10),
+        },
+        max_in_flight: 1,
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, roomy_limits(), Arc::new(SystemClock)).expect("client core");
+    let client = |token: &str| {
+        let creds = Arc::new(Credentials::Token { auth_token: Secret::new(token) });
+        KpsClient::new(http.clone(), creds, PROJECT, "x", Some(&url)).expect("allowed")
+    };
+    let (throttled, fine) = (client("throttled-token"), client("fine-token"));
+    let start = Instant::now();
+    let slow = tokio::spawn(async move { throttled.list_failed_tasks().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        fine.list_failed_tasks().await.expect("the other credential's call succeeds");
+    }
+    let others_done = start.elapsed();
+    let err = slow.await.expect("joins").expect_err("throttled on every attempt");
+    let throttled_done = start.elapsed();
+    assert_eq!((err.class(), err.attempts()), (ErrorClass::Throttled, 3), "{err}");
+    println!(
+        "another credential made 5 calls in {others_done:?} while the throttled one waited {throttled_done:?} in all"
+    );
+    assert!(
+        others_done < Duration::from_millis(800),
+        "blocked behind the throttled credential: {others_done:?}"
+    );
+    assert!(throttled_done >= Duration::from_secs(2), "the throttled credential honoured Retry-After twice");
+}
