@@ -4,6 +4,10 @@
 //! Every pattern is valid in both RE2 (CEL) and the `regex` crate, is anchored, and contains no
 //! backslash or quote, so it can be placed inside a single-quoted CEL string as is.
 
+use regex::{Regex, RegexBuilder};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
 /// A Huawei Cloud region id such as `cn-north-4` or `ap-southeast-1`.
 pub const REGION_PATTERN: &str = "^[a-z]{2,}-[a-z]+-[0-9]+$";
 
@@ -42,6 +46,56 @@ pub fn cron_pattern() -> String {
         cron_field(&format!("([0-7]|{DAY_NAMES})")),
     ];
     format!("^{}$", fields.join("[ ]+"))
+}
+
+/// Most heap one compiled `namePattern` may take, and the same for its lazy DFA: enough for any
+/// ordinary name filter, and a bound on what a hostile pattern (`\w{100}`, seven characters, is
+/// megabytes) can cost the controller.
+pub const NAME_PATTERN_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Most distinct patterns kept compiled; past it the cache starts over.
+const NAME_PATTERN_CACHE: usize = 1024;
+
+/// Why a `namePattern` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NamePatternError {
+    #[error("namePattern is {len} characters long; at most {max} are allowed")]
+    TooLong { len: usize, max: usize },
+    #[error(
+        "namePattern does not compile within {} KiB (Unicode classes such as \\w repeated many times grow \
+         fast; write [0-9A-Za-z_] or repeat less)",
+        NAME_PATTERN_SIZE_LIMIT / 1024
+    )]
+    TooBig(#[source] regex::Error),
+    #[error("namePattern is not a valid regular expression")]
+    Syntax(#[source] regex::Error),
+}
+
+/// Compiles a policy's `namePattern` with the length and size limits, from a process-wide cache:
+/// a pattern is compiled once, not on every reconcile.
+pub fn compile_name_pattern(pattern: &str) -> Result<Regex, NamePatternError> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Mutex::default);
+    let max = crate::api::policy::MAX_NAME_PATTERN_LEN;
+    if pattern.chars().count() > max {
+        return Err(NamePatternError::TooLong { len: pattern.chars().count(), max });
+    }
+    if let Some(re) = CACHE.lock().unwrap_or_else(PoisonError::into_inner).get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = RegexBuilder::new(pattern)
+        .size_limit(NAME_PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(NAME_PATTERN_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => NamePatternError::TooBig(e),
+            _ => NamePatternError::Syntax(e),
+        })?;
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= NAME_PATTERN_CACHE {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Ok(re)
 }
 
 #[cfg(test)]
@@ -137,5 +191,19 @@ mod tests {
         for tz in ["", "/UTC", "Asia/", "Asia Shanghai", "+08:00"] {
             assert!(!re(TIME_ZONE_PATTERN).is_match(tz), "{tz}");
         }
+    }
+
+    #[test]
+    fn name_patterns_are_bounded_and_cached() {
+        assert!(compile_name_pattern("^tmp-").unwrap().is_match("tmp-vm-01"));
+        assert!(compile_name_pattern("[a-z]{100}").is_ok());
+        let big = compile_name_pattern("\\w{100}").unwrap_err();
+        assert!(matches!(big, NamePatternError::TooBig(_)), "{big}");
+        assert!(big.to_string().contains("[0-9A-Za-z_]"), "{big}");
+        assert!(matches!(compile_name_pattern("(unclosed"), Err(NamePatternError::Syntax(_))));
+        let long = "a".repeat(crate::api::policy::MAX_NAME_PATTERN_LEN + 1);
+        assert!(matches!(compile_name_pattern(&long), Err(NamePatternError::TooLong { len: 257, max: 256 })));
+        let first = compile_name_pattern("^kp-").unwrap();
+        assert_eq!(first.as_str(), compile_name_pattern("^kp-").unwrap().as_str());
     }
 }

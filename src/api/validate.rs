@@ -142,13 +142,13 @@ pub enum SpecError {
     DuplicateProtectionGroupId { index: usize, id: String },
     /// Compiling a name pattern failed.
     #[error(
-        "spec.targets[{index}].match.namePattern {pattern:?} must be a valid regular expression, such as ^tmp-"
+        "spec.targets[{index}].match.namePattern {pattern:?}: {source}; write an RE2 expression such as ^tmp-"
     )]
     CompileNamePattern {
         index: usize,
         pattern: String,
         #[source]
-        source: Box<regex::Error>,
+        source: Box<super::patterns::NamePatternError>,
     },
     /// Reading an olderThan duration failed.
     #[error("spec.targets[{index}].match.olderThan: {source}")]
@@ -414,7 +414,7 @@ pub fn target_problems(target: &Target) -> Vec<TargetProblem> {
 
 fn check_match(index: usize, m: &TaskMatch, errors: &mut Vec<SpecError>) -> ValidMatch {
     let name_pattern = m.name_pattern.as_ref().and_then(|pattern| {
-        Regex::new(pattern)
+        super::patterns::compile_name_pattern(pattern)
             .map_err(|source| {
                 errors.push(SpecError::CompileNamePattern {
                     index,
