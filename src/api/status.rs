@@ -101,6 +101,13 @@ pub struct RunSummary {
     #[schemars(extend("format" = "int64"))]
     pub failed_calls: u64,
 
+    /// Single deletes (Matching targets) this scheduled run has spent of maxDeletionsPerRun, the
+    /// attempts that retried it after a transient failure included: a retry shares the budget of
+    /// the run it retries.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
+    pub budget_used: u64,
+
     /// One entry per project and target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetResult>,

@@ -5,7 +5,7 @@
 //! whether a run is due, where a status goes. Does cloud I/O, and whatever I/O the host does.
 
 use super::schedule;
-use super::status::{Observed, Verdict, next_status};
+use super::status::{Observed, Verdict, budget_spent_before, next_status};
 use crate::api::{
     FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus, Reason,
     ValidatedSpec,
@@ -196,15 +196,20 @@ pub async fn run_policy<H: Host>(
         }
     };
 
-    // Run.
+    // Run, with what is left of the scheduled run's budget when this retries it.
+    let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let uid = policy.metadata.uid.as_deref().unwrap_or_default();
+    let last_run = status.last_schedule_time.as_ref().map(|t| t.0);
+    let on_schedule = schedule::next_run(&valid.schedule, last_run, created, uid);
+    let spent_before = budget_spent_before(&status, on_schedule, request.is_some(), now);
     let scheduled = status.next_schedule_time.as_ref().map(|t| t.0);
     apply(host, &mut status, &observed(scheduled, request.clone(), now), &Verdict::Running, None).await?;
-    let report = crate::purge::execute(&cloud, &prepared.policy, now, prepared.policy.max_deletions).await;
+    let budget = prepared.policy.max_deletions.saturating_sub(spent_before);
+    let mut report = crate::purge::execute(&cloud, &prepared.policy, now, budget).await;
+    report.budget_spent += spent_before;
     let finished = Timestamp::now();
 
     // Next status.
-    let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    let uid = policy.metadata.uid.as_deref().unwrap_or_default();
     let mut next_run = schedule::next_run(&valid.schedule, Some(now), created, uid);
     if auth_failed(&report) {
         next_run = next_run.map(|n| n.max(after_auth_retry(Some(now))));

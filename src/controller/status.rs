@@ -212,6 +212,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
         would_delete: report.would_delete(),
         remaining: report.remaining(),
         failed_calls: report.failed_calls,
+        budget_used: report.budget_spent,
         targets: report
             .targets
             .iter()
@@ -250,6 +251,19 @@ pub fn retry_time(status: &FailedTaskCleanupPolicyStatus) -> Option<Timestamp> {
     let last_run = status.last_schedule_time.as_ref()?.0;
     (failed_run && retry_can_fix(status.last_run.as_ref()?))
         .then(|| whole_seconds(schedule::retry_run(last_run, ready.last_transition_time.0)))
+}
+
+/// Single deletes already spent of the budget a run starting at `now` has: when it retries a run
+/// that failed in a way a retry can fix (no manual request, the next scheduled run still ahead),
+/// what that run and its earlier retries spent; otherwise none, and the run has the whole budget.
+pub fn budget_spent_before(
+    status: &FailedTaskCleanupPolicyStatus,
+    scheduled: Option<Timestamp>,
+    manual: bool,
+    now: Timestamp,
+) -> u64 {
+    let retrying = !manual && retry_time(status).is_some() && scheduled.is_none_or(|s| s > now);
+    if retrying { status.last_run.as_ref().map_or(0, |r| r.budget_used) } else { 0 }
 }
 
 /// The earlier of a scheduled run and a retry.
@@ -540,6 +554,23 @@ mod tests {
             ..observed("2026-11-22T00:10:00Z")
         };
         assert_eq!(next_status(&s, &o, &Verdict::Waiting, None), s);
+    }
+
+    #[test]
+    fn a_retry_shares_the_budget_of_the_run_it_retries() {
+        let mut r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
+        r.budget_spent = 400;
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let failed = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!(failed.last_run.as_ref().unwrap().budget_used, 400);
+        let (at, hourly) = (t("2026-11-22T00:00:30Z"), Some(t("2026-11-22T01:00:00Z")));
+        assert_eq!(budget_spent_before(&failed, hourly, false, at), 400, "the retry at 00:00:30");
+        assert_eq!(budget_spent_before(&failed, Some(at), false, at), 0, "the scheduled run is a new one");
+        assert_eq!(budget_spent_before(&failed, hourly, true, at), 0, "a manual run is a new one");
+        let ok = report(None);
+        let v = Verdict::Ran { report: &ok, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let purged = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!(budget_spent_before(&purged, hourly, false, at), 0, "nothing to retry");
     }
 
     #[test]

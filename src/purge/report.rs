@@ -110,7 +110,8 @@ pub struct RunReport {
     pub failed_calls: u64,
     /// Calls sent, list and delete.
     pub calls: u64,
-    /// Single deletes planned against the deletion budget (or, in a dry run, that would be).
+    /// Single deletes planned against the deletion budget (or, in a dry run, that would be); the
+    /// pipeline adds what earlier attempts of the same scheduled run spent.
     pub budget_spent: u64,
 }
 
