@@ -4,6 +4,7 @@
 //!
 //! - SIGTERM mid-run: the leader stops deleting, writes what it measured, gives the Lease up and
 //!   exits 0; the standby leads at once.
+//! - SIGINT without leader election, with a call stuck: the grace period ends it; exit 0.
 //! - Fencing: the leader is cut off from the API server mid-run; from the emulator's call log, no
 //!   DELETE of the old leader arrives after the new leader's first call.
 
@@ -39,10 +40,23 @@ impl Replica {
     /// Starts a replica with a 6 s Lease, a 3 s renew deadline and a 3 s shutdown grace, one cloud
     /// call at a time, talking to the API server through `kubeconfig`.
     fn start(env: &Env, name: &'static str, kubeconfig: &Path, dir: &Path) -> Replica {
+        Self::start_with(env, name, kubeconfig, dir, &["--leader-election"])
+    }
+
+    /// [`Self::start`], with `election` instead of `--leader-election`.
+    fn start_with(
+        env: &Env,
+        name: &'static str,
+        kubeconfig: &Path,
+        dir: &Path,
+        election: &[&str],
+    ) -> Replica {
         let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("create the replica's log");
         let child = common::binary::taskreaper()
-            .args(["run", "--leader-election", "--lease-duration-secs", "6", "--renew-deadline-secs", "3"])
+            .arg("run")
+            .args(election)
+            .args(["--lease-duration-secs", "6", "--renew-deadline-secs", "3"])
             .args(["--shutdown-grace-secs", "3", "--concurrency", "1", "--metrics-addr", "127.0.0.1:0"])
             .args(["--namespace", &env.ns, "--lease-namespace", &env.ns, "--endpoint-allowlist", "127.0.0.1"])
             .arg("--ca-bundle")
@@ -181,6 +195,52 @@ async fn sigterm_mid_run_writes_what_was_measured_releases_the_lease_and_exits_0
     );
 
     b.child.kill().await.expect("stop the standby");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn sigint_without_leader_election_cuts_a_stuck_call_after_the_grace_and_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = world("e2e-sigint", dir.path()).await;
+    let kubeconfig = env.cp.kubeconfig_path(Identity::Controller);
+    let mut solo = Replica::start_with(&env, "solo", &kubeconfig, dir.path(), &[]);
+    env.create(&env.policy("solo", &[PROJECT_A], vec![kps_matching(TaskMatch::default())])).await;
+    wait_deletes(&env, 3).await;
+    // The next call hangs for 60 s: only the grace (3 s) can end it.
+    env.emulator.store().set_faults(Faults { latency_ms: 60_000, ..Faults::default() });
+    let hung = env.calls().total;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.calls().total == hung {
+        assert!(Instant::now() < deadline, "no call reached the slow emulator");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    let pid = solo.child.id().expect("the controller runs");
+    let killed = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    assert!(killed.expect("run kill").success(), "SIGINT sent");
+    let exit = tokio::time::timeout(Duration::from_secs(30), solo.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within 30 s of SIGINT; the log:\n{}", solo.log()))
+        .expect("wait for the controller");
+    let took = signalled.elapsed();
+    println!("SIGINT -> exit {took:?} with a call stuck for 60 s and a 3 s grace");
+    assert_eq!(exit.code(), Some(0), "exit 0 on SIGINT; the log:\n{}", solo.log());
+    assert!(took < Duration::from_secs(8), "the grace bounds the stuck call: exit took {took:?}");
+
+    let policy = env.get("solo").await;
+    let status = policy.status.clone().expect("status written");
+    let reconciling = condition(&policy, ConditionType::Reconciling).expect("Reconciling condition");
+    assert_eq!(reconciling.status, "False", "the cut run is not left in progress: {status:?}");
+    let last = status.last_run.clone().expect("lastRun written");
+    println!(
+        "cut run: found {}, deleted {} (measured), totalDeleted {}, remaining {:?}; Ready {:?}",
+        last.found,
+        last.deleted,
+        status.total_deleted,
+        last.remaining,
+        condition(&policy, ConditionType::Ready).map(|c| (&c.status, &c.reason, &c.message)),
+    );
+    assert_eq!(status.total_deleted, last.deleted, "totalDeleted holds what was measured");
     env.finish().await;
 }
 

@@ -46,7 +46,7 @@ pub struct RunArgs {
     pub renew_deadline_secs: Option<u64>,
     /// On SIGTERM or SIGINT: how long cloud calls in flight may still run before they are cut.
     /// No run or DELETE starts after the signal; runs cut short write what they measured. Keep it
-    /// below the pod's terminationGracePeriodSeconds minus about 15 s.
+    /// at least 10 s below the pod's terminationGracePeriodSeconds (the default 20 fits the default 30).
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
     /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).

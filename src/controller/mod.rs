@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 /// After the shutdown grace ends, how long writing the cut runs' status may still take.
-const STATUS_AFTER_GRACE: Duration = Duration::from_secs(10);
+const STATUS_AFTER_GRACE: Duration = Duration::from_secs(5);
 /// How long the leader-election task may take to give the Lease up at exit.
 const RELEASE_WAIT: Duration = Duration::from_secs(11);
 
