@@ -301,6 +301,7 @@ async fn a_leader_cut_off_from_the_api_server_sends_no_delete_once_a_standby_may
     wait_deletes(&env, 3).await;
     proxy.cut();
     let cut = Instant::now();
+    let cut_at = unix_micros();
     println!("cut replica-a off from the API server after {} DELETEs", env.calls().deletes);
 
     let leads = wait_holder(&env, "replica-b", Duration::from_secs(30)).await;
@@ -320,18 +321,26 @@ async fn a_leader_cut_off_from_the_api_server_sends_no_delete_once_a_standby_may
     let old_deletes: Vec<&CallRecord> = old.iter().filter(|c| c.method == "DELETE").collect();
     let last_old = old_deletes.last().expect("replica-a deleted before the cut").at_micros;
     let late: Vec<_> = old_deletes.iter().filter(|c| c.at_micros >= first_new).collect();
+    let after_cut = old_deletes.iter().filter(|c| c.at_micros > cut_at).count();
+    let ms = |micros: i64| micros as f64 / 1000.0;
     println!(
-        "replica-a: {} DELETEs, the last {} ms before replica-b's first call; replica-b: {} calls",
+        "replica-a: {} DELETEs ({after_cut} after the cut), the last {} ms after the cut and {} ms before \
+         replica-b's first call ({} ms after the cut); replica-b: {} calls",
         old_deletes.len(),
-        (first_new - last_old) as f64 / 1000.0,
+        ms(last_old as i64 - cut_at as i64),
+        ms(first_new as i64 - last_old as i64),
+        ms(first_new as i64 - cut_at as i64),
         new.len(),
     );
     assert!(late.is_empty(), "DELETEs of the old leader after the new leader's first call: {late:?}");
+    // The fence closes at the last renewal (before the cut) plus the renew deadline (3 s), well
+    // before the Lease (6 s) can pass to the standby.
     assert!(
-        a.log().contains("LeadershipLost") || a.log().contains("stepping down"),
-        "the old leader says it stopped deleting; its log:\n{}",
-        a.log()
+        last_old < cut_at + 3_300_000,
+        "the old leader deleted {} ms after the cut, past its renew deadline",
+        ms(last_old as i64 - cut_at as i64)
     );
+    assert!(a.log().contains("stepping down"), "the old leader says it stepped down; its log:\n{}", a.log());
     assert!(env.task_ids(PROJECT_A).is_empty(), "the new leader finished the job");
 
     b.child.kill().await.expect("stop the standby");
