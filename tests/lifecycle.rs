@@ -194,7 +194,19 @@ async fn sigterm_mid_run_writes_what_was_measured_releases_the_lease_and_exits_0
         "the standby made no cloud call: it led only after the leader left, and the cut run's retry is 30 s away"
     );
 
-    b.child.kill().await.expect("stop the standby");
+    // A leader that has just taken over (its policy list may not be done) stops at once and leaves
+    // the Lease free.
+    let pid = b.child.id().expect("the new leader runs");
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    assert!(killed.expect("run kill").success(), "SIGTERM sent");
+    let exit = tokio::time::timeout(Duration::from_secs(10), b.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the idle leader did not exit within 10 s; its log:\n{}", b.log()))
+        .expect("wait for the new leader");
+    println!("new leader: SIGTERM -> exit {:?}", signalled.elapsed());
+    assert_eq!(exit.code(), Some(0), "the idle leader exits 0; its log:\n{}", b.log());
+    assert_eq!(holder(&env).await, None, "the Lease was given up");
     env.finish().await;
 }
 

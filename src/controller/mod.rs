@@ -13,7 +13,7 @@ use crate::api::FailedTaskCleanupPolicy;
 use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
 use crate::purge::Fence;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
@@ -133,7 +133,21 @@ pub async fn serve_fenced(
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
     let controller = Controller::new(policies, policy_watch);
     let index = controller.store();
-    controller
+    let shutdown = shutdown.shared();
+    let unready_at_shutdown = {
+        let (store, shutdown) = (controller.store(), shutdown.clone());
+        async move {
+            shutdown.await;
+            // kube-runtime holds its runner until the policy store is ready, which it can no
+            // longer become once the watches stop: stopped before the first list completed, the
+            // controller would wait forever. No reconcile has started then; nothing to wait for.
+            if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return;
+            }
+            std::future::pending::<()>().await;
+        }
+    };
+    let running = controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |secret: PartialObjectMeta<Secret>| {
             // A Secret triggers the policies in its namespace that reference it.
             let namespace = secret.namespace();
@@ -151,8 +165,11 @@ pub async fn serve_fenced(
             if let Err(error) = result {
                 tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = running => {}
+        () = unready_at_shutdown => tracing::debug!("stopped before the policies were listed"),
+    }
     probe.abort();
     Ok(())
 }
