@@ -282,6 +282,11 @@ pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
             }
         }
     };
+    if matches!(result, Err(ControllerError::LoseLease)) {
+        // Stepped down or taken over: there is nothing to give up.
+        election.abort();
+        return result;
+    }
     // The election gives the Lease up if this replica holds it.
     release_tx.send_replace(true);
     if tokio::time::timeout(RELEASE_WAIT, &mut election).await.is_err() {
