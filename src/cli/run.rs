@@ -1,7 +1,9 @@
 //! `taskreaper run`: the controller's flags, turned into the plain settings it takes. Reads the CA
 //! bundle file and the POD_NAME environment variable.
 
+use crate::cloud::http::USER_AGENT;
 use crate::cloud::{Allowlist, EndpointPolicy, HttpConfig, RateLimit};
+use crate::controller::leader::{LeaseTiming, SKEW};
 use crate::controller::{ControllerError, LeaderElection, RunSettings, Settings};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -35,6 +37,18 @@ pub struct RunArgs {
     /// How long a leader's Lease lasts without renewal; a standby takes over after it lapses.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(6..))]
     pub lease_duration_secs: u64,
+    /// A leader that has not renewed its Lease for this long sends no more DELETEs and steps down
+    /// [default: two thirds of --lease-duration-secs, 10 for 15]. Must be at most
+    /// --lease-duration-secs minus 2: renew deadline + longest DELETE + 1 s clock skew < lease
+    /// duration, and a DELETE still running when that would be broken is abandoned, so no DELETE of
+    /// an old leader can land once a standby may lead.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub renew_deadline_secs: Option<u64>,
+    /// On SIGTERM or SIGINT: how long cloud calls in flight may still run before they are cut.
+    /// No run or DELETE starts after the signal; runs cut short write what they measured. Keep it
+    /// at least 10 s below the pod's terminationGracePeriodSeconds (the default 20 fits the default 30).
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
     /// Namespace of the Lease (default: POD_NAMESPACE, else the client's default namespace).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
@@ -51,6 +65,10 @@ pub struct RunArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(
+        "--renew-deadline-secs ({renew_deadline}) must be at most --lease-duration-secs ({duration}) minus 2, leaving a DELETE at least 1 s before the Lease could lapse"
+    )]
+    ValidateLeaseTiming { renew_deadline: u64, duration: u64 },
     #[error("reading the endpoint allowlist")]
     ParseAllowlist(#[source] crate::cloud::EndpointError),
     #[error("reading the CA bundle {path}")]
@@ -75,7 +93,14 @@ impl RunArgs {
                     .map_err(|source| RunError::ReadCaBundle { path: path.clone(), source })?,
             ),
         };
+        let instance = std::env::var("POD_NAME").ok();
+        // The replica's name in every cloud call, so the cloud's logs tell replicas apart.
+        let user_agent = match &instance {
+            Some(name) => format!("{USER_AGENT} ({name})"),
+            None => USER_AGENT.to_string(),
+        };
         let http = HttpConfig {
+            user_agent,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             ca_bundle_pem,
             endpoints: EndpointPolicy { allowlist, allow_http: false },
@@ -91,18 +116,65 @@ impl RunArgs {
             label_selector: self.label_selector.clone(),
             http,
             rate_limit,
-            instance: std::env::var("POD_NAME").ok(),
+            instance,
         };
+        let timing = self.lease_timing()?;
         let leader_election = self.leader_election.then(|| LeaderElection {
             lease_name: self.lease_name.clone(),
-            lease_duration_secs: self.lease_duration_secs,
+            timing,
             lease_namespace: self.lease_namespace.clone(),
         });
-        Ok(RunSettings { settings, metrics_addr: self.metrics_addr, leader_election })
+        Ok(RunSettings {
+            settings,
+            metrics_addr: self.metrics_addr,
+            leader_election,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        })
+    }
+
+    /// The Lease's duration and renew deadline, checked against each other.
+    fn lease_timing(&self) -> Result<LeaseTiming, RunError> {
+        let duration = self.lease_duration_secs;
+        let renew_deadline = self.renew_deadline_secs.unwrap_or(duration.saturating_mul(2) / 3);
+        // What is left of the Lease after the renew deadline and the skew must fit a DELETE.
+        if renew_deadline.saturating_add(SKEW.as_secs()).saturating_add(1) > duration {
+            return Err(RunError::ValidateLeaseTiming { renew_deadline, duration });
+        }
+        Ok(LeaseTiming {
+            duration: Duration::from_secs(duration),
+            renew_deadline: Duration::from_secs(renew_deadline),
+        })
     }
 }
 
 /// Runs the controller with these flags.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     crate::controller::run(args.settings()?).await.map_err(RunError::RunController)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn timing(args: &[&str]) -> Result<LeaseTiming, RunError> {
+        Command::parse_from(std::iter::once("run").chain(args.iter().copied())).run.lease_timing()
+    }
+
+    #[test]
+    fn the_renew_deadline_leaves_a_delete_room_before_the_lease_can_lapse() {
+        let secs = Duration::from_secs;
+        let default = timing(&[]).unwrap();
+        assert_eq!((default.duration, default.renew_deadline), (secs(15), secs(10)));
+        assert_eq!(timing(&["--lease-duration-secs", "6"]).unwrap().renew_deadline, secs(4));
+        assert!(timing(&["--lease-duration-secs", "6", "--renew-deadline-secs", "4"]).is_ok());
+        let error = timing(&["--lease-duration-secs", "6", "--renew-deadline-secs", "5"]).unwrap_err();
+        assert!(error.to_string().contains("at most --lease-duration-secs (6) minus 2"), "{error}");
+    }
 }

@@ -66,6 +66,8 @@ pub struct HttpConfig {
     /// slot only while it is on the wire: never through a rate-limit wait, a `Retry-After` pause
     /// or a retry's backoff, so a throttled credential cannot starve the others.
     pub max_in_flight: usize,
+    /// `User-Agent` of every request; [`USER_AGENT`] with the replica's name in the controller.
+    pub user_agent: String,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +80,7 @@ impl Default for HttpConfig {
             endpoints: EndpointPolicy::default(),
             retry: RetryPolicy::default(),
             max_in_flight: 16,
+            user_agent: USER_AGENT.to_string(),
         }
     }
 }
@@ -326,7 +329,7 @@ impl CloudHttp {
         req: &ApiRequest,
         call: &Call,
     ) -> Result<RawReply, CloudError> {
-        let headers = request_headers(ctx, req, self.inner.clock.now());
+        let headers = request_headers(ctx, req, &self.inner.config.user_agent, self.inner.clock.now());
         let header_map = to_header_map(&headers)
             .map_err(|header| CloudError::BuildRequest { call: call.clone(), header })?;
         let url = ctx.endpoint.url_for(&req.path, &signing::canonical_query(&req.query));
@@ -375,12 +378,13 @@ impl CloudHttp {
 pub(crate) fn request_headers(
     ctx: &ClientContext,
     req: &ApiRequest,
+    user_agent: &str,
     now: Timestamp,
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = vec![
         ("Host".into(), ctx.endpoint.authority()),
         ("Accept".into(), "application/json".into()),
-        ("User-Agent".into(), USER_AGENT.into()),
+        ("User-Agent".into(), user_agent.into()),
         ("X-Project-Id".into(), ctx.project_id.clone()),
     ];
     match ctx.credentials.as_ref() {
@@ -464,7 +468,7 @@ mod tests {
         let c = ctx(creds, "http://127.0.0.1:8443");
         let req = list_request();
         let now: Timestamp = "2026-11-22T05:30:00Z".parse().unwrap();
-        let headers = request_headers(&c, &req, now);
+        let headers = request_headers(&c, &req, USER_AGENT, now);
         assert_eq!(get(&headers, "Host"), Some("127.0.0.1:8443"));
         assert_eq!(get(&headers, "X-Sdk-Date"), Some("20261122T053000Z"));
         assert_eq!(get(&headers, "X-Security-Token"), Some("STS"));
@@ -495,7 +499,7 @@ mod tests {
             Credentials::Token { auth_token: Secret::new("tok") },
             "https://sdrs.cn-north-4.myhuaweicloud.com",
         );
-        let headers = request_headers(&c, &list_request(), Timestamp::UNIX_EPOCH);
+        let headers = request_headers(&c, &list_request(), USER_AGENT, Timestamp::UNIX_EPOCH);
         assert_eq!(get(&headers, "X-Auth-Token"), Some("tok"));
         assert_eq!(get(&headers, "Host"), Some("sdrs.cn-north-4.myhuaweicloud.com"));
         assert!(get(&headers, "Authorization").is_none() && get(&headers, "X-Sdk-Date").is_none());

@@ -3,6 +3,7 @@
 //! the flags of `taskreaper run` live in `cli::run`.
 
 pub mod events;
+pub mod leader;
 pub mod pipeline;
 pub mod reconcile;
 pub mod schedule;
@@ -11,7 +12,8 @@ pub mod status;
 use crate::api::FailedTaskCleanupPolicy;
 use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
-use futures::StreamExt;
+use crate::purge::Fence;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
@@ -24,9 +26,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// How long before its Lease lapses a leader renews it.
-const LEASE_GRACE_SECS: u64 = 5;
+/// After the shutdown grace ends, how long writing the cut runs' status may still take.
+const STATUS_AFTER_GRACE: Duration = Duration::from_secs(5);
+/// How long the leader-election task may take to give the Lease up at exit.
+const RELEASE_WAIT: Duration = Duration::from_secs(11);
 
 /// What [`run`] needs: the reconcile settings, where to serve metrics, and leader election.
 #[derive(Clone, Debug)]
@@ -36,14 +41,16 @@ pub struct RunSettings {
     pub metrics_addr: SocketAddr,
     /// Run only while holding a Lease; `None` runs unconditionally.
     pub leader_election: Option<LeaderElection>,
+    /// After SIGTERM or SIGINT, how long cloud calls in flight may still run.
+    pub shutdown_grace: Duration,
 }
 
 /// The Lease that lets several replicas run with one active.
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
     pub lease_name: String,
-    /// How long a leader's Lease lasts without renewal, in seconds.
-    pub lease_duration_secs: u64,
+    /// How long the Lease lasts, and when its holder must stop deleting.
+    pub timing: leader::LeaseTiming,
     /// Namespace of the Lease; the client's default namespace when `None`.
     pub lease_namespace: Option<String>,
 }
@@ -65,10 +72,12 @@ pub enum ControllerError {
     ConnectKubernetes(#[source] kube::Error),
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
-    #[error("leader election")]
-    ElectLeader(#[source] kube_lease_manager::LeaseManagerError),
+    #[error("listening for termination signals")]
+    ListenSignals(#[source] std::io::Error),
     #[error("lost the leader-election lease; exiting so another replica takes over")]
     LoseLease,
+    #[error("runs cut at shutdown did not write their status within {0:?} after the grace period")]
+    StopInTime(Duration),
     #[error("metrics endpoint")]
     ServeMetrics(#[source] crate::observability::server::ServerError),
     #[error("the metrics endpoint task stopped")]
@@ -84,6 +93,18 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ControllerError> {
+    serve_fenced(client, settings, metrics, health, Fence::unfenced(), shutdown).await
+}
+
+/// [`serve`], with every cloud call behind `fence`.
+pub async fn serve_fenced(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    fence: Fence,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ControllerError> {
     let limiters = RateLimiters::new(settings.rate_limit);
     let http = CloudHttp::new(settings.http.clone(), limiters, Arc::new(SystemClock))
         .map_err(ControllerError::BuildCloudClient)?;
@@ -95,6 +116,7 @@ pub async fn serve(
         http,
         auth_failures: Mutex::default(),
         errors: Mutex::default(),
+        fence,
     });
     // Only the Secrets' metadata is watched: their data is read when a policy runs, never cached.
     let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<PartialObjectMeta<Secret>>) =
@@ -109,7 +131,21 @@ pub async fn serve(
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
     let controller = Controller::new(policies, policy_watch);
     let index = controller.store();
-    controller
+    let shutdown = shutdown.shared();
+    let unready_at_shutdown = {
+        let (store, shutdown) = (controller.store(), shutdown.clone());
+        async move {
+            shutdown.await;
+            // kube-runtime holds its runner until the policy store is ready, which it can no
+            // longer become once the watches stop: stopped before the first list completed, the
+            // controller would wait forever. No reconcile has started then; nothing to wait for.
+            if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return;
+            }
+            std::future::pending::<()>().await;
+        }
+    };
+    let running = controller
         .watches(secrets, watcher::Config::default().any_semantic(), move |secret: PartialObjectMeta<Secret>| {
             // A Secret triggers the policies in its namespace that reference it.
             let namespace = secret.namespace();
@@ -127,8 +163,11 @@ pub async fn serve(
             if let Err(error) = result {
                 tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = running => {}
+        () = unready_at_shutdown => tracing::debug!("stopped before the policies were listed"),
+    }
     probe.abort();
     Ok(())
 }
@@ -156,9 +195,36 @@ async fn ready_when_listable(
     }
 }
 
+/// Listens for SIGTERM and SIGINT; at the first, stops `fence` (calls still running after
+/// `grace` are cut) and then turns `stop` true.
+fn on_signal(fence: Fence, grace: Duration, stop: watch::Sender<bool>) -> Result<(), ControllerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ControllerError::ListenSignals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ControllerError::ListenSignals)?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            ?grace,
+            "shutting down: no new runs or DELETEs; calls in flight get the grace period"
+        );
+        fence.stop(tokio::time::Instant::now() + grace);
+        stop.send_replace(true);
+    });
+    Ok(())
+}
+
 /// `taskreaper run`: the controller with its metrics endpoint and optional leader election.
+///
+/// On SIGTERM or SIGINT no run starts and no DELETE is sent any more; calls in flight get
+/// `shutdown_grace` to finish and are cut after it; each run cut short writes what it measured;
+/// then the Lease is given up, so that a standby leads at once, and it returns `Ok`. The Lease is
+/// kept (and renewed) until the cut runs are over, so that a standby never deletes beside them.
 pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
-    let RunSettings { settings, metrics_addr, leader_election } = run;
+    let RunSettings { settings, metrics_addr, leader_election, shutdown_grace } = run;
     let client = Client::try_default().await.map_err(ControllerError::ConnectKubernetes)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
@@ -168,38 +234,80 @@ pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
         Ok(result) => result.map_err(ControllerError::ServeMetrics),
         Err(_) => Err(ControllerError::StopMetrics),
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let fence = if leader_election.is_some() { Fence::closed() } else { Fence::unfenced() };
+    let (stop_tx, stop) = watch::channel(false);
+    on_signal(fence.clone(), shutdown_grace, stop_tx)?;
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
     };
     let Some(lease) = leader_election else {
+        let serving = serve_fenced(client, settings, metrics, health, fence, stopped(stop.clone()));
         return tokio::select! {
-            result = serve(client, settings, metrics, health, shutdown) => result,
+            result = bounded_after(serving, stop, shutdown_grace) => result,
             joined = &mut server => server_stopped(joined),
         };
     };
     let namespace = lease.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
     let identity = settings.instance.clone().unwrap_or_else(|| format!("taskreaper-{}", std::process::id()));
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(lease.lease_duration_secs)
-        .with_grace(LEASE_GRACE_SECS)
-        .build()
-        .await
-        .map_err(ControllerError::ElectLeader)?;
-    let (mut leader, _task) = manager.watch().await;
+    let elector = leader::Elector::new(
+        client.clone(),
+        &namespace,
+        &lease.lease_name,
+        &identity,
+        lease.timing,
+        fence.clone(),
+    );
+    let (leading_tx, mut leader) = watch::channel(false);
+    let (release_tx, release) = watch::channel(false);
+    let mut election = tokio::spawn(elector.run(leading_tx, release));
     // A standby replica is healthy: it is ready to take over. Reporting it unready would stall
     // rolling updates of the Deployment.
     health.set_ready(true);
-    tokio::select! {
-        joined = &mut server => return server_stopped(joined),
-        _ = leader.wait_for(|is_leader| *is_leader) => {}
+    let result = tokio::select! {
+        joined = &mut server => Some(server_stopped(joined)),
+        _ = leader.wait_for(|is_leader| *is_leader) => None,
+        () = stopped(stop.clone()) => Some(Ok(())),
+    };
+    let result = match result {
+        Some(result) => result,
+        None => {
+            let mut lost = leader.clone();
+            let serving = serve_fenced(client, settings, metrics, health, fence, stopped(stop.clone()));
+            tokio::select! {
+                result = bounded_after(serving, stop.clone(), shutdown_grace) => result,
+                _ = lost.wait_for(|is_leader| !*is_leader) => Err(ControllerError::LoseLease),
+                joined = &mut server => server_stopped(joined),
+            }
+        }
+    };
+    if matches!(result, Err(ControllerError::LoseLease)) {
+        // Stepped down or taken over: there is nothing to give up.
+        election.abort();
+        return result;
     }
-    tracing::info!(identity, lease = %lease.lease_name, "acquired the leader lease");
-    let mut lost = leader.clone();
+    // The election gives the Lease up if this replica holds it.
+    release_tx.send_replace(true);
+    if tokio::time::timeout(RELEASE_WAIT, &mut election).await.is_err() {
+        tracing::warn!("leader election did not stop in time; the Lease lapses on its own");
+        election.abort();
+    }
+    result
+}
+
+/// Runs `serving` to its end, but once `stop` turns true, no longer than the grace period and
+/// the time to write the cut runs' status.
+async fn bounded_after(
+    serving: impl Future<Output = Result<(), ControllerError>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), ControllerError> {
+    let limit = grace + STATUS_AFTER_GRACE;
+    let overrun = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        tokio::time::sleep(limit).await;
+    };
     tokio::select! {
-        result = serve(client, settings, metrics, health, shutdown) => result,
-        _ = lost.wait_for(|is_leader| !*is_leader) => Err(ControllerError::LoseLease),
-        joined = &mut server => server_stopped(joined),
+        result = serving => result,
+        () = overrun => Err(ControllerError::StopInTime(STATUS_AFTER_GRACE)),
     }
 }

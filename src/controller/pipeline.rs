@@ -12,7 +12,7 @@ use crate::api::{
 };
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
-use crate::purge::{CloudApi, FailureKind, PurgePolicy, RunReport};
+use crate::purge::{CloudApi, FailureKind, Fence, PurgePolicy, RunReport};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -114,6 +114,11 @@ pub trait Host {
         secret_version: Option<&str>,
         now: Timestamp,
     ) -> Due;
+    /// Whether this caller may still delete; the controller's is fed by leader election and
+    /// shutdown. Unfenced unless the host says otherwise.
+    fn fence(&self) -> Fence {
+        Fence::unfenced()
+    }
     /// Stores a status that differs from the last one.
     fn write(
         &mut self,
@@ -180,8 +185,10 @@ pub async fn run_policy<H: Host>(
     // Credentials and endpoints.
     let secret = host.secret(&valid.credentials_secret).await?;
     let secret_version = secret.as_ref().and_then(|s| s.version.clone());
+    let fence = host.fence();
     let cloud = match credentials(&valid.credentials_secret, secret.as_ref().map(|s| &s.data))
         .and_then(|credentials| cloud_api(&prepared, credentials, http))
+        .map(|cloud| cloud.with_fence(fence))
     {
         Ok(cloud) => cloud,
         Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,

@@ -12,7 +12,7 @@ use crate::api::{
 use crate::cloud::CloudHttp;
 use crate::observability::Metrics;
 use crate::observability::metrics::{RunLabels, TargetLabels};
-use crate::purge;
+use crate::purge::{self, Fence};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -40,6 +40,8 @@ pub struct Context {
     pub auth_failures: Mutex<HashMap<String, Option<String>>>,
     /// Per policy uid: consecutive reconcile errors, for backoff.
     pub errors: Mutex<HashMap<String, u32>>,
+    /// Whether this replica may still delete (leader election) and whether it is shutting down.
+    pub fence: Fence,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,10 @@ struct Kube<'a> {
 impl Host for Kube<'_> {
     type Error = ReconcileError;
 
+    fn fence(&self) -> Fence {
+        self.ctx.fence.clone()
+    }
+
     async fn secret(&mut self, name: &str) -> Result<Option<SecretData>, ReconcileError> {
         let secret = self
             .secrets
@@ -183,6 +189,10 @@ impl Host for Kube<'_> {
 }
 
 async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Result<Action, ReconcileError> {
+    // Shutting down: no run starts; the next leader picks the policy up.
+    if ctx.fence.stopping() {
+        return Ok(Action::await_change());
+    }
     let namespace = policy.namespace().ok_or(ReconcileError::ReadNamespace)?;
     let api: Api<FailedTaskCleanupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     // The cache may not hold this controller's last status write yet; the API server does, and

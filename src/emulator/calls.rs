@@ -1,5 +1,6 @@
-//! Counts of the cloud calls the emulator received, by route template and by project, so tests can
-//! assert exactly which calls a client made. No I/O.
+//! Counts of the cloud calls the emulator received, by route template and by project, and a log of
+//! the latest calls with when and from whom they arrived, so tests can assert exactly which calls a
+//! client made and in what order. No I/O.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,25 @@ pub struct CallCounts {
     pub by_project: BTreeMap<String, u64>,
     /// Project id, then `"<METHOD> <route template>"`.
     pub by_project_route: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The latest [`LOG_LIMIT`] calls, in the order they arrived.
+    pub log: Vec<CallRecord>,
+}
+
+/// Calls kept in [`CallCounts::log`]; older ones are dropped.
+pub const LOG_LIMIT: usize = 10_000;
+
+/// One call as it arrived.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallRecord {
+    /// Arrival, in microseconds since the Unix epoch (the host's clock, not the emulated one).
+    pub at_micros: u64,
+    pub method: String,
+    /// The route template, e.g. `/v3/{project_id}/failed-tasks`.
+    pub route: String,
+    pub project: String,
+    /// The caller's `User-Agent`; the controller puts its replica's name there.
+    pub user_agent: String,
 }
 
 /// The key of a route in [`CallCounts::by_route`].
@@ -28,6 +48,28 @@ pub fn route_key(method: &str, template: &str) -> String {
 
 impl CallCounts {
     pub fn record(&mut self, method: &str, template: &str, project: &str) {
+        self.record_from(method, template, project, "", 0);
+    }
+
+    /// Counts a call and logs it with its caller and arrival time.
+    pub fn record_from(
+        &mut self,
+        method: &str,
+        template: &str,
+        project: &str,
+        user_agent: &str,
+        at_micros: u64,
+    ) {
+        if self.log.len() >= LOG_LIMIT {
+            self.log.remove(0);
+        }
+        self.log.push(CallRecord {
+            at_micros,
+            method: method.to_string(),
+            route: template.to_string(),
+            project: project.to_string(),
+            user_agent: user_agent.to_string(),
+        });
         let key = route_key(method, template);
         self.total += 1;
         if method == "DELETE" {
@@ -71,6 +113,10 @@ mod tests {
         assert_eq!(calls.by_project["p1"], 2);
         assert_eq!(calls.project_route("p2", "DELETE", "/v3/{project_id}/failed-tasks"), 1);
         assert_eq!(calls.project_route("p2", "GET", "/v3/{project_id}/failed-tasks"), 0);
+        calls.record_from("GET", "/v3/{project_id}/failed-tasks", "p2", "taskreaper/1 (a)", 7);
+        assert_eq!(calls.log.len(), 4);
+        assert_eq!(calls.log[3].user_agent, "taskreaper/1 (a)");
+        assert_eq!(calls.log[3].at_micros, 7);
         let json = serde_json::to_value(&calls).unwrap();
         assert_eq!(json["by_route"]["DELETE /v3/{project_id}/failed-tasks"], 2);
         assert_eq!(serde_json::from_value::<CallCounts>(json).unwrap(), calls);

@@ -102,7 +102,8 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
     let method = req.method().as_str().to_string();
     let project = project_of(req.uri().path());
     let service = Service::of_path(&template).unwrap_or(Service::Sdrs);
-    app.store.record_call(&method, &template, &project);
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    app.store.record_call(&method, &template, &project, user_agent);
 
     let (latency, action) = app.store.next_fault(routes::is_list(&method, &template));
     if !latency.is_zero() {

@@ -60,7 +60,7 @@ use crate::cloud::credentials::Secret;
 
 pub use admin::PREFIX as ADMIN_PREFIX;
 pub use auth::{AuthError, AuthSettings, Principal, authenticate};
-pub use calls::{CallCounts, route_key};
+pub use calls::{CallCounts, CallRecord, route_key};
 pub use clock::Clock;
 pub use command::{DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, RunOptions, run};
 pub use errors::{ApiError, ErrorBody, Service, gateway_code, kps_code, sdrs_code};

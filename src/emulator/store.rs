@@ -235,8 +235,11 @@ impl Store {
         self.inner.clock.read().unwrap_or_else(PoisonError::into_inner).now()
     }
 
-    pub(crate) fn record_call(&self, method: &str, template: &str, project: &str) {
-        lock(&self.inner.calls).record(method, template, project);
+    pub(crate) fn record_call(&self, method: &str, template: &str, project: &str, user_agent: &str) {
+        let at_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        lock(&self.inner.calls).record_from(method, template, project, user_agent, at_micros);
     }
 
     /// The latency to add and the fault to apply to the next cloud call.
@@ -495,7 +498,7 @@ mod tests {
         other.set_faults(Faults { fail_next: vec![500], latency_ms: 5, ..Faults::default() });
         assert_eq!(s.next_fault(false), (Duration::from_millis(5), FaultAction::Status(500)));
         assert_eq!(s.faults().fail_next, Vec::<u16>::new());
-        other.record_call("GET", "/x", "p");
+        other.record_call("GET", "/x", "p", "");
         assert_eq!(s.calls().total, 1);
         s.reset_calls();
         assert_eq!(other.calls(), CallCounts::default());

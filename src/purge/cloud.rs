@@ -1,6 +1,8 @@
-//! [`FailedTaskApi`] over the real SDRS and KPS clients. Does network I/O through them.
+//! [`FailedTaskApi`] over the real SDRS and KPS clients, behind a [`Fence`] that decides whether
+//! this replica may still delete. Does network I/O through them.
 
 use super::execute::FailedTaskApi;
+use super::fence::{Fence, Refusal};
 use super::plan::{DeleteCall, ListQuery, Page};
 use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, FailureKind};
@@ -8,7 +10,9 @@ use crate::api::{Endpoints, Service};
 use crate::cloud::credentials::Credentials;
 use crate::cloud::model::FailureJobFilter;
 use crate::cloud::{CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
+use std::future::Future;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// The cloud as one policy reaches it: its credentials and endpoint overrides.
 #[derive(Clone, Debug)]
@@ -16,11 +20,48 @@ pub struct CloudApi {
     http: CloudHttp,
     credentials: Arc<Credentials>,
     endpoints: Endpoints,
+    fence: Fence,
 }
 
 impl CloudApi {
     pub fn new(http: CloudHttp, credentials: Credentials, endpoints: Endpoints) -> Self {
-        Self { http, credentials: Arc::new(credentials), endpoints }
+        Self { http, credentials: Arc::new(credentials), endpoints, fence: Fence::unfenced() }
+    }
+
+    /// The same cloud behind `fence`: each DELETE starts only while the fence admits it and is
+    /// abandoned when it would outlive the Lease; on shutdown every call still running at the
+    /// fence's cut is abandoned.
+    pub fn with_fence(self, fence: Fence) -> Self {
+        Self { fence, ..self }
+    }
+
+    /// Runs `call` until it ends, `deadline` passes or shutdown cuts it.
+    async fn bounded<T>(
+        &self,
+        deadline: Option<Instant>,
+        call: impl Future<Output = Result<T, CallFailure>>,
+    ) -> Result<T, CallFailure> {
+        let lapse = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = call => result,
+            () = lapse => Err(CallFailure::new(
+                FailureKind::Unavailable,
+                None,
+                "LeaseDeadline",
+                "the DELETE was abandoned so that it could not outlive this replica's Lease",
+            )),
+            () = self.fence.cut() => Err(CallFailure::new(
+                FailureKind::Unavailable,
+                None,
+                "ShuttingDown",
+                "the call was cut: the controller is shutting down and its grace period ended",
+            )),
+        }
     }
 
     /// Resolves every endpoint the policy will call and checks it against the allowlist, so a
@@ -85,6 +126,32 @@ impl FailedTaskApi for CloudApi {
         query: &ListQuery,
         each: &mut (dyn FnMut(Page) + Send),
     ) -> Result<(), CallFailure> {
+        self.bounded(None, self.list_unbounded(project, query, each)).await
+    }
+
+    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+        // Checked right before the call, so that a replica that lost its Lease sends nothing more.
+        let deadline = self.fence.admit(Instant::now()).map_err(refused)?;
+        self.bounded(deadline, self.delete_unbounded(project, call)).await
+    }
+}
+
+/// A DELETE the fence refused.
+fn refused(refusal: Refusal) -> CallFailure {
+    let code = match refusal {
+        Refusal::NotLeader | Refusal::RenewOverdue => "LeadershipLost",
+        Refusal::ShuttingDown => "ShuttingDown",
+    };
+    CallFailure::new(FailureKind::Unavailable, None, code, &format!("DELETE not sent: {refusal}"))
+}
+
+impl CloudApi {
+    async fn list_unbounded(
+        &self,
+        project: &Project,
+        query: &ListQuery,
+        each: &mut (dyn FnMut(Page) + Send),
+    ) -> Result<(), CallFailure> {
         let result = match query {
             ListQuery::SdrsGroups => self
                 .sdrs(project)?
@@ -105,7 +172,7 @@ impl FailedTaskApi for CloudApi {
         result.map_err(|e| failure(&e))
     }
 
-    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+    async fn delete_unbounded(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
         let result = match call {
             DeleteCall::SdrsBatch => self.sdrs(project)?.delete_all_server_group_failure_jobs().await,
             DeleteCall::SdrsGroupBatch(group) => {

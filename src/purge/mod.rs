@@ -1,14 +1,16 @@
 //! Purging: a validated policy ([`policy`]), a pure planner ([`plan`]), an executor that lists,
-//! deletes and lists again through a trait over the cloud ([`execute`]), and what it measured
-//! ([`report`]).
+//! deletes and lists again through a trait over the cloud ([`execute`]), the fence that decides
+//! whether this replica may still delete ([`fence`]), and what it measured ([`report`]).
 
 pub mod cloud;
 pub mod execute;
+pub mod fence;
 pub mod plan;
 pub mod policy;
 pub mod report;
 
 pub use cloud::CloudApi;
 pub use execute::{FailedTaskApi, execute};
+pub use fence::{Fence, Refusal};
 pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Target};
 pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport, outcome_of};
