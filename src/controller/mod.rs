@@ -1,6 +1,7 @@
 //! The controller: kube-runtime wiring ([`serve`], [`run`]), the reconcile pipeline, status,
-//! events and schedule. Watches policies and the Secrets they reference. Takes plain settings;
-//! the flags of `taskreaper run` live in `cli::run`.
+//! events and schedule. Watches policies only, in every namespace or in a list of namespaces; a
+//! policy's Secret is read with `get` when it runs and never watched or listed. Takes plain
+//! settings; the flags of `taskreaper run` live in `cli::run`.
 
 pub mod events;
 pub mod pipeline;
@@ -11,14 +12,11 @@ pub mod status;
 use crate::api::FailedTaskCleanupPolicy;
 use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use reconcile::{Context, error_policy, reconcile};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,7 +50,8 @@ pub struct LeaderElection {
 /// What [`serve`] needs besides a client.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub namespace: Option<String>,
+    /// The namespaces whose policies are handled; empty means every namespace.
+    pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
     pub concurrency: usize,
     pub http: HttpConfig,
@@ -99,64 +98,51 @@ pub async fn serve(
         auth_failures: Mutex::default(),
         errors: Mutex::default(),
     });
-    // Only the Secrets' metadata is watched: their data is read when a policy runs, never cached.
-    let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<PartialObjectMeta<Secret>>) =
-        match &settings.namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
+    // Policies are watched per namespace in namespaced mode, so that RBAC need grant nothing
+    // beyond those namespaces. Secrets are not watched at all: a policy waiting for its Secret is
+    // retried on a short backoff (see `pipeline::secret_retry`).
+    let policies: Vec<Api<FailedTaskCleanupPolicy>> = if settings.namespaces.is_empty() {
+        vec![Api::all(client)]
+    } else {
+        settings.namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
     let mut policy_watch = watcher::Config::default().any_semantic();
     if let Some(selector) = &settings.label_selector {
         policy_watch = policy_watch.labels(selector);
     }
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
-    let controller = Controller::new(policies, policy_watch);
-    let index = controller.store();
-    controller
-        .watches(secrets, watcher::Config::default().any_semantic(), move |secret: PartialObjectMeta<Secret>| {
-            // A Secret triggers the policies in its namespace that reference it.
-            let namespace = secret.namespace();
-            let name = secret.name_any();
-            index
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
-            }
-        })
-        .await;
+    let shutdown = shutdown.shared();
+    let controllers = policies.into_iter().map(|api| {
+        Controller::new(api, policy_watch.clone())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
     probe.abort();
     Ok(())
 }
 
-/// Sets `health` ready once the policies this controller watches can be listed, retrying every
-/// second. Waiting on the policy store's own readiness instead would compete with the controller
+/// Sets `health` ready once the policies this controller watches can be listed in every watched
+/// namespace, retrying every second. Waiting on the policy store's own readiness instead would compete with the controller
 /// for the store's single wake-up slot, leaving either the controller or readiness stuck.
 async fn ready_when_listable(
-    policies: Api<FailedTaskCleanupPolicy>,
+    policies: Vec<Api<FailedTaskCleanupPolicy>>,
     label_selector: Option<String>,
     health: Arc<Health>,
 ) {
     let params = ListParams { label_selector, limit: Some(1), ..ListParams::default() };
-    loop {
-        match policies.list_metadata(&params).await {
-            Ok(_) => {
-                health.set_ready(true);
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(error = %crate::controller::pipeline::error_chain(&error), "listing policies failed; not ready");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+    for api in policies {
+        while let Err(error) = api.list_metadata(&params).await {
+            tracing::warn!(error = %crate::controller::pipeline::error_chain(&error), "listing policies failed; not ready");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+    health.set_ready(true);
 }
 
 /// `taskreaper run`: the controller with its metrics endpoint and optional leader election.

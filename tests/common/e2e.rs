@@ -156,7 +156,7 @@ impl RunningController {
         let ca = emulator.ca_pem().expect("the e2e emulator serves HTTPS").as_bytes().to_vec();
         let roomy = std::num::NonZeroU32::new(1000).expect("non-zero");
         let settings = Settings {
-            namespace: Some(namespace.to_string()),
+            namespaces: vec![namespace.to_string()],
             label_selector: None,
             concurrency: 8,
             http: HttpConfig {
