@@ -7,8 +7,8 @@
 use super::schedule;
 use super::status::{Observed, Verdict, next_status};
 use crate::api::{
-    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus, Reason,
-    ValidatedSpec,
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus,
+    Reason, ValidatedSpec,
 };
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
@@ -60,7 +60,8 @@ pub fn secret_retry(status: &FailedTaskCleanupPolicyStatus, now: Timestamp) -> O
     if stalled.status != "True" || !waits_for_secret(reason) {
         return None;
     }
-    let waited = Duration::try_from(now.duration_since(stalled.last_transition_time.0)).unwrap_or(Duration::ZERO);
+    let waited =
+        Duration::try_from(now.duration_since(stalled.last_transition_time.0)).unwrap_or(Duration::ZERO);
     Some(waited.clamp(SECRET_RETRY_MIN, SECRET_RETRY_MAX))
 }
 
