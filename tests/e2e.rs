@@ -20,6 +20,7 @@ use taskreaper::api::{
     SdrsFailureStatus, SdrsResourceType, Service, TargetOutcome, TaskMatch,
 };
 use taskreaper::cloud::model::{FailedTask, FailureJob, ProtectionGroup};
+use taskreaper::controller::pipeline::SECRET_RETRY_MIN;
 use taskreaper::emulator::{
     KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE,
     SdrsListing, Seed, SeededJob,
@@ -834,7 +835,8 @@ async fn a_spec_change_updates_observed_generation() {
 #[tokio::test]
 async fn a_deleted_policy_makes_no_further_calls() {
     // The policy waits for its Secret with its first run due: creating the Secret would run it at
-    // once (as a_missing_secret_stalls_until_it_is_created shows) if the controller still knew it.
+    // its next Secret retry (as a_missing_secret_stalls_until_it_is_created shows) if the controller
+    // still knew it.
     let env = Env::start("e2e-deleted", generated(&[PROJECT_A], 1)).await;
     env.create(&env.policy("deleted", &[PROJECT_A], vec![kps_all()])).await;
     let policy = env.wait_ready("deleted", "False", "CredentialsNotFound").await;
@@ -852,7 +854,8 @@ async fn a_deleted_policy_makes_no_further_calls() {
     let reconciles = env.controller().reconciles();
 
     env.create_secret(AK, SK).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the first Secret retry of the stalled policy.
+    tokio::time::sleep(SECRET_RETRY_MIN + Duration::from_secs(2)).await;
     assert_eq!(env.calls().total, 0, "calls after the policy was deleted: {:?}", env.calls());
     assert_eq!(env.task_ids(PROJECT_A).len(), 4, "the tasks are untouched");
     assert!(

@@ -172,6 +172,10 @@ async fn no_secret_or_signature_shows_in_logs_events_or_any_status() {
     let logs = captured_logs();
     assert!(logs.contains("capture-check-5e0d"), "the log capture missed the marker");
     assert!(logs.contains("purge run finished"), "the controller's own logs were captured");
+    // The scenarios ran with exactly the shipped permissions: nothing was refused.
+    if let Some(line) = logs.lines().find(|l| l.to_ascii_lowercase().contains("forbidden")) {
+        panic!("the controller was refused something it needs:\n{line}");
+    }
     let mut needles: Vec<String> = [SK, WRONG_SK, SECURITY_TOKEN, AUTH_TOKEN].map(String::from).to_vec();
     for s in &shown {
         println!(
