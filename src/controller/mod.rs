@@ -128,8 +128,9 @@ pub async fn serve(
 }
 
 /// Sets `health` ready once the policies this controller watches can be listed in every watched
-/// namespace, retrying every second. Waiting on the policy store's own readiness instead would compete with the controller
-/// for the store's single wake-up slot, leaving either the controller or readiness stuck.
+/// namespace, retrying every second. Waiting on the policy stores' own readiness instead would
+/// compete with the controllers for each store's single wake-up slot, leaving either a controller
+/// or readiness stuck.
 async fn ready_when_listable(
     policies: Vec<Api<FailedTaskCleanupPolicy>>,
     label_selector: Option<String>,
