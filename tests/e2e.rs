@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::e2e::{
-    AK, Env, PROJECT_A, PROJECT_B, PROJECT_C, SK, condition, condition_is, eventually, kps_all, kps_matching,
-    sdrs_all, sdrs_groups, sdrs_matching, status_yaml,
+    AK, Env, PROJECT_A, PROJECT_B, PROJECT_C, SECRET_PICKUP, SK, condition, condition_is, eventually,
+    kps_all, kps_matching, sdrs_all, sdrs_groups, sdrs_matching, status_yaml,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -20,6 +20,7 @@ use taskreaper::api::{
     SdrsFailureStatus, SdrsResourceType, Service, TargetOutcome, TaskMatch,
 };
 use taskreaper::cloud::model::{FailedTask, FailureJob, ProtectionGroup};
+use taskreaper::controller::pipeline::SECRET_RETRY_MIN;
 use taskreaper::emulator::{
     KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE,
     SdrsListing, Seed, SeededJob,
@@ -657,9 +658,10 @@ async fn a_missing_secret_stalls_until_it_is_created() {
     .await;
     assert_eq!(env.calls().total, 0, "no cloud call without credentials");
 
-    // Creating the Secret is enough: the controller watches it.
+    // Creating the Secret is enough: the controller does not watch Secrets, but a policy waiting
+    // for one reads it again within SECRET_RETRY_MAX.
     env.create_secret(AK, SK).await;
-    let policy = env.wait_ready("no-secret", "True", "Purged").await;
+    let policy = env.wait_ready_within("no-secret", "True", "Purged", SECRET_PICKUP).await;
     assert_settled_run(&policy);
     assert_eq!(last_run(&policy).deleted, 7, "{}", status_yaml(&policy));
     assert!(env.task_ids(PROJECT_A).is_empty());
@@ -709,9 +711,10 @@ async fn rejected_keys_stall_without_a_hot_loop() {
         assert!(!event.note.unwrap_or_default().contains(WRONG_SK));
     }
 
-    // Fixing the Secret takes effect at once, without waiting for the retry delay.
+    // Fixing the Secret takes effect without waiting for the 15-minute retry of rejected keys: it
+    // is read again within SECRET_RETRY_MAX, and a changed Secret runs at once.
     env.set_secret_key(SK).await;
-    let policy = env.wait_ready("bad-keys", "True", "Purged").await;
+    let policy = env.wait_ready_within("bad-keys", "True", "Purged", SECRET_PICKUP).await;
     assert_settled_run(&policy);
     assert!(env.task_ids(PROJECT_A).is_empty(), "the run with the fixed keys purged KPS");
     env.assert_secret_never_shown("bad-keys").await;
@@ -828,7 +831,8 @@ async fn a_spec_change_updates_observed_generation() {
 #[tokio::test]
 async fn a_deleted_policy_makes_no_further_calls() {
     // The policy waits for its Secret with its first run due: creating the Secret would run it at
-    // once (as a_missing_secret_stalls_until_it_is_created shows) if the controller still knew it.
+    // its next Secret retry (as a_missing_secret_stalls_until_it_is_created shows) if the controller
+    // still knew it.
     let env = Env::start("e2e-deleted", generated(&[PROJECT_A], 1)).await;
     env.create(&env.policy("deleted", &[PROJECT_A], vec![kps_all()])).await;
     let policy = env.wait_ready("deleted", "False", "CredentialsNotFound").await;
@@ -846,7 +850,8 @@ async fn a_deleted_policy_makes_no_further_calls() {
     let reconciles = env.controller().reconciles();
 
     env.create_secret(AK, SK).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the first Secret retry of the stalled policy.
+    tokio::time::sleep(SECRET_RETRY_MIN + Duration::from_secs(2)).await;
     assert_eq!(env.calls().total, 0, "calls after the policy was deleted: {:?}", env.calls());
     assert_eq!(env.task_ids(PROJECT_A).len(), 4, "the tasks are untouched");
     assert!(
@@ -918,11 +923,11 @@ async fn an_unchanged_status_is_not_written_again() {
     assert_eq!(writes, 2, "one write when the run starts, one when it ends");
     let calls = env.calls();
 
-    // Each label change of the Secret triggers a reconcile that finds nothing to change.
+    // Each label change of the policy triggers a reconcile that finds nothing to change.
     for round in 0..3 {
         let reconciles = env.controller().reconciles();
-        env.label_secret(&format!("round-{round}")).await;
-        eventually("a reconcile triggered by the Secret", Duration::from_secs(30), || async {
+        env.touch("quiet", &format!("round-{round}")).await;
+        eventually("a reconcile triggered by the label", Duration::from_secs(30), || async {
             let n = env.controller().reconciles();
             if n > reconciles { Ok(()) } else { Err(format!("reconciles still {n}")) }
         })
@@ -931,12 +936,8 @@ async fn an_unchanged_status_is_not_written_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = env.get("quiet").await;
     assert_eq!(env.controller().status_writes(), writes, "status writes:\n{}", status_yaml(&after));
-    assert_eq!(
-        after.metadata.resource_version,
-        version,
-        "the policy was rewritten:\n{}",
-        status_yaml(&after)
-    );
+    // The labels changed the policy's metadata; its status stayed as it was.
+    assert_ne!(after.metadata.resource_version, version, "the labels were set");
     assert_eq!(after.status, settled.status);
     assert_eq!(env.calls(), calls, "nothing was due");
     env.assert_secret_never_shown("quiet").await;

@@ -1,5 +1,6 @@
 //! High availability: two `taskreaper run --leader-election` processes against the real
-//! kube-apiserver, as the controller identity with the shipped RBAC. One holds the Lease and does
+//! kube-apiserver, as the controller identity with the shipped RBAC (the ClusterRole, and the
+//! leader-election Role in the namespace of the Lease). One holds the Lease and does
 //! the work; when it dies, the other takes over.
 
 mod common;
@@ -62,6 +63,8 @@ fn task(id: &str) -> FailedTask {
 #[tokio::test]
 async fn one_replica_leads_and_a_standby_takes_over() {
     let env = Env::without_controller("e2e-ha", Seed::Empty).await;
+    // The Lease lives in the test namespace: grant the shipped leader-election Role there.
+    common::e2e::grant_leases(env.cp, &env.ns).await;
     env.create_secret(AK, SK).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = dir.path().join("ca.pem");

@@ -13,9 +13,10 @@ use std::time::Duration;
 /// Flags of `taskreaper run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Watch policies in this namespace only (default: all namespaces).
-    #[arg(long, env = "TASKREAPER_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch policies in these namespaces only (default: all namespaces). Repeat the flag or
+    /// separate namespaces with commas; the install must grant the controller a Role in each.
+    #[arg(long = "namespace", env = "TASKREAPER_NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Handle only policies matching this label selector, to shard policies across deployments.
     #[arg(long, env = "TASKREAPER_LABEL_SELECTOR")]
     pub label_selector: Option<String>,
@@ -112,7 +113,7 @@ impl RunArgs {
             burst: self.requests_per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
         };
         let settings = Settings {
-            namespace: self.namespace.clone(),
+            namespaces: watched_namespaces(&self.namespaces),
             label_selector: self.label_selector.clone(),
             http,
             rate_limit,
@@ -147,6 +148,17 @@ impl RunArgs {
     }
 }
 
+/// The namespaces named, trimmed, without blanks and duplicates, in the order given.
+fn watched_namespaces(given: &[String]) -> Vec<String> {
+    let mut namespaces: Vec<String> = Vec::new();
+    for ns in given.iter().map(|ns| ns.trim()).filter(|ns| !ns.is_empty()) {
+        if !namespaces.iter().any(|seen| seen == ns) {
+            namespaces.push(ns.to_string());
+        }
+    }
+    namespaces
+}
+
 /// Runs the controller with these flags.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     crate::controller::run(args.settings()?).await.map_err(RunError::RunController)
@@ -157,7 +169,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    #[derive(clap::Parser)]
+    #[derive(Parser)]
     struct Command {
         #[command(flatten)]
         run: RunArgs,
@@ -176,5 +188,20 @@ mod tests {
         assert!(timing(&["--lease-duration-secs", "6", "--renew-deadline-secs", "4"]).is_ok());
         let error = timing(&["--lease-duration-secs", "6", "--renew-deadline-secs", "5"]).unwrap_err();
         assert!(error.to_string().contains("at most --lease-duration-secs (6) minus 2"), "{error}");
+    }
+
+    fn namespaces(args: &[&str]) -> Vec<String> {
+        let command = Command::try_parse_from(std::iter::once("run").chain(args.iter().copied())).unwrap();
+        command.run.settings().unwrap().settings.namespaces
+    }
+
+    #[test]
+    fn namespaces_are_repeated_or_comma_separated_and_default_to_all() {
+        assert!(namespaces(&[]).is_empty(), "no flag watches every namespace");
+        assert_eq!(namespaces(&["--namespace", "team-a"]), ["team-a"]);
+        assert_eq!(
+            namespaces(&["--namespace", "team-a,team-b", "--namespace=team-c", "--namespace", "team-a, "]),
+            ["team-a", "team-b", "team-c"]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The controller: kube-runtime wiring ([`serve`], [`run`]), the reconcile pipeline, status,
-//! events and schedule. Watches policies and the Secrets they reference. Takes plain settings;
-//! the flags of `taskreaper run` live in `cli::run`.
+//! events and schedule. Watches policies only, in every namespace or in a list of namespaces; a
+//! policy's Secret is read with `get` when it runs and never watched or listed. Takes plain
+//! settings; the flags of `taskreaper run` live in `cli::run`.
 
 pub mod events;
 pub mod leader;
@@ -14,13 +15,10 @@ use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
 use crate::purge::Fence;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use reconcile::{Context, error_policy, reconcile};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,7 +56,8 @@ pub struct LeaderElection {
 /// What [`serve`] needs besides a client.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub namespace: Option<String>,
+    /// The namespaces whose policies are handled; empty means every namespace.
+    pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
     pub http: HttpConfig,
     pub rate_limit: RateLimit,
@@ -118,81 +117,71 @@ pub async fn serve_fenced(
         errors: Mutex::default(),
         fence,
     });
-    // Only the Secrets' metadata is watched: their data is read when a policy runs, never cached.
-    let (policies, secrets): (Api<FailedTaskCleanupPolicy>, Api<PartialObjectMeta<Secret>>) =
-        match &settings.namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
+    // Policies are watched per namespace in namespaced mode, so that RBAC need grant nothing
+    // beyond those namespaces. Secrets are not watched at all: a policy waiting for its Secret is
+    // retried on a short backoff (see `pipeline::secret_retry`).
+    let policies: Vec<Api<FailedTaskCleanupPolicy>> = if settings.namespaces.is_empty() {
+        vec![Api::all(client)]
+    } else {
+        settings.namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
     let mut policy_watch = watcher::Config::default().any_semantic();
     if let Some(selector) = &settings.label_selector {
         policy_watch = policy_watch.labels(selector);
     }
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
-    let controller = Controller::new(policies, policy_watch);
-    let index = controller.store();
     let shutdown = shutdown.shared();
-    let unready_at_shutdown = {
-        let (store, shutdown) = (controller.store(), shutdown.clone());
+    let controllers = policies.into_iter().map(|api| {
+        let controller = Controller::new(api, policy_watch.clone());
+        let unready_at_shutdown = {
+            let (store, shutdown) = (controller.store(), shutdown.clone());
+            async move {
+                shutdown.await;
+                // kube-runtime holds its runner until the policy store is ready, which it can no
+                // longer become once the watches stop: stopped before the first list completed, the
+                // controller would wait forever. No reconcile has started then; nothing to wait for.
+                if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                    return;
+                }
+                std::future::pending::<()>().await;
+            }
+        };
+        let running = controller.graceful_shutdown_on(shutdown.clone()).run(reconcile, error_policy, ctx.clone()).for_each(
+            |result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
+                }
+            },
+        );
         async move {
-            shutdown.await;
-            // kube-runtime holds its runner until the policy store is ready, which it can no
-            // longer become once the watches stop: stopped before the first list completed, the
-            // controller would wait forever. No reconcile has started then; nothing to wait for.
-            if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
-                return;
+            tokio::select! {
+                () = running => {}
+                () = unready_at_shutdown => tracing::debug!("stopped before the policies were listed"),
             }
-            std::future::pending::<()>().await;
         }
-    };
-    let running = controller
-        .watches(secrets, watcher::Config::default().any_semantic(), move |secret: PartialObjectMeta<Secret>| {
-            // A Secret triggers the policies in its namespace that reference it.
-            let namespace = secret.namespace();
-            let name = secret.name_any();
-            index
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == namespace && p.spec.credentials_ref.name == name)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %crate::controller::pipeline::error_chain(&error), "reconcile trigger failed");
-            }
-        });
-    tokio::select! {
-        () = running => {}
-        () = unready_at_shutdown => tracing::debug!("stopped before the policies were listed"),
-    }
+    });
+    futures::future::join_all(controllers).await;
     probe.abort();
     Ok(())
 }
 
-/// Sets `health` ready once the policies this controller watches can be listed, retrying every
-/// second. Waiting on the policy store's own readiness instead would compete with the controller
-/// for the store's single wake-up slot, leaving either the controller or readiness stuck.
+/// Sets `health` ready once the policies this controller watches can be listed in every watched
+/// namespace, retrying every second. Waiting on the policy stores' own readiness instead would
+/// compete with the controllers for each store's single wake-up slot, leaving either a controller
+/// or readiness stuck.
 async fn ready_when_listable(
-    policies: Api<FailedTaskCleanupPolicy>,
+    policies: Vec<Api<FailedTaskCleanupPolicy>>,
     label_selector: Option<String>,
     health: Arc<Health>,
 ) {
     let params = ListParams { label_selector, limit: Some(1), ..ListParams::default() };
-    loop {
-        match policies.list_metadata(&params).await {
-            Ok(_) => {
-                health.set_ready(true);
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(error = %crate::controller::pipeline::error_chain(&error), "listing policies failed; not ready");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+    for api in policies {
+        while let Err(error) = api.list_metadata(&params).await {
+            tracing::warn!(error = %crate::controller::pipeline::error_chain(&error), "listing policies failed; not ready");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+    health.set_ready(true);
 }
 
 /// Listens for SIGTERM and SIGINT; at the first, stops `fence` (calls still running after

@@ -7,8 +7,8 @@
 use super::schedule;
 use super::status::{Observed, Verdict, budget_spent_before, next_status};
 use crate::api::{
-    FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus, Reason,
-    ValidatedSpec,
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus,
+    Reason, ValidatedSpec,
 };
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
@@ -21,6 +21,48 @@ use std::time::Duration;
 /// After Huawei Cloud rejected the credentials, the policy runs again no sooner than this unless
 /// its Secret changes.
 pub const AUTH_RETRY: Duration = Duration::from_secs(15 * 60);
+
+/// The controller neither watches nor lists Secrets (least privilege: it may only `get` them), so
+/// a policy waiting for its Secret looks again on a backoff that grows with the time it has waited:
+/// the first retry after [`SECRET_RETRY_MIN`], then never more than [`SECRET_RETRY_MAX`] apart. A
+/// Secret created or fixed is therefore picked up within [`SECRET_RETRY_MAX`].
+pub const SECRET_RETRY_MIN: Duration = Duration::from_secs(10);
+/// See [`SECRET_RETRY_MIN`].
+pub const SECRET_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Whether a policy stalled for this reason waits for its Secret to be created or changed.
+pub fn waits_for_secret(reason: Reason) -> bool {
+    match reason {
+        Reason::CredentialsNotFound | Reason::CredentialsInvalid | Reason::AuthenticationFailed => true,
+        Reason::Purged
+        | Reason::DryRun
+        | Reason::Suspended
+        | Reason::Waiting
+        | Reason::Running
+        | Reason::Idle
+        | Reason::AsExpected
+        | Reason::EndpointNotAllowed
+        | Reason::Throttled
+        | Reason::PartialFailure
+        | Reason::CloudUnavailable
+        | Reason::DeletionLimitReached
+        | Reason::InvalidSpec => false,
+    }
+}
+
+/// How long until the policy reads its Secret again, when its status says it is stalled waiting
+/// for the Secret (missing, invalid, or rejected by the cloud): the time it has been stalled,
+/// bounded to [`SECRET_RETRY_MIN`]..=[`SECRET_RETRY_MAX`]. `None` when it is not waiting for it.
+pub fn secret_retry(status: &FailedTaskCleanupPolicyStatus, now: Timestamp) -> Option<Duration> {
+    let stalled = status.condition(ConditionType::Stalled)?;
+    let reason = status.reason(ConditionType::Stalled)?;
+    if stalled.status != "True" || !waits_for_secret(reason) {
+        return None;
+    }
+    let waited =
+        Duration::try_from(now.duration_since(stalled.last_transition_time.0)).unwrap_or(Duration::ZERO);
+    Some(waited.clamp(SECRET_RETRY_MIN, SECRET_RETRY_MAX))
+}
 
 /// Why a policy cannot run until the user changes something.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,7 +322,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ConditionType;
     use crate::cloud::{HttpConfig, RateLimit, RateLimiters, SystemClock};
     use std::convert::Infallible;
     use std::sync::Arc;
@@ -391,6 +432,38 @@ mod tests {
         assert_eq!(blocked.reason, Reason::InvalidSpec);
         assert!(blocked.message.contains("32 lowercase hexadecimal"), "{}", blocked.message);
         assert!(blocked.message.contains("at least 1m"), "{}", blocked.message);
+    }
+
+    #[test]
+    fn a_policy_waiting_for_its_secret_retries_on_a_bounded_backoff() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let since: Timestamp = "2026-11-22T00:00:00Z".parse().unwrap();
+        let stalled = |status: &str, reason: Reason| FailedTaskCleanupPolicyStatus {
+            conditions: vec![Condition {
+                type_: ConditionType::Stalled.as_str().into(),
+                status: status.into(),
+                reason: reason.as_str().into(),
+                message: String::new(),
+                last_transition_time: Time(since),
+                observed_generation: None,
+            }],
+            ..FailedTaskCleanupPolicyStatus::default()
+        };
+        let at = |secs: i64| since + SignedDuration::from_secs(secs);
+        let missing = stalled("True", Reason::CredentialsNotFound);
+        let retries: Vec<u64> =
+            [0, 5, 10, 25, 59, 60, 600].map(|s| secret_retry(&missing, at(s)).unwrap().as_secs()).to_vec();
+        assert_eq!(retries, [10, 10, 10, 25, 59, 60, 60]);
+        for reason in [Reason::CredentialsInvalid, Reason::AuthenticationFailed] {
+            assert_eq!(secret_retry(&stalled("True", reason), at(0)), Some(SECRET_RETRY_MIN));
+        }
+        // A clock behind the condition still waits the minimum.
+        assert_eq!(secret_retry(&missing, at(-30)), Some(SECRET_RETRY_MIN));
+        // Other stalls wait for a spec change; a policy that is not stalled follows its schedule.
+        assert_eq!(secret_retry(&stalled("True", Reason::InvalidSpec), at(0)), None);
+        assert_eq!(secret_retry(&stalled("True", Reason::EndpointNotAllowed), at(0)), None);
+        assert_eq!(secret_retry(&stalled("False", Reason::AsExpected), at(0)), None);
+        assert_eq!(secret_retry(&FailedTaskCleanupPolicyStatus::default(), at(0)), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reconciling one policy: the shared run pipeline ([`pipeline::run_policy`]) with the Kubernetes
-//! parts around it: the policy and its Secret read from the API server, the due decision, status
-//! written with server-side apply, events and metrics. Does Kubernetes and cloud I/O.
+//! parts around it: the policy and its Secret read from the API server (`get` only), the due
+//! decision, status written with server-side apply (`patch`), events and metrics, and the requeue
+//! that stands in for a Secret watch. Does Kubernetes and cloud I/O.
 
 use super::events;
 use super::pipeline::{self, Due, Finished, Host, Outcome, SecretData};
@@ -210,16 +211,16 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let mut kube = Kube { ctx, policy, api, secrets, uid: &uid };
     let Finished { outcome, status } = pipeline::run_policy(policy, &mut kube, &ctx.http, now).await?;
-    match outcome {
+    let wait = match outcome {
         Outcome::Blocked { blocked, changed } => {
             // The event goes out only when the status changed, not on every pass.
             if changed {
                 events::blocked(&ctx.recorder(), policy, &blocked).await;
             }
-            Ok(Action::await_change())
+            None
         }
-        Outcome::Suspended => Ok(Action::await_change()),
-        Outcome::Waiting { next_run } => Ok(requeue_at(next_run, now)),
+        Outcome::Suspended => None,
+        Outcome::Waiting { next_run } => until(next_run, now),
         Outcome::Ran { report, started, finished, secret_version } => {
             if let Ok(mut failures) = ctx.auth_failures.lock() {
                 if pipeline::auth_failed(&report) {
@@ -240,19 +241,19 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
                 "purge run finished"
             );
             // The status may bring the next run forward to retry a transient failure.
-            Ok(requeue_at(status.next_schedule_time.as_ref().map(|t| t.0), finished))
+            until(status.next_schedule_time.as_ref().map(|t| t.0), finished)
         }
-    }
+    };
+    // Secrets are not watched: a policy waiting for its Secret reads it again soon.
+    let wait = wait.into_iter().chain(pipeline::secret_retry(&status, now)).min();
+    Ok(wait.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn requeue_at(next_run: Option<Timestamp>, now: Timestamp) -> Action {
-    match next_run {
-        None => Action::await_change(),
-        Some(at) => {
-            let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
-            Action::requeue(wait.max(Duration::from_secs(1)))
-        }
-    }
+/// How long until `next_run` (at least a second), or `None` when nothing is scheduled.
+fn until(next_run: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let at = next_run?;
+    let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+    Some(wait.max(Duration::from_secs(1)))
 }
 
 fn record(

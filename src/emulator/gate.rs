@@ -104,6 +104,15 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
     let service = Service::of_path(&template).unwrap_or(Service::Sdrs);
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     app.store.record_call(&method, &template, &project, user_agent);
+    if let Some(signature) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| signing::Authorization::parse(v.trim()).ok())
+        .map(|a| a.signature)
+    {
+        app.store.record_signature(&signature);
+    }
 
     let (latency, action) = app.store.next_fault(routes::is_list(&method, &template));
     if !latency.is_zero() {

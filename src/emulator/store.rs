@@ -102,6 +102,8 @@ pub struct Store {
 struct Inner {
     projects: RwLock<BTreeMap<String, ProjectSeed>>,
     calls: Mutex<CallCounts>,
+    /// The `Signature=` value of every Authorization header received, in order.
+    signatures: Mutex<Vec<String>>,
     faults: Mutex<FaultState>,
     modes: Mutex<Modes>,
     clock: RwLock<Clock>,
@@ -118,6 +120,7 @@ impl Store {
             inner: Arc::new(Inner {
                 projects: RwLock::default(),
                 calls: Mutex::default(),
+                signatures: Mutex::default(),
                 faults: Mutex::new(FaultState::new(faults, fault_seed)),
                 modes: Mutex::default(),
                 clock: RwLock::new(clock),
@@ -240,6 +243,16 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         lock(&self.inner.calls).record_from(method, template, project, user_agent, at_micros);
+    }
+
+    pub(crate) fn record_signature(&self, signature: &str) {
+        lock(&self.inner.signatures).push(signature.to_string());
+    }
+
+    /// The `Signature=` value of every Authorization header received so far, valid or not, so that
+    /// tests can prove no request signature leaks into logs, events or status.
+    pub fn signatures(&self) -> Vec<String> {
+        lock(&self.inner.signatures).clone()
     }
 
     /// The latency to add and the fault to apply to the next cloud call.

@@ -1,18 +1,20 @@
 //! End-to-end fixtures for the controller: the shipped CRD and ClusterRole installed once on the
-//! shared control plane, then per test a namespace, an HTTPS emulator and an in-process controller
-//! (running as `taskreaper-controller`) stopped when the test ends. Also policy builders, waits that
-//! print the current status on timeout, Event listing, emulator reads and the manual trigger.
+//! shared control plane (and the shipped leader-election Role, per namespace, where a test needs
+//! it), then per test a namespace, an HTTPS emulator and an in-process controller (running as
+//! `taskreaper-controller`) stopped when the test ends. Also policy builders, waits that print the
+//! current status on timeout, Event listing, emulator reads, the manual trigger, and every log line
+//! of the process captured so tests can prove no secret is ever shown.
 //! Does Kubernetes, network and process I/O.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize as _;
@@ -36,6 +38,10 @@ use super::control_plane::{ControlPlane, FIELD_MANAGER, Identity};
 pub const AK: &str = "E2EACCESSKEYID00000001";
 /// Its secret key; distinctive so tests can prove it never shows in status or events.
 pub const SK: &str = "e2e-sk-never-shown-6d1f0c9a7b2e4f58";
+/// A security token for temporary AK/SK credentials; distinctive, never to be shown.
+pub const SECURITY_TOKEN: &str = "e2e-st-never-shown-91c4e7a05d3b";
+/// An IAM token the emulator accepts; distinctive, never to be shown.
+pub const AUTH_TOKEN: &str = "e2e-token-never-shown-3f7a2c9e10d4";
 /// The Secret every policy references.
 pub const SECRET_NAME: &str = "hwcloud-credentials";
 /// Project ids (32 lowercase hex).
@@ -45,12 +51,18 @@ pub const PROJECT_C: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
 /// How long a wait lasts before it fails with the current status.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How long a created or fixed Secret may take to be picked up: the controller reads a Secret it
+/// waits for again within `SECRET_RETRY_MAX` (60 s), plus the run itself.
+pub const SECRET_PICKUP: Duration =
+    Duration::from_secs(taskreaper::controller::pipeline::SECRET_RETRY_MAX.as_secs() + 30);
 const POLL: Duration = Duration::from_millis(100);
 
 const CRD_YAML: &str = include_str!("../../crds/failedtaskcleanuppolicies.taskreaper.io.yaml");
 const RBAC_YAML: &str = include_str!("../../deploy/base/rbac.yaml");
 /// Name of the ClusterRoleBinding that grants the shipped ClusterRole to the test identity.
 const BINDING_NAME: &str = "taskreaper-controller-e2e";
+/// Name of the shipped leader-election Role.
+pub const LEASE_ROLE: &str = "taskreaper-leader-election";
 
 static INSTALLED: OnceCell<()> = OnceCell::const_new();
 
@@ -77,12 +89,7 @@ pub async fn install(cp: &'static ControlPlane) {
                     kind: "ClusterRole".into(),
                     name: role_name.clone(),
                 },
-                subjects: Some(vec![Subject {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "User".into(),
-                    name: Identity::Controller.user().into(),
-                    ..Subject::default()
-                }]),
+                subjects: Some(vec![controller_subject()]),
             };
             Api::<ClusterRoleBinding>::all(admin)
                 .patch(BINDING_NAME, &apply, &Patch::Apply(&binding))
@@ -93,35 +100,99 @@ pub async fn install(cp: &'static ControlPlane) {
         .await;
 }
 
-/// The ClusterRole document of `deploy/base/rbac.yaml`, as shipped.
-fn shipped_cluster_role() -> ClusterRole {
-    let mut roles = Vec::new();
+/// The documents of `kind` in `deploy/base/rbac.yaml`, as shipped.
+pub fn shipped<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
+    let mut found = Vec::new();
     for document in serde_yaml::Deserializer::from_str(RBAC_YAML) {
         let value = serde_yaml::Value::deserialize(document)
             .unwrap_or_else(|e| panic!("deploy/base/rbac.yaml does not parse: {e}"));
-        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some("ClusterRole") {
-            roles.push(
-                serde_yaml::from_value::<ClusterRole>(value).unwrap_or_else(|e| {
-                    panic!("the ClusterRole in deploy/base/rbac.yaml does not parse: {e}")
-                }),
+        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some(kind) {
+            found.push(
+                serde_yaml::from_value::<T>(value)
+                    .unwrap_or_else(|e| panic!("a {kind} in deploy/base/rbac.yaml does not parse: {e}")),
             );
         }
     }
+    found
+}
+
+/// The ClusterRole document of `deploy/base/rbac.yaml`, as shipped.
+pub fn shipped_cluster_role() -> ClusterRole {
+    let mut roles = shipped::<ClusterRole>("ClusterRole");
     assert_eq!(roles.len(), 1, "deploy/base/rbac.yaml must hold exactly one ClusterRole");
     roles.remove(0)
 }
 
+/// The leader-election Role of `deploy/base/rbac.yaml`, as shipped.
+pub fn shipped_lease_role() -> Role {
+    let roles = shipped::<Role>("Role");
+    roles
+        .into_iter()
+        .find(|r| r.name_any() == LEASE_ROLE)
+        .unwrap_or_else(|| panic!("deploy/base/rbac.yaml must hold the Role {LEASE_ROLE}"))
+}
+
+/// Grants `taskreaper-controller` the shipped leader-election Role in `namespace` (as the install
+/// does in the controller's own namespace), and waits until the grant is in force.
+pub async fn grant_leases(cp: &ControlPlane, namespace: &str) {
+    let admin = cp.admin_client().await;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let mut role = shipped_lease_role();
+    role.metadata.namespace = Some(namespace.into());
+    role.metadata.resource_version = None;
+    Api::<Role>::namespaced(admin.clone(), namespace)
+        .patch(LEASE_ROLE, &apply, &Patch::Apply(&role))
+        .await
+        .unwrap_or_else(|e| panic!("applying the shipped Role {LEASE_ROLE} in {namespace}: {e}"));
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(LEASE_ROLE.into()),
+            namespace: Some(namespace.into()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: LEASE_ROLE.into(),
+        },
+        subjects: Some(vec![controller_subject()]),
+    };
+    Api::<RoleBinding>::namespaced(admin, namespace)
+        .patch(LEASE_ROLE, &apply, &Patch::Apply(&binding))
+        .await
+        .unwrap_or_else(|e| panic!("applying RoleBinding {LEASE_ROLE} in {namespace}: {e}"));
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(cp.controller_client().await, namespace);
+    eventually("the shipped lease Role to take effect", Duration::from_secs(30), || async {
+        match leases.get_opt("taskreaper-leader").await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+}
+
+/// The test's controller identity as an RBAC subject.
+pub fn controller_subject() -> Subject {
+    Subject {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "User".into(),
+        name: Identity::Controller.user().into(),
+        ..Subject::default()
+    }
+}
+
 /// RBAC changes reach the authorizer asynchronously: waits until the controller identity may list
-/// policies and Secrets everywhere.
+/// policies everywhere and read a Secret (a missing one answers 404, not 403).
 async fn wait_for_grant(cp: &ControlPlane) {
     let client = cp.controller_client().await;
     let policies = Api::<FailedTaskCleanupPolicy>::all(client.clone());
-    let secrets = Api::<Secret>::all(client);
+    let secrets = Api::<Secret>::namespaced(client, "default");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let lp = ListParams::default().limit(1);
         let result = match policies.list(&lp).await {
-            Ok(_) => secrets.list_metadata(&lp).await.map(|_| ()),
+            Ok(_) => secrets.get_opt("taskreaper-e2e-grant-probe").await.map(|_| ()),
             Err(e) => Err(e),
         };
         match result {
@@ -134,11 +205,56 @@ async fn wait_for_grant(cp: &ControlPlane) {
     }
 }
 
+/// Everything the process logged through `tracing`, for [`captured_logs`].
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Writes into [`LOGS`].
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test process so far (the in-process controller, the emulator, kube and
+/// the HTTP stacks: taskreaper at TRACE, everything else at DEBUG), whatever RUST_LOG says.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+}
+
+/// Fails when any of `needles` occurs in the captured logs; `what` names them.
+pub fn assert_not_logged(what: &str, needles: &[String]) {
+    let logs = captured_logs();
+    assert!(!logs.is_empty(), "no logs were captured: the capture layer is not installed");
+    for needle in needles.iter().filter(|n| !n.is_empty()) {
+        if let Some(at) = logs.find(needle.as_str()) {
+            let line_start = logs[..at].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = logs[at..].find('\n').map_or(logs.len(), |i| at + i);
+            panic!("{what} shows in the logs:\n{}", &logs[line_start..line_end]);
+        }
+    }
+}
+
 /// Logs of the code under test, shown for failing tests (RUST_LOG overrides the default).
-fn init_tracing() {
+/// Besides, every line at the capture level goes to [`captured_logs`].
+pub fn init_tracing() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("taskreaper=info,warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let shown = tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter);
+    let captured = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .with_filter(tracing_subscriber::EnvFilter::new("taskreaper=trace,debug"));
+    let _ = tracing_subscriber::registry().with(shown).with(captured).try_init();
 }
 
 /// An in-process controller; stopped by [`RunningController::stop`], aborted when dropped.
@@ -153,10 +269,21 @@ impl RunningController {
     /// Starts `serve` as `taskreaper-controller`, watching `namespace` only, trusting the
     /// emulator's CA and allowing only 127.0.0.1 as an endpoint.
     pub async fn start(cp: &ControlPlane, namespace: &str, emulator: &Emulator) -> RunningController {
+        let client = cp.controller_client().await;
+        RunningController::start_watching(client, &[namespace], emulator).await
+    }
+
+    /// Starts `serve` with `client`, watching `namespaces` (all when empty), trusting the
+    /// emulator's CA and allowing only 127.0.0.1 as an endpoint.
+    pub async fn start_watching(
+        client: Client,
+        namespaces: &[&str],
+        emulator: &Emulator,
+    ) -> RunningController {
         let ca = emulator.ca_pem().expect("the e2e emulator serves HTTPS").as_bytes().to_vec();
         let roomy = std::num::NonZeroU32::new(1000).expect("non-zero");
         let settings = Settings {
-            namespace: Some(namespace.to_string()),
+            namespaces: namespaces.iter().map(|ns| (*ns).to_string()).collect(),
             label_selector: None,
             http: HttpConfig {
                 max_in_flight: 8,
@@ -184,7 +311,6 @@ impl RunningController {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let client = cp.controller_client().await;
         let task = tokio::spawn(taskreaper::controller::serve(
             client,
             settings,
@@ -268,6 +394,7 @@ impl Env {
         let ns = cp.new_namespace(prefix).await;
         let config = emulator::Config {
             access_keys: BTreeMap::from([(AK.to_string(), SecretValue::new(SK))]),
+            auth_tokens: vec![SecretValue::new(AUTH_TOKEN)],
             tls: true,
             ..emulator::Config::default()
         };
@@ -308,12 +435,16 @@ impl Env {
 
     /// Creates [`SECRET_NAME`] with AK/SK credentials.
     pub async fn create_secret(&self, access_key: &str, secret_key: &str) {
+        self.create_secret_with(&[("accessKeyId", access_key), ("secretAccessKey", secret_key)]).await;
+    }
+
+    /// Creates [`SECRET_NAME`] holding these keys and values.
+    pub async fn create_secret_with(&self, data: &[(&str, &str)]) {
         let secret = Secret {
             metadata: ObjectMeta { name: Some(SECRET_NAME.into()), ..ObjectMeta::default() },
-            data: Some(BTreeMap::from([
-                ("accessKeyId".to_string(), ByteString(access_key.as_bytes().to_vec())),
-                ("secretAccessKey".to_string(), ByteString(secret_key.as_bytes().to_vec())),
-            ])),
+            data: Some(
+                data.iter().map(|(k, v)| ((*k).to_string(), ByteString(v.as_bytes().to_vec()))).collect(),
+            ),
             ..Secret::default()
         };
         self.secrets()
@@ -331,13 +462,13 @@ impl Env {
             .expect("updating the credentials Secret");
     }
 
-    /// Sets a label on the Secret, which triggers the policies that reference it.
-    pub async fn label_secret(&self, value: &str) {
+    /// Sets a label on the policy, which triggers a reconcile without changing its spec.
+    pub async fn touch(&self, name: &str, value: &str) {
         let patch = json!({"metadata": {"labels": {"e2e.taskreaper.io/touch": value}}});
-        self.secrets()
-            .patch(SECRET_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        self.policies()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .expect("labelling the credentials Secret");
+            .unwrap_or_else(|e| panic!("labelling policy {name}: {e}"));
     }
 
     /// A policy over `projects` (default region cn-north-4) with both endpoints pointed at the
@@ -406,7 +537,18 @@ impl Env {
         what: &str,
         done: impl Fn(&FailedTaskCleanupPolicy) -> bool,
     ) -> FailedTaskCleanupPolicy {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_within(name, what, WAIT, done).await
+    }
+
+    /// [`Env::wait_for`] with its own timeout.
+    pub async fn wait_for_within(
+        &self,
+        name: &str,
+        what: &str,
+        wait: Duration,
+        done: impl Fn(&FailedTaskCleanupPolicy) -> bool,
+    ) -> FailedTaskCleanupPolicy {
+        let deadline = Instant::now() + wait;
         loop {
             let policy =
                 self.policies().get_opt(name).await.unwrap_or_else(|e| panic!("reading {name}: {e}"));
@@ -417,7 +559,7 @@ impl Env {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "policy {}/{name}: timed out after {WAIT:?} waiting for {what}; current status:\n{}",
+                    "policy {}/{name}: timed out after {wait:?} waiting for {what}; current status:\n{}",
                     self.ns,
                     policy.as_ref().map_or_else(|| "(policy not found)".to_string(), status_yaml)
                 );
@@ -428,7 +570,18 @@ impl Env {
 
     /// Waits until Ready has this status and reason, and the controller is not reconciling.
     pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> FailedTaskCleanupPolicy {
-        self.wait_for(name, &format!("Ready={status} reason {reason}"), |p| {
+        self.wait_ready_within(name, status, reason, WAIT).await
+    }
+
+    /// [`Env::wait_ready`] with its own timeout.
+    pub async fn wait_ready_within(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+        wait: Duration,
+    ) -> FailedTaskCleanupPolicy {
+        self.wait_for_within(name, &format!("Ready={status} reason {reason}"), wait, |p| {
             condition_is(p, ConditionType::Ready, status, reason)
                 && condition(p, ConditionType::Reconciling).is_none_or(|c| c.status == "False")
         })
@@ -513,8 +666,11 @@ impl Env {
     }
 
     /// Fails when the secret key shows in the policy (spec, metadata, status) or in any Event of
-    /// the namespace.
+    /// the namespace, or when it or a signature this test's emulator received shows in the logs.
     pub async fn assert_secret_never_shown(&self, name: &str) {
+        let mut needles = self.emulator.store().signatures();
+        needles.extend([SK, SECURITY_TOKEN, AUTH_TOKEN].map(String::from));
+        assert_not_logged("the secret key, a token or a request signature", &needles);
         let policy = self.get(name).await;
         let text = serde_json::to_string(&policy).expect("serializing the policy");
         assert!(!text.contains(SK), "the secret key shows in policy {name}:\n{text}");
