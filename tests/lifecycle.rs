@@ -105,6 +105,8 @@ fn task(i: usize) -> FailedTask {
 /// and every cloud call slowed by [`LATENCY_MS`].
 async fn world(prefix: &str, dir: &Path) -> Env {
     let env = Env::without_controller(prefix, Seed::Empty).await;
+    // The shipped lease Role, in the namespace the replicas keep their Lease in.
+    common::e2e::grant_leases(env.cp, &env.ns).await;
     env.create_secret(AK, SK).await;
     std::fs::write(dir.join("ca.pem"), env.emulator.ca_pem().expect("HTTPS emulator")).expect("write the CA");
     env.emulator.store().add_failed_tasks(PROJECT_A, (0..TASKS).map(task));

@@ -231,6 +231,12 @@ pub enum CloudError {
     },
     #[error("{call}: the server kept returning new items past {collected}; paging stopped")]
     Paging { call: Call, collected: usize },
+    /// The caller's gate refused the DELETE right before it would have been sent.
+    #[error("{call} not sent: {reason}")]
+    NotSent { call: Call, reason: String },
+    /// The DELETE was still running when the caller's gate said it must be over.
+    #[error("{call} abandoned: it could have outlived this replica's Lease")]
+    Abandoned { call: Call },
 }
 
 fn send_failure(e: &reqwest::Error) -> &'static str {
@@ -266,6 +272,8 @@ impl CloudError {
             | Self::CheckEndpoint { .. }
             | Self::BodyTooLarge { .. }
             | Self::Paging { .. } => ErrorClass::Permanent,
+            // Refused by this process (leadership lost, shutting down): a later run may send it.
+            Self::NotSent { .. } | Self::Abandoned { .. } => ErrorClass::Transient,
         }
     }
 
@@ -291,7 +299,9 @@ impl CloudError {
             | Self::EmptyCaBundle
             | Self::BuildRequest { .. }
             | Self::CheckEndpoint { .. }
-            | Self::Paging { .. } => 0,
+            | Self::Paging { .. }
+            | Self::NotSent { .. }
+            | Self::Abandoned { .. } => 0,
         }
     }
 

@@ -93,10 +93,15 @@ pub struct ClientContext {
     pub endpoint: Endpoint,
 }
 
+/// Decides, right before a DELETE goes on the wire (after every wait), whether it may, and by when
+/// it must be over (`None`: no bound); `Err` says why it may not.
+pub type DeleteGate = Arc<dyn Fn() -> Result<Option<tokio::time::Instant>, String> + Send + Sync>;
+
 /// The shared HTTP core: connection pool, settings, rate limiters and clock. Cheap to clone.
 #[derive(Clone)]
 pub struct CloudHttp {
     inner: Arc<Inner>,
+    delete_gate: Option<DeleteGate>,
 }
 
 struct Inner {
@@ -188,7 +193,14 @@ impl CloudHttp {
         }
         let client = builder.build().map_err(CloudError::BuildClient)?;
         let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
-        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock, in_flight }) })
+        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock, in_flight }), delete_gate: None })
+    }
+
+    /// The same core (same pool, limiters and in-flight bound), with every DELETE checked by
+    /// `gate` right before it is sent: a DELETE that waited for a rate limit or an in-flight slot
+    /// is checked after the wait, not before it.
+    pub fn with_delete_gate(&self, gate: DeleteGate) -> Self {
+        Self { inner: self.inner.clone(), delete_gate: Some(gate) }
     }
 
     /// The settings this core was built with.
@@ -250,7 +262,19 @@ impl CloudHttp {
             let sent = {
                 // A closed semaphore cannot happen (it is never closed); sending anyway is harmless.
                 let _slot = self.inner.in_flight.acquire().await.ok();
-                self.send_once(ctx, req, call).await
+                let deadline = match &self.delete_gate {
+                    Some(gate) if req.method == Method::DELETE => {
+                        gate().map_err(|reason| CloudError::NotSent { call: call.clone(), reason })?
+                    }
+                    _ => None,
+                };
+                match deadline {
+                    None => self.send_once(ctx, req, call).await,
+                    Some(at) => match tokio::time::timeout_at(at, self.send_once(ctx, req, call)).await {
+                        Ok(sent) => sent,
+                        Err(_) => return Err(CloudError::Abandoned { call: call.clone() }),
+                    },
+                }
             };
             let (error, retry_after) = match sent {
                 Ok(raw) if (200..300).contains(&raw.status) => match parse(&raw.body) {

@@ -114,6 +114,7 @@ pub async fn serve_fenced(
         metrics,
         http,
         auth_failures: Mutex::default(),
+        unwritten: Mutex::default(),
         errors: Mutex::default(),
         fence,
     });

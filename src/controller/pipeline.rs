@@ -250,10 +250,11 @@ pub async fn run_policy<H: Host>(
     let uid = policy.metadata.uid.as_deref().unwrap_or_default();
     let last_run = status.last_schedule_time.as_ref().map(|t| t.0);
     let on_schedule = schedule::next_run(&valid.schedule, last_run, created, uid);
-    let spent_before = budget_spent_before(&status, on_schedule, request.is_some(), now);
+    let max = prepared.policy.max_deletions;
+    let spent_before = budget_spent_before(&status, on_schedule, request.is_some(), now, max);
     let scheduled = status.next_schedule_time.as_ref().map(|t| t.0);
     apply(host, &mut status, &observed(scheduled, request.clone(), now), &Verdict::Running, None).await?;
-    let budget = prepared.policy.max_deletions.saturating_sub(spent_before);
+    let budget = max.saturating_sub(spent_before);
     let mut report = crate::purge::execute(&cloud, &prepared.policy, now, budget).await;
     report.budget_spent += spent_before;
     let finished = Timestamp::now();

@@ -21,7 +21,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Setting this annotation to a new value runs the policy now.
@@ -43,6 +43,9 @@ pub struct Context {
     pub errors: Mutex<HashMap<String, u32>>,
     /// Whether this replica may still delete (leader election) and whether it is shutting down.
     pub fence: Fence,
+    /// Per policy uid: a finished pass's status whose write failed (the API server was away); it is
+    /// written first on the next pass, so a run's measured result is not lost.
+    pub unwritten: Mutex<HashMap<String, FailedTaskCleanupPolicyStatus>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +183,22 @@ impl Host for Kube<'_> {
             "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        self.api
-            .patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch))
-            .await
-            .map_err(ReconcileError::PatchStatus)?;
-        self.ctx.metrics.status_writes.inc();
-        Ok(())
+        let written = self.api.patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch)).await;
+        let mut unwritten = self.ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+        match written {
+            Ok(_) => {
+                unwritten.remove(self.uid);
+                self.ctx.metrics.status_writes.inc();
+                Ok(())
+            }
+            Err(error) => {
+                // Only a finished pass is kept: a lost "run started" needs no second try.
+                if status.condition(ConditionType::Reconciling).is_none_or(|c| c.status != "True") {
+                    unwritten.insert(self.uid.to_string(), status.clone());
+                }
+                Err(ReconcileError::PatchStatus(error))
+            }
+        }
     }
 }
 
@@ -203,11 +216,21 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     else {
         return Ok(Action::await_change());
     };
+    let uid = policy.uid().unwrap_or_default();
+    // A finished pass whose status did not reach the API server goes first.
+    let pending = ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner).get(&uid).cloned();
+    let mut policy = policy;
+    if let Some(pending) = pending
+        && policy.status.as_ref() != Some(&pending)
+    {
+        let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        Kube { ctx, policy: &policy, api: api.clone(), secrets, uid: &uid }.write(&pending).await?;
+        policy.status = Some(pending);
+    }
     let policy = &policy;
     // Status times are stored to the second; a run's next time computed from a finer start time
     // would differ from the one computed later from the stored start, and be written again.
     let now = whole_seconds(Timestamp::now());
-    let uid = policy.uid().unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let mut kube = Kube { ctx, policy, api, secrets, uid: &uid };
     let Finished { outcome, status } = pipeline::run_policy(policy, &mut kube, &ctx.http, now).await?;

@@ -253,16 +253,28 @@ pub fn retry_time(status: &FailedTaskCleanupPolicyStatus) -> Option<Timestamp> {
         .then(|| whole_seconds(schedule::retry_run(last_run, ready.last_transition_time.0)))
 }
 
-/// Single deletes already spent of the budget a run starting at `now` has: when it retries a run
-/// that failed in a way a retry can fix (no manual request, the next scheduled run still ahead),
-/// what that run and its earlier retries spent; otherwise none, and the run has the whole budget.
+/// Single deletes already spent of the budget (`max`) a run starting at `now` has. A manual run has
+/// the whole budget. A run that follows one that never finished (the status still says a run is in
+/// progress: the process was killed, or its last write was lost) cannot know what that run spent,
+/// so it has none: it lists, measures and uses the batch calls, and single deletes wait for the
+/// next scheduled run. A run that retries one that failed in a way a retry can fix, the next
+/// scheduled run still ahead, has what that run and its earlier retries left. Any other run has
+/// the whole budget.
 pub fn budget_spent_before(
     status: &FailedTaskCleanupPolicyStatus,
     scheduled: Option<Timestamp>,
     manual: bool,
     now: Timestamp,
+    max: u64,
 ) -> u64 {
-    let retrying = !manual && retry_time(status).is_some() && scheduled.is_none_or(|s| s > now);
+    if manual {
+        return 0;
+    }
+    let interrupted = status.condition(ConditionType::Reconciling).is_some_and(|c| c.status == "True");
+    if interrupted {
+        return max;
+    }
+    let retrying = retry_time(status).is_some() && scheduled.is_none_or(|s| s > now);
     if retrying { status.last_run.as_ref().map_or(0, |r| r.budget_used) } else { 0 }
 }
 
@@ -564,13 +576,24 @@ mod tests {
         let failed = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(failed.last_run.as_ref().unwrap().budget_used, 400);
         let (at, hourly) = (t("2026-11-22T00:00:30Z"), Some(t("2026-11-22T01:00:00Z")));
-        assert_eq!(budget_spent_before(&failed, hourly, false, at), 400, "the retry at 00:00:30");
-        assert_eq!(budget_spent_before(&failed, Some(at), false, at), 0, "the scheduled run is a new one");
-        assert_eq!(budget_spent_before(&failed, hourly, true, at), 0, "a manual run is a new one");
+        assert_eq!(budget_spent_before(&failed, hourly, false, at, 1000), 400, "the retry at 00:00:30");
+        assert_eq!(
+            budget_spent_before(&failed, Some(at), false, at, 1000),
+            0,
+            "the scheduled run is a new one"
+        );
+        assert_eq!(budget_spent_before(&failed, hourly, true, at, 1000), 0, "a manual run is a new one");
+        let running = next_status(&failed, &observed("2026-11-22T00:00:30Z"), &Verdict::Running, None);
+        assert_eq!(
+            budget_spent_before(&running, Some(at), false, at, 1000),
+            1000,
+            "a run that never finished"
+        );
+        assert_eq!(budget_spent_before(&running, Some(at), true, at, 1000), 0, "unless asked by hand");
         let ok = report(None);
         let v = Verdict::Ran { report: &ok, started: t("2026-11-22T00:00:00Z"), dry_run: false };
         let purged = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
-        assert_eq!(budget_spent_before(&purged, hourly, false, at), 0, "nothing to retry");
+        assert_eq!(budget_spent_before(&purged, hourly, false, at, 1000), 0, "nothing to retry");
     }
 
     #[test]

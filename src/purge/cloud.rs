@@ -30,9 +30,15 @@ impl CloudApi {
 
     /// The same cloud behind `fence`: each DELETE starts only while the fence admits it and is
     /// abandoned when it would outlive the Lease; on shutdown every call still running at the
-    /// fence's cut is abandoned.
+    /// fence's cut is abandoned. The fence is asked again right before each DELETE goes on the
+    /// wire, so one that waited for a rate limit or an in-flight slot is not sent once the fence
+    /// has closed.
     pub fn with_fence(self, fence: Fence) -> Self {
-        Self { fence, ..self }
+        let gate = fence.clone();
+        let http = self.http.with_delete_gate(Arc::new(move || {
+            gate.admit(Instant::now()).map_err(|refusal| refusal.to_string())
+        }));
+        Self { fence, http, ..self }
     }
 
     /// Runs `call` until it ends, `deadline` passes or shutdown cuts it.
@@ -112,7 +118,11 @@ pub fn failure(error: &CloudError) -> CallFailure {
         None => CallFailure {
             kind,
             http_status: None,
-            code: error.class().as_str().to_string(),
+            code: match error {
+                CloudError::NotSent { .. } => "NotSent".to_string(),
+                CloudError::Abandoned { .. } => "LeaseDeadline".to_string(),
+                _ => error.class().as_str().to_string(),
+            },
             message: error.to_string(),
             request_id: None,
         },
@@ -130,9 +140,10 @@ impl FailedTaskApi for CloudApi {
     }
 
     async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
-        // Checked right before the call, so that a replica that lost its Lease sends nothing more.
-        let deadline = self.fence.admit(Instant::now()).map_err(refused)?;
-        self.bounded(deadline, self.delete_unbounded(project, call)).await
+        // Checked now, so that a replica that lost its Lease queues nothing more, and again by the
+        // gate right before the request goes on the wire, which also bounds how long it may run.
+        self.fence.admit(Instant::now()).map_err(refused)?;
+        self.bounded(None, self.delete_unbounded(project, call)).await
     }
 }
 
