@@ -19,6 +19,9 @@ pub struct CallCounts {
     pub by_project: BTreeMap<String, u64>,
     /// Project id, then `"<METHOD> <route template>"`.
     pub by_project_route: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Calls to a path (or method) no cloud route publishes, keyed by method. They reach no
+    /// handler, so they are not in `total`; a test reads them to prove that nothing went astray.
+    pub unmatched: BTreeMap<String, u64>,
 }
 
 /// The key of a route in [`CallCounts::by_route`].
@@ -36,6 +39,16 @@ impl CallCounts {
         *self.by_project.entry(project.to_string()).or_default() += 1;
         *self.by_project_route.entry(project.to_string()).or_default().entry(key.clone()).or_default() += 1;
         *self.by_route.entry(key).or_default() += 1;
+    }
+
+    /// Counts a call no cloud route matched.
+    pub fn record_unmatched(&mut self, method: &str) {
+        *self.unmatched.entry(method.to_string()).or_default() += 1;
+    }
+
+    /// Calls no cloud route matched, of one method.
+    pub fn unmatched(&self, method: &str) -> u64 {
+        self.unmatched.get(method).copied().unwrap_or(0)
     }
 
     /// Calls of one route, all projects together.
@@ -71,6 +84,8 @@ mod tests {
         assert_eq!(calls.by_project["p1"], 2);
         assert_eq!(calls.project_route("p2", "DELETE", "/v3/{project_id}/failed-tasks"), 1);
         assert_eq!(calls.project_route("p2", "GET", "/v3/{project_id}/failed-tasks"), 0);
+        calls.record_unmatched("DELETE");
+        assert_eq!((calls.unmatched("DELETE"), calls.unmatched("GET"), calls.total), (1, 0, 3));
         let json = serde_json::to_value(&calls).unwrap();
         assert_eq!(json["by_route"]["DELETE /v3/{project_id}/failed-tasks"], 2);
         assert_eq!(serde_json::from_value::<CallCounts>(json).unwrap(), calls);
