@@ -1043,7 +1043,7 @@ async fn hostile_ids_look_like_real_tasks_and_trusting_one_hits_the_batch() {
         .await
         .expect("admin answers");
     assert_eq!(set.status(), StatusCode::OK);
-    assert_eq!(emu.store().faults().hostile_ids, true);
+    assert!(emu.store().faults().hostile_ids);
     let hostile = taskreaper::emulator::hostile::task_ids();
     let caller = Caller::new(&emu);
 
