@@ -432,6 +432,14 @@ async fn kubectl_explain_shows_the_field_documentation() {
     }
     let policy = kubectl(&["explain", "ftcp.spec.maxDeletionsPerRun"]).expect("kubectl explain");
     assert!(policy.contains("Defaults to 1000"), "{policy}");
+    for path in ["ftcp.status.lastRun.unsafeIds", "ftcp.status.lastRun.targets.unsafeIds"] {
+        let output = kubectl(&["explain", path]).expect("kubectl explain");
+        let flat = output.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("not safe in a URL path") && flat.contains("omitted when 0"),
+            "{path}: {output}"
+        );
+    }
 }
 
 #[tokio::test]
