@@ -215,6 +215,37 @@ const CASES: &[Case] = &[
         expected: &["spec.endpoints.sdrs", "must be an https:// URL"],
     },
     Case {
+        name: "endpoint-with-password",
+        mutate: |p| {
+            spec(p)["endpoints"]["sdrs"] = json!("https://admin:hunter2@sdrs.cn-north-4.myhuaweicloud.com")
+        },
+        expected: &[
+            "spec.endpoints.sdrs",
+            "must not hold a user name or password (user:password@host)",
+            "credentials belong in the Secret named by spec.credentialsRef",
+        ],
+    },
+    Case {
+        name: "endpoint-with-user",
+        mutate: |p| spec(p)["endpoints"]["kps"] = json!("https://admin@kms.cn-north-4.myhuaweicloud.com/"),
+        expected: &["spec.endpoints.kps", "must not hold a user name or password"],
+    },
+    Case {
+        name: "endpoint-with-path",
+        mutate: |p| spec(p)["endpoints"]["kps"] = json!("https://kms.cn-north-4.myhuaweicloud.com/v3"),
+        expected: &["spec.endpoints.kps", "must not have a path (only empty or /)", "give only https://host"],
+    },
+    Case {
+        name: "endpoint-with-query",
+        mutate: |p| spec(p)["endpoints"]["sdrs"] = json!("https://sdrs.cn-north-4.myhuaweicloud.com/?a=b"),
+        expected: &["spec.endpoints.sdrs", "must not have a query (?...) or a fragment (#...)"],
+    },
+    Case {
+        name: "endpoint-with-fragment",
+        mutate: |p| spec(p)["endpoints"]["sdrs"] = json!("https://sdrs.cn-north-4.myhuaweicloud.com#x"),
+        expected: &["spec.endpoints.sdrs", "must not have a query (?...) or a fragment (#...)"],
+    },
+    Case {
         name: "invalid-name-pattern",
         mutate: |p| target(p, 2)["match"]["namePattern"] = json!("(tmp-"),
         expected: &[
@@ -306,6 +337,7 @@ const VALID_VARIANTS: &[Variant] = &[
     ("match-everything-kps", |p| target(p, 4)["match"] = json!({})),
     ("unicode-name-pattern", |p| target(p, 2)["match"]["namePattern"] = json!("(?i)^tmp-[\\p{L}0-9]+$")),
     ("endpoint-with-port", |p| spec(p)["endpoints"]["kps"] = json!("https://kms.example.internal:8443")),
+    ("endpoint-with-slash", |p| spec(p)["endpoints"]["sdrs"] = json!("https://sdrs.example.internal:8443/")),
     ("max-deletions-one", |p| spec(p)["maxDeletionsPerRun"] = json!(1)),
     ("dry-run-suspended", |p| {
         spec(p)["dryRun"] = json!(true);
@@ -400,6 +432,14 @@ async fn kubectl_explain_shows_the_field_documentation() {
     }
     let policy = kubectl(&["explain", "ftcp.spec.maxDeletionsPerRun"]).expect("kubectl explain");
     assert!(policy.contains("Defaults to 1000"), "{policy}");
+    for path in ["ftcp.status.lastRun.unsafeIds", "ftcp.status.lastRun.targets.unsafeIds"] {
+        let output = kubectl(&["explain", path]).expect("kubectl explain");
+        let flat = output.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("not safe in a URL path") && flat.contains("omitted when 0"),
+            "{path}: {output}"
+        );
+    }
 }
 
 #[tokio::test]

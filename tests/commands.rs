@@ -159,6 +159,36 @@ async fn purge_fails_loudly_without_leaking_the_secret() {
     assert_eq!(emu.store().calls().total, before);
 }
 
+/// `purge` refuses an endpoint with a password, a path or a query with the CRD's own messages,
+/// without quoting the password and without a call.
+#[tokio::test]
+async fn purge_refuses_endpoints_that_are_more_than_an_origin() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds = write(dir.path(), "creds.yaml", &format!("accessKeyId: {AK}\nsecretAccessKey: {SK}\n"));
+    let host = emu.url().trim_start_matches("https://").to_string();
+    let text = policy(&emu.url(), false)
+        .replace(&format!("sdrs: \"{}\"", emu.url()), &format!("sdrs: \"https://admin:hunter2@{host}/v1\""))
+        .replace(&format!("kps: \"{}\"", emu.url()), &format!("kps: \"https://{host}/?debug=1\""));
+    let file = write(dir.path(), "policy.yaml", &text);
+    let out =
+        taskreaper(&["purge", "-f", &file, "--credentials", &creds, "--endpoint-allowlist", "127.0.0.1"])
+            .await;
+    assert!(!out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let flat = all.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(ready(&status_of(&out)), ("False".into(), "InvalidSpec".into()), "{all}");
+    for expected in [
+        "spec.endpoints.sdrs must not hold a user name or password (user:password@host)",
+        "spec.endpoints.sdrs must not have a path (only empty or /)",
+        "spec.endpoints.kps must not have a query (?...) or a fragment (#...)",
+    ] {
+        assert!(flat.contains(expected), "{expected:?} missing from:\n{all}");
+    }
+    assert!(!all.contains("hunter2"), "the password was quoted:\n{all}");
+    assert_eq!(emu.store().calls().total, 0);
+}
+
 #[tokio::test]
 async fn demo_takes_every_failed_task_to_zero() {
     let out = taskreaper(&["demo"]).await;

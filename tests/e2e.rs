@@ -1047,3 +1047,96 @@ async fn a_transient_failure_is_retried_without_a_trigger() {
     env.assert_secret_never_shown("retried").await;
     env.finish().await;
 }
+
+// --- hostile ids -----------------------------------------------------------------------------------
+
+/// The cloud lists tasks (and a protection group) whose ids are not safe in a DELETE path, dressed
+/// like the real tasks so that the Matching filters select them. The controller deletes only the
+/// safe matching tasks, one by one; no call reaches the SDRS batch, the per-group batch, the KPS
+/// delete-all or any unpublished path; the status counts what was left alone and a Warning says so.
+#[tokio::test]
+async fn hostile_ids_from_the_cloud_are_never_deleted_and_are_reported() {
+    use taskreaper::emulator::{Faults, hostile};
+    let env = sdrs_env("e2e-hostile", SdrsListing::Strict).await;
+    let store = env.emulator.store();
+    // Each group's first failure is a match, so the made-up copies in its list match too.
+    store.add_failure_jobs(
+        PROJECT_A,
+        [
+            job("match-g1", "protected_instances", "createFail", "tmp-a", 48, Some(GROUP_1)),
+            job("match-g2", "protected_instances", "createFail", "tmp-b", 100, Some(GROUP_2)),
+            job("too-young", "protected_instances", "createFail", "tmp-d", 1, Some(GROUP_1)),
+            job("other-name", "protected_instances", "createFail", "prod-h", 48, Some(GROUP_2)),
+            job("group-level", "server_groups", "createFail", "tmp-pg", 48, None),
+        ],
+    );
+    store.add_failed_tasks(
+        PROJECT_A,
+        [
+            task("match-old", "FAILED_UNBIND", "kp-a", 100),
+            task("match-older", "FAILED_UNBIND", "kp-b", 400),
+            task("too-young", "FAILED_UNBIND", "kp-c", 10),
+            task("other-op", "FAILED_RESET", "kp-d", 100),
+        ],
+    );
+    store.set_faults(Faults { hostile_ids: true, ..Faults::default() });
+    let sdrs_filter = TaskMatch {
+        resource_types: Some(vec![SdrsResourceType::ProtectedInstances]),
+        failure_statuses: Some(vec![SdrsFailureStatus::CreateFail]),
+        name_pattern: Some("^tmp-".into()),
+        older_than: Some("24h".into()),
+        ..TaskMatch::default()
+    };
+    let kps_filter = TaskMatch {
+        operate_types: Some(vec![KpsOperateType::FailedUnbind]),
+        name_pattern: Some("^kp-".into()),
+        older_than: Some("72h".into()),
+        ..TaskMatch::default()
+    };
+    let targets = vec![sdrs_matching(sdrs_filter), kps_matching(kps_filter)];
+    env.create(&env.policy("hostile", &[PROJECT_A], targets)).await;
+    let policy = env.wait_ready("hostile", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+
+    // What the cloud listed: every hostile id in each of the 5 group lists (4 real groups and the
+    // group "."), the non-empty ones joined by id, the empty one kept once per list; and once in
+    // the KPS list.
+    let n = hostile::task_ids().len() as u64;
+    let sdrs_lists = 5;
+    let sdrs_unsafe = (n - 1) + sdrs_lists;
+    let run = last_run(&policy);
+    let (sdrs, kps) = (&run.targets[0], &run.targets[1]);
+    assert_eq!((sdrs.service, kps.service), (Service::Sdrs, Service::Kps), "{yaml}");
+    assert_eq!((sdrs.unsafe_ids, kps.unsafe_ids), (sdrs_unsafe, n), "{yaml}");
+    assert_eq!(run.unsafe_ids, sdrs_unsafe + n, "{yaml}");
+    assert_eq!((sdrs.deleted, kps.deleted, run.deleted), (Some(2), Some(2), 4), "{yaml}");
+    assert!(
+        ready_message(&policy).contains(&format!("; {} failed tasks left alone", sdrs_unsafe + n)),
+        "{yaml}"
+    );
+
+    // The safe matches are gone, nothing else is.
+    assert_eq!(env.job_ids(PROJECT_A), ["group-level", "other-name", "too-young"]);
+    assert_eq!(env.task_ids(PROJECT_A), ["other-op", "too-young"]);
+
+    // Four single deletes of the four safe ids, and no other DELETE anywhere.
+    let calls = env.calls();
+    assert_eq!(calls.route("DELETE", SDRS_ONE), 2, "{calls:?}");
+    assert_eq!(calls.route("DELETE", KPS_ONE), 2, "{calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_BATCH), 0, "{calls:?}");
+    assert_eq!(calls.route("DELETE", SDRS_GROUP_BATCH), 0, "{calls:?}");
+    assert_eq!(calls.route("DELETE", KPS_TASKS), 0, "{calls:?}");
+    assert_eq!(calls.deletes, 4, "{calls:?}");
+    assert!(calls.unmatched.is_empty(), "no call to an unpublished path: {calls:?}");
+    assert_eq!(calls.route("GET", SDRS_LIST), 2 * sdrs_lists, "{calls:?}");
+
+    let counts = format!("({PROJECT_A} SDRS: {sdrs_unsafe}, {PROJECT_A} KPS: {n})");
+    env.wait_event("hostile", "Warning", "UnsafeTaskIds", |note| {
+        note.starts_with(&format!("{} failed tasks left alone", sdrs_unsafe + n)) && note.ends_with(&counts)
+    })
+    .await;
+    env.wait_event("hostile", "Normal", "Purged", |note| note.contains("4 deleted")).await;
+    env.assert_secret_never_shown("hostile").await;
+    env.finish().await;
+}

@@ -1026,3 +1026,78 @@ async fn the_checked_in_seed_file_is_served_in_the_documented_shape() {
         "only pg2's in-group failure is left"
     );
 }
+
+/// The hostile-ids fault, switched on through the admin API: every list answer also shows made-up
+/// tasks whose ids are unsafe in a path (and the protection group `.`), copies of the real ones so
+/// the same filters match them, never stored. A client that trusted the id `batch` would send the
+/// project-wide batch delete and lose every protection-group-level failure.
+#[tokio::test]
+async fn hostile_ids_look_like_real_tasks_and_trusting_one_hits_the_batch() {
+    let emu = start(Seed::Empty).await;
+    seed_jobs(&emu);
+    emu.store().add_failed_tasks(PROJECT, vec![task("t1")]);
+    let set = client()
+        .put(format!("{}/_emulator/faults", emu.url()))
+        .json(&json!({"hostile_ids": true}))
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(set.status(), StatusCode::OK);
+    assert!(emu.store().faults().hostile_ids);
+    let hostile = taskreaper::emulator::hostile::task_ids();
+    let caller = Caller::new(&emu);
+
+    let page: FailureJobPage = caller.send(Method::GET, &sdrs_list(PROJECT), &[]).await.json().await.unwrap();
+    assert_eq!(page.count as usize, 2 + hostile.len());
+    let listed: Vec<&str> = page.failure_jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(&listed[..2], ["j1", "j3"]);
+    assert_eq!(
+        listed[2..],
+        hostile.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        "verbatim on the wire"
+    );
+    assert!(
+        page.failure_jobs[2..]
+            .iter()
+            .all(|j| j.resource_type == "server_groups" && j.failure_status == "createFail")
+    );
+
+    // Filtered lists show them too, in the shape the filter asks for.
+    let in_g1: FailureJobPage = caller
+        .send(
+            Method::GET,
+            &sdrs_list(PROJECT),
+            &[("server_group_id", "g1"), ("resource_type", "protected_instances")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(in_g1.count as usize, 1 + hostile.len());
+    let groups: ProtectionGroupPage =
+        caller.send(Method::GET, &format!("/v1/{PROJECT}/server-groups"), &[]).await.json().await.unwrap();
+    assert_eq!(groups.server_groups.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), ["g1", "g2", "."]);
+    let tasks: FailedTaskPage =
+        caller.send(Method::GET, &format!("/v3/{PROJECT}/failed-tasks"), &[]).await.json().await.unwrap();
+    assert_eq!(tasks.total as usize, 1 + hostile.len());
+    assert!(
+        tasks.tasks.iter().any(|t| t.task_id.is_empty()) && tasks.tasks.iter().any(|t| t.task_id == "batch")
+    );
+
+    // A client that put the id "batch" into the single-delete path would hit the batch route.
+    let trusted =
+        caller.send(Method::DELETE, &format!("/v1/{PROJECT}/task-center/failure-jobs/batch"), &[]).await;
+    assert_eq!(trusted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(emu.store().calls().route("DELETE", SDRS_BATCH), 1);
+    assert_eq!(emu.store().calls().route("DELETE", SDRS_ONE), 0);
+    assert_eq!(ids(&emu.store().failure_jobs(PROJECT)), ["j2", "j4", "j5"], "every group-level failure went");
+    // The made-up tasks were never stored, so they are listed again.
+    let again: FailureJobPage =
+        caller.send(Method::GET, &sdrs_list(PROJECT), &[]).await.json().await.unwrap();
+    assert_eq!(again.count as usize, hostile.len());
+    // A path no route publishes is counted apart, outside the total.
+    let before = emu.store().calls().total;
+    let astray = caller.send(Method::DELETE, &format!("/v3/{PROJECT}/failed-tasks/a/b"), &[]).await;
+    assert_eq!(astray.status(), StatusCode::NOT_FOUND);
+    assert_eq!((emu.store().calls().unmatched("DELETE"), emu.store().calls().total), (1, before));
+}

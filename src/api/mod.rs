@@ -23,5 +23,6 @@ pub use status::{
     CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetOutcome, TargetResult,
 };
 pub use validate::{
-    ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule, ValidTarget, ValidatedSpec, validate,
+    EndpointProblem, ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule, ValidTarget,
+    ValidatedSpec, endpoint_problems, validate,
 };

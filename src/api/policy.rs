@@ -29,6 +29,21 @@ pub const MAX_PROTECTION_GROUP_IDS: usize = 100;
 /// Longest `match.namePattern`.
 pub const MAX_NAME_PATTERN_LEN: usize = 256;
 
+/// Why an endpoint override holding a user name or password is refused, at admission and by
+/// `taskreaper purge`.
+pub const ENDPOINT_USERINFO_MESSAGE: &str = "must not hold a user name or password (user:password@host); \
+    credentials belong in the Secret named by spec.credentialsRef: give only https://host or https://host:port";
+/// Why an endpoint override with a path is refused.
+pub const ENDPOINT_PATH_MESSAGE: &str = "must not have a path (only empty or /); the controller adds the API \
+    paths itself: give only https://host or https://host:port";
+/// Why an endpoint override with a query or a fragment is refused.
+pub const ENDPOINT_QUERY_MESSAGE: &str = "must not have a query (?...) or a fragment (#...): give only \
+    https://host or https://host:port";
+/// Scheme, `://`, then an authority that holds an `@`: a user name or password.
+pub const ENDPOINT_USERINFO_PATTERN: &str = "^[^:/?#]+://[^/?#]*@";
+/// Scheme, `://`, an authority, then at most `/`, before any query or fragment.
+pub const ENDPOINT_ORIGIN_PATTERN: &str = "^[^:/?#]+://[^/?#]*/?([?#].*)?$";
+
 /// Removes failed SDRS and KPS tasks from Huawei Cloud projects on a schedule. The controller
 /// lists the failed tasks each target selects, deletes them (unless dryRun is set), counts what is
 /// left, and reports the measured result in status.
@@ -92,9 +107,10 @@ pub struct FailedTaskCleanupPolicySpec {
     #[x_kube(validation = region_rule())]
     pub region: String,
 
-    /// Optional endpoint overrides, for example a private or partner cloud. Each must be an https
-    /// URL and must be allowed by the controller's endpoint allowlist, otherwise the policy
-    /// reports EndpointNotAllowed. When set, they apply to every project of the policy.
+    /// Optional endpoint overrides, for example a private or partner cloud. Each must be a bare
+    /// https origin (https://host or https://host:port: no user name or password, no path other
+    /// than /, no query, no fragment) and must be allowed by the controller's endpoint allowlist,
+    /// otherwise the policy reports EndpointNotAllowed. When set, they apply to every project of the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
 
@@ -158,14 +174,24 @@ pub struct Endpoints {
     /// https://sdrs.{region}.myhuaweicloud.com.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
-    #[x_kube(validation = https_url_rule())]
+    #[x_kube(
+        validation = https_url_rule(),
+        validation = endpoint_userinfo_rule(),
+        validation = endpoint_path_rule(),
+        validation = endpoint_query_rule(),
+    )]
     pub sdrs: Option<String>,
 
     /// KPS endpoint, such as https://kms.cn-north-4.myhuaweicloud.com. Defaults to
     /// https://kms.{region}.myhuaweicloud.com.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
-    #[x_kube(validation = https_url_rule())]
+    #[x_kube(
+        validation = https_url_rule(),
+        validation = endpoint_userinfo_rule(),
+        validation = endpoint_path_rule(),
+        validation = endpoint_query_rule(),
+    )]
     pub kps: Option<String>,
 }
 
@@ -539,6 +565,22 @@ fn duration_rule() -> Rule {
 fn https_url_rule() -> Rule {
     Rule::new("isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''")
         .message("must be an https:// URL such as https://sdrs.cn-north-4.myhuaweicloud.com")
+}
+
+/// A password in a policy would sit in etcd and in Git; the Secret is the place for credentials.
+fn endpoint_userinfo_rule() -> Rule {
+    Rule::new(format!("!self.matches('{ENDPOINT_USERINFO_PATTERN}')")).message(ENDPOINT_USERINFO_MESSAGE)
+}
+
+/// Only an origin: the clients add the documented API paths, and a path prefix would change which
+/// API the signed requests reach. A value without `://` is left to the https rule.
+fn endpoint_path_rule() -> Rule {
+    Rule::new(format!("!self.matches('^[^:/?#]+://') || self.matches('{ENDPOINT_ORIGIN_PATTERN}')"))
+        .message(ENDPOINT_PATH_MESSAGE)
+}
+
+fn endpoint_query_rule() -> Rule {
+    Rule::new("!self.contains('?') && !self.contains('#')").message(ENDPOINT_QUERY_MESSAGE)
 }
 
 fn jitter_rule() -> Rule {

@@ -108,6 +108,15 @@ pub struct RunSummary {
     #[schemars(extend("format" = "int64"))]
     pub budget_used: u64,
 
+    /// Failed tasks in scope left alone because the cloud gave them an id (or a protection group
+    /// id) that is not safe in a URL path: empty, longer than 128 characters, or holding anything
+    /// but letters, digits, '-' and '_', or the word batch. Sending such an id could delete
+    /// something else, so it is never sent; the tasks stay and count in remaining. Summed over
+    /// every target; omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int64"))]
+    pub unsafe_ids: u64,
+
     /// One entry per project and target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetResult>,
@@ -163,9 +172,22 @@ pub struct TargetResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmeasured: Option<String>,
 
+    /// Failed tasks this target covers that were left alone because their id (or their
+    /// protection group's id) is not safe in a URL path: empty, longer than 128 characters, or
+    /// holding anything but letters, digits, '-' and '_', or the word batch. They count in found
+    /// and remaining; omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int64"))]
+    pub unsafe_ids: u64,
+
     /// The failed call, when outcome is Failed or Throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CallError>,
+}
+
+/// Whether a count is zero, so that it is left out of the status.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How one target fared in one project.

@@ -17,9 +17,10 @@ use super::patterns::{
     cron_pattern,
 };
 use super::policy::{
-    Endpoints, FailedTaskCleanupPolicySpec, KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS,
-    MAX_TARGETS, MIN_INTERVAL, Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target,
-    TaskMatch,
+    ENDPOINT_ORIGIN_PATTERN, ENDPOINT_PATH_MESSAGE, ENDPOINT_QUERY_MESSAGE, ENDPOINT_USERINFO_MESSAGE,
+    ENDPOINT_USERINFO_PATTERN, Endpoints, FailedTaskCleanupPolicySpec, KpsOperateType,
+    MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, Schedule, Scope, SdrsFailureStatus,
+    SdrsResourceType, Service, Target, TaskMatch,
 };
 
 /// A spec that passed [`validate`], compiled: everything a run and its schedule need, so nothing
@@ -110,9 +111,13 @@ pub enum SpecError {
     /// Reading a region failed.
     #[error("{path} {value:?} must be a Huawei Cloud region id such as cn-north-4 or ap-southeast-1")]
     ParseRegion { path: String, value: String },
-    /// Reading an endpoint override failed.
+    /// Reading an endpoint override failed. `value` has any user name or password masked.
     #[error("{path} {value:?} must be an https:// URL such as https://sdrs.cn-north-4.myhuaweicloud.com")]
     ParseEndpoint { path: String, value: String },
+    /// An endpoint override is more than an origin. Never echoes the value, which may hold a
+    /// password.
+    #[error("{path} {problem}")]
+    CheckEndpointOrigin { path: String, problem: EndpointProblem },
     /// The project list is empty or too long.
     #[error("spec.projects must list between 1 and {MAX_PROJECTS} projects, not {count}")]
     CountProjects { count: usize },
@@ -202,6 +207,17 @@ pub enum SpecError {
     CheckMaxDeletions { value: u32 },
 }
 
+/// What makes an endpoint override more than a bare https origin; the messages are the CRD's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointProblem {
+    #[error("{}", ENDPOINT_USERINFO_MESSAGE)]
+    UserInfo,
+    #[error("{}", ENDPOINT_PATH_MESSAGE)]
+    Path,
+    #[error("{}", ENDPOINT_QUERY_MESSAGE)]
+    QueryOrFragment,
+}
+
 /// A scope/field combination that makes no sense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetProblem {
@@ -248,10 +264,8 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
         for (path, value) in
             [("spec.endpoints.sdrs", &endpoints.sdrs), ("spec.endpoints.kps", &endpoints.kps)]
         {
-            if let Some(value) = value
-                && !is_https_url(value)
-            {
-                errors.push(SpecError::ParseEndpoint { path: path.to_owned(), value: value.clone() });
+            if let Some(value) = value {
+                check_endpoint(path, value, &mut errors);
             }
         }
     }
@@ -302,6 +316,41 @@ fn is_match(pattern: &str, value: &str) -> bool {
 fn is_https_url(value: &str) -> bool {
     reqwest::Url::parse(value)
         .is_ok_and(|url| url.scheme() == "https" && url.host_str().is_some_and(|h| !h.is_empty()))
+}
+
+/// The problems the CRD's rules find in an endpoint override, in the order they are checked: the
+/// same patterns, read the same way, so `taskreaper purge` and the apiserver agree.
+pub fn endpoint_problems(value: &str) -> Vec<EndpointProblem> {
+    let mut problems = Vec::new();
+    if is_match(ENDPOINT_USERINFO_PATTERN, value) {
+        problems.push(EndpointProblem::UserInfo);
+    }
+    if is_match("^[^:/?#]+://", value) && !is_match(ENDPOINT_ORIGIN_PATTERN, value) {
+        problems.push(EndpointProblem::Path);
+    }
+    if value.contains('?') || value.contains('#') {
+        problems.push(EndpointProblem::QueryOrFragment);
+    }
+    problems
+}
+
+/// `value` with whatever stands between `://` and the last `@` of its authority masked.
+fn mask_user_info(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_owned() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
+fn check_endpoint(path: &str, value: &str, errors: &mut Vec<SpecError>) {
+    if !is_https_url(value) {
+        errors.push(SpecError::ParseEndpoint { path: path.to_owned(), value: mask_user_info(value) });
+    }
+    for problem in endpoint_problems(value) {
+        errors.push(SpecError::CheckEndpointOrigin { path: path.to_owned(), problem });
+    }
 }
 
 fn check_region(path: &str, value: &str, errors: &mut Vec<SpecError>) {

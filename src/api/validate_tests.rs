@@ -371,3 +371,58 @@ fn enum_names_match_the_cloud_model() {
         assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
     }
 }
+
+#[test]
+fn endpoint_overrides_must_be_bare_https_origins() {
+    let problems = |value: &str| endpoint_problems(value);
+    for ok in [
+        "https://sdrs.cn-north-4.myhuaweicloud.com",
+        "https://sdrs.cn-north-4.myhuaweicloud.com/",
+        "https://kms.example.internal:8443",
+        "https://[::1]:8443/",
+    ] {
+        assert_eq!(problems(ok), [], "{ok}");
+    }
+    use EndpointProblem::*;
+    for (value, expected) in [
+        ("https://user:pass@sdrs.example.com", vec![UserInfo]),
+        ("https://user@sdrs.example.com/", vec![UserInfo]),
+        ("https://:pass@sdrs.example.com", vec![UserInfo]),
+        ("https://sdrs.example.com/v1", vec![Path]),
+        ("https://sdrs.example.com//", vec![Path]),
+        ("https://sdrs.example.com/%2F", vec![Path]),
+        ("https://sdrs.example.com?x=1", vec![QueryOrFragment]),
+        ("https://sdrs.example.com/?", vec![QueryOrFragment]),
+        ("https://sdrs.example.com#top", vec![QueryOrFragment]),
+        ("https://u:p@sdrs.example.com/api?x#y", vec![UserInfo, Path, QueryOrFragment]),
+    ] {
+        assert_eq!(problems(value), expected, "{value}");
+    }
+    // An @ after the authority is no user info (it is a path, which is refused for that).
+    assert_eq!(problems("https://sdrs.example.com/a@b"), [Path]);
+}
+
+#[test]
+fn an_endpoint_password_is_refused_without_being_echoed() {
+    let errors = errors_of(|s| {
+        s.endpoints.as_mut().unwrap().sdrs = Some("https://admin:hunter2@sdrs.example.com/api".into())
+    });
+    let text = messages(&errors);
+    assert!(!text.contains("hunter2") && !text.contains("admin"), "{text}");
+    assert!(
+        text.contains("spec.endpoints.sdrs must not hold a user name or password (user:password@host)"),
+        "{text}"
+    );
+    assert!(text.contains("spec.endpoints.sdrs must not have a path (only empty or /)"), "{text}");
+    let errors = errors_of(|s| {
+        s.endpoints.as_mut().unwrap().kps = Some("http://admin:hunter2@kms.example.com".into())
+    });
+    let text = messages(&errors);
+    assert!(!text.contains("hunter2") && text.contains("http://***@kms.example.com"), "{text}");
+    let errors =
+        errors_of(|s| s.endpoints.as_mut().unwrap().kps = Some("https://kms.example.com?a=b".into()));
+    assert!(matches!(
+        &errors[..],
+        [SpecError::CheckEndpointOrigin { path, problem: EndpointProblem::QueryOrFragment }] if path == "spec.endpoints.kps"
+    ));
+}

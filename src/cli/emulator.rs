@@ -77,6 +77,10 @@ pub struct EmulatorArgs {
     /// Chance (0..1) that a list answer is cut short or not JSON.
     #[arg(long, default_value_t = 0.0)]
     pub malformed_rate: f64,
+    /// List answers also show tasks, and a protection group, whose ids are not safe in a URL path
+    /// (empty, ., .., batch, a/b, ...). Changeable later with PUT /_emulator/faults.
+    #[arg(long)]
+    pub hostile_ids: bool,
     /// Serve HTTPS with a certificate made at start.
     #[arg(long)]
     pub tls: bool,
@@ -145,6 +149,7 @@ impl EmulatorArgs {
                 reset_rate: self.reset_rate,
                 malformed_rate: self.malformed_rate,
                 fail_next: Vec::new(),
+                hostile_ids: self.hostile_ids,
             },
             tls: self.tls,
             fault_seed: self.seed,
@@ -233,6 +238,7 @@ mod tests {
             "--latency-ms=7",
             "--reset-rate=0.1",
             "--malformed-rate=0.2",
+            "--hostile-ids",
             "--tls",
             "--ca-out=/tmp/ca.pem",
             "--seed-file=/tmp/seed.json",
@@ -255,6 +261,7 @@ mod tests {
                 reset_rate: 0.1,
                 malformed_rate: 0.2,
                 fail_next: vec![],
+                hostile_ids: true,
             }
         );
         assert!(config.tls);

@@ -13,6 +13,9 @@ pub mod retry;
 pub mod sdrs;
 pub mod signing;
 
+#[cfg(test)]
+mod hostile_bytes_tests;
+
 pub use endpoint::{Allowlist, Endpoint, EndpointError, EndpointPolicy, Service};
 pub use error::{ApiError, CloudError, ErrorClass};
 pub use http::{Clock, CloudHttp, DeleteOutcome, HttpConfig, SystemClock};

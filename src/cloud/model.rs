@@ -221,12 +221,12 @@ mod lenient {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // Retyped from https://support.huaweicloud.com/en-us/api-dew/ListFailedTask.html (example response, status 200).
     /// The documented example response of `GET /v3/{project_id}/failed-tasks`.
-    const KPS_EXAMPLE: &str = r#"{
+    pub(crate) const KPS_EXAMPLE: &str = r#"{
       "total" : 1,
       "tasks" : [ {
         "task_id" : "aee8d2fe-5484-4753-9177-5a38dc15546c",
@@ -242,7 +242,7 @@ mod tests {
 
     // Retyped from https://docs.otc.t-systems.com/storage-disaster-recovery-service/api-ref/sdrs_apis/task_center/querying_failed_tasks.html (sdrs_05_0901).
     /// The documented example response of `GET /v1/{project_id}/task-center/failure-jobs`.
-    const SDRS_EXAMPLE: &str = r#"{
+    pub(crate) const SDRS_EXAMPLE: &str = r#"{
         "count": 2,
         "failure_jobs": [
             {
@@ -280,7 +280,7 @@ mod tests {
     // 1. first group: the comma missing after `"server_type":"ECS"` (before `"created_at"`) was added;
     // 2. second group: the unquoted value in `"server_type":ECS,` was quoted as `"server_type":"ECS",`.
     /// The documented example response of `GET /v1/{project_id}/server-groups`.
-    const GROUPS_EXAMPLE: &str = r#"{
+    pub(crate) const GROUPS_EXAMPLE: &str = r#"{
         "count": 2,
         "server_groups": [
             {

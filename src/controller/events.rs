@@ -1,8 +1,13 @@
-//! Kubernetes Events for what happened to a policy: one per run, and one when a policy becomes
-//! blocked. Does Kubernetes I/O; a failed event is logged, never fatal.
+//! Kubernetes Events for what happened to a policy: one per run (plus a Warning when the run left
+//! tasks alone because of unsafe ids), and one when a policy becomes blocked. Does Kubernetes I/O;
+//! a failed event is logged, never fatal.
+
+use std::collections::BTreeMap;
 
 use super::pipeline::Blocked;
-use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason};
+use crate::api::{
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason, RunSummary, Service,
+};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
@@ -58,7 +63,12 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-/// After a run: Purged / DryRun (Normal) or a Warning saying what went wrong, with the counts.
+/// The reason of the Warning a run earns when it left tasks alone because the cloud gave them ids
+/// that are not safe in a URL path.
+pub const UNSAFE_TASK_IDS: &str = "UnsafeTaskIds";
+
+/// After a run: Purged / DryRun (Normal) or a Warning saying what went wrong, with the counts; and
+/// a second Warning, [`UNSAFE_TASK_IDS`], when tasks were left alone because of unsafe ids.
 pub async fn ran(
     recorder: &Recorder,
     policy: &FailedTaskCleanupPolicy,
@@ -67,6 +77,31 @@ pub async fn ran(
     let Some(ready) = status.condition(ConditionType::Ready) else { return };
     let Some((type_, reason)) = status.reason(ConditionType::Ready).and_then(run_event) else { return };
     publish(recorder, policy, type_, reason, ready.message.clone()).await;
+    if let Some(note) = status.last_run.as_ref().and_then(unsafe_ids_note) {
+        publish(recorder, policy, EventType::Warning, UNSAFE_TASK_IDS, note).await;
+    }
+}
+
+/// The note of the [`UNSAFE_TASK_IDS`] event: counts per project and service, never the ids
+/// themselves (they come from the cloud and may hold anything); `None` when there were none.
+pub fn unsafe_ids_note(run: &RunSummary) -> Option<String> {
+    if run.unsafe_ids == 0 {
+        return None;
+    }
+    let mut per: BTreeMap<(&str, Service), u64> = BTreeMap::new();
+    for row in run.targets.iter().filter(|t| t.unsafe_ids > 0) {
+        *per.entry((row.project.as_str(), row.service)).or_default() += row.unsafe_ids;
+    }
+    let counts: Vec<String> =
+        per.iter().map(|((project, service), n)| format!("{project} {service}: {n}")).collect();
+    let s = if run.unsafe_ids == 1 { "" } else { "s" };
+    Some(format!(
+        "{} failed task{s} left alone because the cloud listed them with ids that are not safe in a URL \
+         path (empty, over 128 characters, anything but letters, digits, '-' and '_', or batch); no \
+         DELETE was sent for them ({})",
+        run.unsafe_ids,
+        counts.join(", ")
+    ))
 }
 
 /// When a policy becomes blocked: a Warning named after the reason.
@@ -90,6 +125,41 @@ mod tests {
         assert_eq!(run_event(Reason::CloudUnavailable), Some((EventType::Warning, "PurgeFailed")));
         assert_eq!(run_event(Reason::PartialFailure), Some((EventType::Warning, "PurgeFailed")));
         assert_eq!(run_event(Reason::CredentialsNotFound), None);
+    }
+
+    #[test]
+    fn unsafe_ids_are_counted_per_project_and_service_without_the_ids() {
+        use crate::api::{Scope, TargetOutcome, TargetResult};
+        let row = |project: &str, service, unsafe_ids| TargetResult {
+            project: project.into(),
+            target_index: 0,
+            service,
+            scope: Scope::Matching,
+            outcome: TargetOutcome::Purged,
+            found: Some(5),
+            deleted: Some(2),
+            would_delete: 0,
+            remaining: Some(3),
+            unmeasured: None,
+            unsafe_ids,
+            error: None,
+        };
+        let mut run = RunSummary {
+            unsafe_ids: 6,
+            targets: vec![
+                row("p1", Service::Sdrs, 2),
+                row("p1", Service::Sdrs, 1),
+                row("p1", Service::Kps, 3),
+                row("p2", Service::Kps, 0),
+            ],
+            ..RunSummary::default()
+        };
+        let note = unsafe_ids_note(&run).unwrap();
+        assert!(note.starts_with("6 failed tasks left alone"), "{note}");
+        assert!(note.ends_with("(p1 SDRS: 3, p1 KPS: 3)"), "{note}");
+        assert!(!note.contains("p2"), "{note}");
+        run.unsafe_ids = 0;
+        assert_eq!(unsafe_ids_note(&run), None);
     }
 
     #[test]

@@ -112,8 +112,31 @@ fn set_condition_status(
     });
 }
 
-/// The Ready reason and message a finished run earns.
+/// The Ready reason and message a finished run earns. Tasks left alone because of unsafe ids do
+/// not change the reason (nobody can fix the cloud's ids by editing the policy) but the message
+/// says how many there are.
 pub fn run_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>) -> (bool, Reason, String) {
+    let (ok, reason, mut message) = outcome_verdict(report, dry_run, max_deletions);
+    if let Some(note) = unsafe_ids_note(report.unsafe_ids()) {
+        message.push_str("; ");
+        message.push_str(&note);
+    }
+    (ok, reason, message)
+}
+
+/// "2 failed tasks left alone: ...", or `None` when every covered task had a safe id.
+pub fn unsafe_ids_note(unsafe_ids: u64) -> Option<String> {
+    (unsafe_ids > 0).then(|| {
+        let s = if unsafe_ids == 1 { "" } else { "s" };
+        format!(
+            "{unsafe_ids} failed task{s} left alone because the cloud listed {} with an id that is not \
+             safe in a URL path (see lastRun.unsafeIds)",
+            if unsafe_ids == 1 { "it" } else { "them" }
+        )
+    })
+}
+
+fn outcome_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>) -> (bool, Reason, String) {
     let projects = report.projects();
     let plural = if projects == 1 { "" } else { "s" };
     if let Some(failure) = report.worst_failure() {
@@ -213,6 +236,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
         remaining: report.remaining(),
         failed_calls: report.failed_calls,
         budget_used: report.budget_spent,
+        unsafe_ids: report.unsafe_ids(),
         targets: report
             .targets
             .iter()
@@ -227,6 +251,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
                 would_delete: t.would_delete,
                 remaining: t.remaining,
                 unmeasured: t.unmeasured.clone(),
+                unsafe_ids: t.unsafe_ids,
                 error: t.error.as_ref().map(call_error),
             })
             .collect(),
@@ -665,6 +690,36 @@ mod tests {
         assert_eq!(
             (stalled.status.as_str(), stalled.last_transition_time.0),
             ("False", t("2026-11-22T00:06:00Z"))
+        );
+    }
+
+    #[test]
+    fn unsafe_ids_reach_the_row_the_sum_and_the_ready_message() {
+        let mut r = report(None);
+        r.targets[0].unsafe_ids = 2;
+        r.targets[1].unsafe_ids = 1;
+        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
+        assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
+        assert!(
+            ready(&s).message.ends_with("; 3 failed tasks left alone because the cloud listed them with an id that is not safe in a URL path (see lastRun.unsafeIds)"),
+            "{}",
+            ready(&s).message
+        );
+        let run = s.last_run.as_ref().unwrap();
+        assert_eq!((run.unsafe_ids, run.targets[0].unsafe_ids, run.targets[1].unsafe_ids), (3, 2, 1));
+        let wire = serde_json::to_value(run).unwrap();
+        assert_eq!(
+            (wire["unsafeIds"].as_u64(), wire["targets"][0]["unsafeIds"].as_u64()),
+            (Some(3), Some(2))
+        );
+        // Zero is left out, so statuses without unsafe ids do not change shape.
+        let clean = run_summary(&report(None), t("2026-11-22T00:00:00Z"), t("2026-11-22T00:00:05Z"));
+        let wire = serde_json::to_value(&clean).unwrap();
+        assert!(wire.get("unsafeIds").is_none() && wire["targets"][0].get("unsafeIds").is_none(), "{wire}");
+        assert_eq!(
+            unsafe_ids_note(1).unwrap(),
+            "1 failed task left alone because the cloud listed it with an id that is not safe in a URL path (see lastRun.unsafeIds)"
         );
     }
 

@@ -22,6 +22,9 @@ pub struct CallCounts {
     pub by_project_route: BTreeMap<String, BTreeMap<String, u64>>,
     /// The latest [`LOG_LIMIT`] calls, in the order they arrived.
     pub log: Vec<CallRecord>,
+    /// Calls to a path (or method) no cloud route publishes, keyed by method. They reach no
+    /// handler, so they are not in `total`; a test reads them to prove that nothing went astray.
+    pub unmatched: BTreeMap<String, u64>,
 }
 
 /// Calls kept in [`CallCounts::log`]; older ones are dropped.
@@ -80,6 +83,16 @@ impl CallCounts {
         *self.by_route.entry(key).or_default() += 1;
     }
 
+    /// Counts a call no cloud route matched.
+    pub fn record_unmatched(&mut self, method: &str) {
+        *self.unmatched.entry(method.to_string()).or_default() += 1;
+    }
+
+    /// Calls no cloud route matched, of one method.
+    pub fn unmatched(&self, method: &str) -> u64 {
+        self.unmatched.get(method).copied().unwrap_or(0)
+    }
+
     /// Calls of one route, all projects together.
     pub fn route(&self, method: &str, template: &str) -> u64 {
         self.by_route.get(&route_key(method, template)).copied().unwrap_or(0)
@@ -117,6 +130,8 @@ mod tests {
         assert_eq!(calls.log.len(), 4);
         assert_eq!(calls.log[3].user_agent, "taskreaper/1 (a)");
         assert_eq!(calls.log[3].at_micros, 7);
+        calls.record_unmatched("DELETE");
+        assert_eq!((calls.unmatched("DELETE"), calls.unmatched("GET"), calls.total), (1, 0, 4));
         let json = serde_json::to_value(&calls).unwrap();
         assert_eq!(json["by_route"]["DELETE /v3/{project_id}/failed-tasks"], 2);
         assert_eq!(serde_json::from_value::<CallCounts>(json).unwrap(), calls);

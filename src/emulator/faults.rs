@@ -34,6 +34,11 @@ pub struct Faults {
     /// Statuses for the next cloud calls, in order, before any random fault; 0 closes the
     /// connection without an answer.
     pub fail_next: Vec<u16>,
+    /// Every list answer also shows tasks whose ids are not safe in a path (empty, `.`, `..`,
+    /// `batch`, `a/b`, `../failure-jobs/batch`, over-long, with `?`, `#` or `%2F`), copies of a
+    /// real task of the same list so that they match the same filters, and the protection group
+    /// list shows a group with the id `.`; see [`super::hostile`]. They are never stored.
+    pub hostile_ids: bool,
 }
 
 /// Why a fault configuration was refused.
@@ -210,5 +215,7 @@ mod tests {
     fn partial_json_keeps_defaults() {
         let f: Faults = serde_json::from_str(r#"{"fail_next":[429,0],"retry_after_secs":2}"#).unwrap();
         assert_eq!(f, Faults { fail_next: vec![429, 0], retry_after_secs: 2, ..Faults::default() });
+        let f: Faults = serde_json::from_str(r#"{"hostile_ids":true}"#).unwrap();
+        assert_eq!(f, Faults { hostile_ids: true, ..Faults::default() });
     }
 }

@@ -37,6 +37,7 @@ mod errors;
 mod faults;
 mod gate;
 mod generate;
+pub mod hostile;
 mod modes;
 mod query;
 mod routes;
@@ -194,9 +195,17 @@ fn build_router(app: App) -> Router {
         .with_state(app)
 }
 
+/// A path (or method) no route matches. Outside `/_emulator` it is counted in
+/// [`CallCounts::unmatched`], so a test can prove that no call went anywhere but where it expects.
 async fn unknown_api(
+    axum::extract::State(app): axum::extract::State<App>,
     axum::extract::Extension(id): axum::extract::Extension<gate::RequestId>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
 ) -> axum::response::Response {
+    if !uri.path().starts_with(admin::PREFIX) {
+        app.store.record_unmatched(method.as_str());
+    }
     ApiError::no_such_api().render(&id.0)
 }
 

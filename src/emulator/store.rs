@@ -16,6 +16,7 @@ use crate::cloud::model::{
 use super::calls::CallCounts;
 use super::clock::Clock;
 use super::faults::{FaultAction, FaultState, Faults};
+use super::hostile;
 use super::modes::Modes;
 use super::query::{self, FailureJobQuery, Page, ServerGroupQuery};
 
@@ -255,6 +256,10 @@ impl Store {
         lock(&self.inner.signatures).clone()
     }
 
+    pub(crate) fn record_unmatched(&self, method: &str) {
+        lock(&self.inner.calls).record_unmatched(method);
+    }
+
     /// The latency to add and the fault to apply to the next cloud call.
     pub(crate) fn next_fault(&self, is_list: bool) -> (Duration, FaultAction) {
         let mut state = lock(&self.inner.faults);
@@ -262,28 +267,40 @@ impl Store {
         (latency, state.decide(is_list))
     }
 
+    /// Whether list answers show made-up tasks with unsafe ids ([`Faults::hostile_ids`]).
+    fn hostile(&self) -> bool {
+        lock(&self.inner.faults).faults().hostile_ids
+    }
+
     /// `GET /v1/{project_id}/server-groups`.
     pub(crate) fn list_server_groups(&self, project: &str, q: &ServerGroupQuery) -> ProtectionGroupPage {
+        let hostile = self.hostile();
         let projects = self.read();
         let groups = projects.get(project).map(|p| p.server_groups.as_slice()).unwrap_or_default();
-        let matching: Vec<&ProtectionGroup> = groups.iter().filter(|g| q.matches(g)).collect();
+        let mut matching: Vec<ProtectionGroup> = groups.iter().filter(|g| q.matches(g)).cloned().collect();
+        if hostile {
+            matching.push(hostile::protection_group(q));
+        }
         ProtectionGroupPage {
             count: matching.len() as u64,
-            server_groups: query::page(matching.into_iter(), q.page),
+            server_groups: query::page(matching.iter(), q.page),
         }
     }
 
     /// `GET /v1/{project_id}/task-center/failure-jobs`, scoped as the current [`Modes`] say.
     pub(crate) fn list_failure_jobs(&self, project: &str, q: &FailureJobQuery) -> FailureJobPage {
         let listing = self.modes().sdrs_listing;
+        let hostile = self.hostile();
+        let now = self.now();
         let projects = self.read();
         let jobs = projects.get(project).map(|p| p.failure_jobs.as_slice()).unwrap_or_default();
-        let matching: Vec<&SeededJob> =
-            jobs.iter().filter(|j| query::matches(j, &q.filter, listing)).collect();
-        FailureJobPage {
-            count: matching.len() as u64,
-            failure_jobs: query::page(matching.into_iter(), q.page).into_iter().map(|j| j.job).collect(),
+        let mut matching: Vec<FailureJob> =
+            jobs.iter().filter(|j| query::matches(j, &q.filter, listing)).map(|j| j.job.clone()).collect();
+        if hostile {
+            let made_up = hostile::failure_jobs(matching.first(), &q.filter, now);
+            matching.extend(made_up);
         }
+        FailureJobPage { count: matching.len() as u64, failure_jobs: query::page(matching.iter(), q.page) }
     }
 
     fn retain_jobs(&self, project: &str, keep: impl Fn(&SeededJob) -> bool) -> usize {
@@ -319,9 +336,16 @@ impl Store {
 
     /// `GET /v3/{project_id}/failed-tasks`.
     pub(crate) fn list_failed_tasks(&self, project: &str, page: Page) -> FailedTaskPage {
+        let hostile = self.hostile();
+        let now = self.now();
         let projects = self.read();
         let tasks = projects.get(project).map(|p| p.failed_tasks.as_slice()).unwrap_or_default();
-        FailedTaskPage { total: tasks.len() as u64, tasks: query::page(tasks.iter(), page) }
+        if !hostile {
+            return FailedTaskPage { total: tasks.len() as u64, tasks: query::page(tasks.iter(), page) };
+        }
+        let mut all = tasks.to_vec();
+        all.extend(hostile::failed_tasks(tasks.first(), now));
+        FailedTaskPage { total: all.len() as u64, tasks: query::page(all.iter(), page) }
     }
 
     /// `DELETE /v3/{project_id}/failed-tasks`.
@@ -502,6 +526,34 @@ mod tests {
         assert!(wire.get("server_group_id").is_none(), "the wire job has no group: {wire}");
         let empty_group = SeededJob::new(FailureJob::default(), Some(String::new()));
         assert!(empty_group.is_group_level(), "an empty group id counts as none");
+    }
+
+    #[test]
+    fn the_hostile_fault_adds_made_up_tasks_to_every_list_and_stores_none() {
+        let s = store();
+        s.set_faults(Faults { hostile_ids: true, ..Faults::default() });
+        let n = hostile::task_ids().len();
+        let all = q(FailureJobFilter::default(), 1000, 0);
+        let page = s.list_failure_jobs("p", &all);
+        assert_eq!((page.count as usize, page.failure_jobs.len()), (3 + n, 3 + n));
+        let copies = &page.failure_jobs[3..];
+        assert!(copies.iter().all(|j| j.resource_type == "server_groups" && j.resource_name == "name-j1"));
+        // Paging walks the real and the made-up tasks alike.
+        let tail = s.list_failure_jobs("p", &q(FailureJobFilter::default(), 1000, 3 + n - 1));
+        assert_eq!(tail.failure_jobs.len(), 1);
+        let page = s.list_failure_jobs("p", &q(in_group("g1"), 1000, 0));
+        assert!(page.failure_jobs[2..].iter().all(|j| j.resource_type == "protected_instances"));
+        let page = s.list_failure_jobs("p", &q(in_group(hostile::GROUP_ID), 1000, 0));
+        assert_eq!(page.count as usize, n, "the made-up group has made-up failures only");
+        let groups = s.list_server_groups("p", &ServerGroupQuery::default());
+        assert_eq!(groups.server_groups.last().map(|g| g.id.as_str()), Some(hostile::GROUP_ID));
+        let tasks = s.list_failed_tasks("p", Page::default());
+        assert_eq!(tasks.total as usize, 3 + n);
+        assert!(tasks.tasks[3..].iter().all(|t| t.operate_type == "FAILED_RESET"));
+        // Nothing was stored, and the fault can be switched off.
+        assert_eq!(s.projects()["p"], ProjectCounts { server_groups: 2, failure_jobs: 6, failed_tasks: 3 });
+        s.set_faults(Faults::default());
+        assert_eq!(s.list_failed_tasks("p", Page::default()).total, 3);
     }
 
     #[test]
