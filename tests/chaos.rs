@@ -630,6 +630,11 @@ fn check_run(run: &RunSummary) -> Vec<String> {
     problems
 }
 
+/// A protection group id (a lowercase UUID, as the CRD requires) from a short hex tag.
+fn gid(tag: &str) -> String {
+    format!("00000000-0000-4000-8000-{tag:0>12}")
+}
+
 fn kps_matching(types: &[KpsOperateType], pattern: &str) -> Target {
     e2e::kps_matching(TaskMatch {
         operate_types: Some(types.to_vec()),
@@ -667,34 +672,36 @@ fn seed_chaos(store: &Store) -> World {
     let mut w = World::default();
     let (a, b, c) = (Some("all-a"), Some("match-b"), Some("groups-c"));
     // Project A: everything is targeted by SDRS All + KPS All.
-    for g in ["ga1", "ga2", "ga3"] {
-        w.group(store, PROJECT_A, g);
-        w.jobs(store, PROJECT_A, &format!("a-{g}"), 4, "protected_instances", "vm-", Some(g), a);
+    for tag in ["a1", "a2", "a3"] {
+        let g = gid(tag);
+        w.group(store, PROJECT_A, &g);
+        w.jobs(store, PROJECT_A, &format!("a-{tag}"), 4, "protected_instances", "vm-", Some(&g), a);
     }
     w.jobs(store, PROJECT_A, "a-gl", 6, "server_groups", "pg-", None, a);
     w.kps(store, PROJECT_A, "a-kps", 15, "FAILED_UNBIND", "kp-", a);
     // Project B: Matching protected_instances named tmp-*, and KPS FAILED_UNBIND on tmp-* keypairs.
-    for g in ["gb1", "gb2"] {
-        w.group(store, PROJECT_B, g);
-        w.jobs(store, PROJECT_B, &format!("b-{g}-hit"), 5, "protected_instances", "tmp-", Some(g), b);
-        w.jobs(store, PROJECT_B, &format!("b-{g}-keep"), 3, "protected_instances", "keep-", Some(g), None);
-        w.jobs(store, PROJECT_B, &format!("b-{g}-rep"), 2, "replications", "tmp-", Some(g), None);
+    for tag in ["b1", "b2"] {
+        let g = gid(tag);
+        w.group(store, PROJECT_B, &g);
+        w.jobs(store, PROJECT_B, &format!("b-{tag}-hit"), 5, "protected_instances", "tmp-", Some(&g), b);
+        w.jobs(store, PROJECT_B, &format!("b-{tag}-keep"), 3, "protected_instances", "keep-", Some(&g), None);
+        w.jobs(store, PROJECT_B, &format!("b-{tag}-rep"), 2, "replications", "tmp-", Some(&g), None);
     }
     w.jobs(store, PROJECT_B, "b-gl", 4, "server_groups", "tmp-", None, None);
     w.kps(store, PROJECT_B, "b-unbind", 12, "FAILED_UNBIND", "tmp-", b);
     w.kps(store, PROJECT_B, "b-unbind-keep", 4, "FAILED_UNBIND", "keep-", None);
     w.kps(store, PROJECT_B, "b-reset", 4, "FAILED_RESET", "tmp-", None);
     // Project C: protection group gc1 only; KPS FAILED_RESET.
-    w.group(store, PROJECT_C, "gc1");
-    w.group(store, PROJECT_C, "gc2");
-    w.jobs(store, PROJECT_C, "c-gc1", 8, "replications", "rep-", Some("gc1"), c);
-    w.jobs(store, PROJECT_C, "c-gc2", 5, "replications", "rep-", Some("gc2"), None);
+    w.group(store, PROJECT_C, &gid("c1"));
+    w.group(store, PROJECT_C, &gid("c2"));
+    w.jobs(store, PROJECT_C, "c-c1", 8, "replications", "rep-", Some(&gid("c1")), c);
+    w.jobs(store, PROJECT_C, "c-c2", 5, "replications", "rep-", Some(&gid("c2")), None);
     w.jobs(store, PROJECT_C, "c-gl", 3, "server_groups", "pg-", None, None);
     w.kps(store, PROJECT_C, "c-reset", 10, "FAILED_RESET", "kp-", c);
     w.kps(store, PROJECT_C, "c-replace", 5, "FAILED_REPLACE", "kp-", None);
     // Project D: no policy names it.
-    w.group(store, PROJECT_D, "gd1");
-    w.jobs(store, PROJECT_D, "d-gd1", 3, "protected_instances", "tmp-", Some("gd1"), None);
+    w.group(store, PROJECT_D, &gid("d1"));
+    w.jobs(store, PROJECT_D, "d-d1", 3, "protected_instances", "tmp-", Some(&gid("d1")), None);
     w.jobs(store, PROJECT_D, "d-gl", 3, "server_groups", "tmp-", None, None);
     w.kps(store, PROJECT_D, "d-kps", 5, "FAILED_UNBIND", "tmp-", None);
     w
@@ -720,7 +727,7 @@ fn chaos_policies(lab: &Lab<'_>) -> Vec<FailedTaskCleanupPolicy> {
         lab.policy(
             "groups-c",
             &[PROJECT_C],
-            vec![e2e::sdrs_groups(&["gc1"]), kps_matching(&[KpsOperateType::FailedReset], ".")],
+            vec![e2e::sdrs_groups(&[&gid("c1")]), kps_matching(&[KpsOperateType::FailedReset], ".")],
             max,
         ),
     ]
@@ -904,10 +911,10 @@ async fn a_run_survives_the_api_server_going_away() {
     let lab = Lab::start(&cp, "chaos-apiserver", Faults { latency_ms: 150, ..Faults::default() }).await;
     let mut world = World::default();
     let store = lab.store().clone();
-    world.group(&store, PROJECT_A, "ga1");
-    world.group(&store, PROJECT_A, "ga2");
-    world.jobs(&store, PROJECT_A, "r-ga1", 4, "replications", "rep-", Some("ga1"), Some("restart"));
-    world.jobs(&store, PROJECT_A, "r-ga2", 3, "replications", "rep-", Some("ga2"), None);
+    world.group(&store, PROJECT_A, &gid("a1"));
+    world.group(&store, PROJECT_A, &gid("a2"));
+    world.jobs(&store, PROJECT_A, "r-a1", 4, "replications", "rep-", Some(&gid("a1")), Some("restart"));
+    world.jobs(&store, PROJECT_A, "r-a2", 3, "replications", "rep-", Some(&gid("a2")), None);
     world.kps(&store, PROJECT_A, "r-unbind", 20, "FAILED_UNBIND", "tmp-", Some("restart"));
     world.kps(&store, PROJECT_A, "r-reset", 5, "FAILED_RESET", "tmp-", None);
     let targeted = world.targeted();
@@ -918,7 +925,7 @@ async fn a_run_survives_the_api_server_going_away() {
     let policy = lab.policy(
         "restart",
         &[PROJECT_A],
-        vec![e2e::sdrs_groups(&["ga1"]), kps_matching(&[KpsOperateType::FailedUnbind], "^tmp-")],
+        vec![e2e::sdrs_groups(&[&gid("a1")]), kps_matching(&[KpsOperateType::FailedUnbind], "^tmp-")],
         taskreaper::api::policy::DEFAULT_MAX_DELETIONS_PER_RUN,
     );
     lab.create(&policy).await;
