@@ -687,6 +687,13 @@ fn kps_matching(types: &[KpsOperateType], pattern: &str) -> Target {
     })
 }
 
+/// Logs of the code under test, shown for failing tests (RUST_LOG overrides the default).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("taskreaper=info,warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -803,6 +810,7 @@ const CALL_FACTOR: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purges_exactly_the_targets_through_injected_faults() {
+    init_tracing();
     let cp = ControlPlane::shared();
     e2e::install(cp).await;
 
@@ -958,6 +966,7 @@ async fn purges_exactly_the_targets_through_injected_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_the_api_server_going_away() {
+    init_tracing();
     let cp = ControlPlane::start();
     e2e::install_on(&cp).await;
     // Slow calls, one at a time, so the run lasts a few seconds.
@@ -1008,8 +1017,10 @@ async fn a_run_survives_the_api_server_going_away() {
     .await;
     let gone_while_down = gone(&store, &targeted);
     let down_for = stopped.elapsed();
+    let starting = Instant::now();
     tokio::task::block_in_place(|| cp.start_apiserver());
     let restarted = Instant::now();
+    let start_took = starting.elapsed();
     let end = lab
         .wait_for(
             "restart",
@@ -1032,19 +1043,21 @@ async fn a_run_survives_the_api_server_going_away() {
     let single_deletes: u64 = per_id.values().sum();
     let group_batches = deletes.iter().filter(|d| matches!(d, Delete::SdrsGroup { .. })).count();
     let purged_now = gone(&store, &targeted);
-    // Two KPS lists per run that reached the cloud: before and after deleting.
-    let cloud_runs = store.calls().project_route(PROJECT_A, "GET", emulator::KPS_TASKS) / 2;
+    // A run lists KPS before deleting and, when it deleted anything, after; a run that finds
+    // nothing lists once. One run plus one idempotent repeat: 3.
+    let kps_lists = store.calls().project_route(PROJECT_A, "GET", emulator::KPS_TASKS);
     let untargeted_deleted = assert_untargeted_untouched(&lab.front, &world, &store);
     println!(
         "apiserver: {} targeted ({} single deletes, 1 group batch), {gone_at_stop} gone when kube-apiserver \
-         was killed, {gone_while_down} while it was down ({}); recovery restart->Ready {}\n\
+         was killed, {gone_while_down} while it was down ({}); kube-apiserver took {} to be ready again; recovery restart->Ready {}\n\
          apiserver: DELETE requests: {single_deletes} single (ideal {}, most for one id {}), {group_batches} \
          group batches (ideal 1); purged {purged_now}; untargeted deleted {untargeted_deleted}\n\
-         apiserver: runs that reached the cloud: {cloud_runs}; final status: Ready {:?}, lastRun found {} \
+         apiserver: KPS lists {kps_lists} (2 = one run, 3 = one run and a repeat that found nothing); final status: Ready {:?}, lastRun found {} \
          deleted {} remaining {:?}, totalDeleted {}",
         targeted.len(),
         single_ids.len(),
         secs(down_for),
+        secs(start_took),
         secs(recovery),
         single_ids.len(),
         per_id.values().max().copied().unwrap_or(0),
@@ -1099,6 +1112,7 @@ const MATCHING: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_controller_resumes_within_the_run_budget() {
+    init_tracing();
     let cp = ControlPlane::shared();
     e2e::install(cp).await;
     let lab = Lab::start(cp, "chaos-sigkill", Faults { latency_ms: 300, ..Faults::default() }).await;
@@ -1184,6 +1198,10 @@ async fn a_sigkilled_controller_resumes_within_the_run_budget() {
         gone(&store, &targeted),
         targeted.len(),
     );
+    for log in ["first.log", "second.log"] {
+        let text = std::fs::read_to_string(dir.path().join(log)).expect("reading a controller log");
+        assert!(!text.contains("panicked"), "the controller panicked ({log}):\n{text}");
+    }
     assert!(
         landed <= u64::from(BUDGET),
         "the deletion budget did not hold across the SIGKILL: maxDeletionsPerRun is {BUDGET}, but {landed} \
