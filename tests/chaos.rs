@@ -18,6 +18,16 @@
 //! 3. [`a_sigkilled_controller_resumes_within_the_run_budget`]: the `taskreaper run` binary
 //!    SIGKILLed mid-run and started again, with a Matching policy whose maxDeletionsPerRun is below
 //!    the number of matching tasks.
+//!
+//! What the code does on a restart (read from `controller::pipeline` and `controller::status`):
+//! a run writes only `Reconciling=True/Running` when it starts; `lastScheduleTime`, `lastRun`
+//! (with `budgetUsed`) and `totalDeleted` are written when it ends. A run that never wrote its
+//! end (the process died, or the API server refused the write) therefore leaves a status from
+//! which the next reconcile computes the same scheduled run as still due and runs it again, with
+//! the whole `maxDeletionsPerRun` (`budget_spent_before` shares a budget only with a run that
+//! ended with a transient failure). Tests 2 and 3 assert the behaviour the product promises (the
+//! run's result is counted; one scheduled run spends at most its budget) and name this cause in
+//! their failure messages.
 
 mod common;
 
