@@ -105,8 +105,18 @@ pub struct ControlPlane {
     pids: Vec<(&'static str, u32)>,
     ports: Vec<(&'static str, u16)>,
     sentinel_pid: u32,
-    stop: Option<mpsc::Sender<()>>,
+    /// Requests to the supervisor thread; dropping it stops the control plane.
+    stop: Option<mpsc::Sender<Request>>,
     supervisor: Option<thread::JoinHandle<()>>,
+}
+
+/// What the supervisor thread can be asked to do besides tearing down (which dropping the sender
+/// asks). The answer comes back on the enclosed channel.
+enum Request {
+    /// Kill and reap kube-apiserver, keeping etcd and the files.
+    StopApiserver(mpsc::Sender<Result<(), String>>),
+    /// Start kube-apiserver again with the same flags and port; answers its pid once ready.
+    StartApiserver(mpsc::Sender<Result<u32, String>>),
 }
 
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
@@ -272,6 +282,39 @@ impl ControlPlane {
                     "CustomResourceDefinition {name} not Established after {CRD_TIMEOUT:?}; status: {status:?}"
                 )
             }
+        }
+    }
+
+    /// Kills kube-apiserver (SIGKILL) and waits until it has exited; etcd keeps running, so
+    /// [`Self::start_apiserver`] brings back the same cluster. Clients see connection errors
+    /// meanwhile. Do this only on a private control plane ([`Self::start`]), never the shared one.
+    pub fn stop_apiserver(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::StopApiserver(tx));
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => panic!("stopping kube-apiserver: {message}"),
+            Err(_) => panic!("the control-plane thread went away while stopping kube-apiserver"),
+        }
+    }
+
+    /// Starts kube-apiserver again (same flags, port, certificates and tokens) after
+    /// [`Self::stop_apiserver`] and waits until it is ready; returns its new process id. Panics
+    /// with the logs when it does not become ready within the startup timeout.
+    pub fn start_apiserver(&self) -> u32 {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::StartApiserver(tx));
+        match rx.recv() {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(message)) => panic!("restarting kube-apiserver: {message}"),
+            Err(_) => panic!("the control-plane thread went away while restarting kube-apiserver"),
+        }
+    }
+
+    fn request(&self, request: Request) {
+        let sender = self.stop.as_ref().expect("the control plane is running");
+        if sender.send(request).is_err() {
+            panic!("the control-plane thread has stopped");
         }
     }
 
@@ -655,6 +698,19 @@ impl Processes {
         Ok(())
     }
 
+    /// Kills (SIGKILL) and reaps one named process, keeping the others.
+    fn stop(&mut self, name: &str) -> Result<(), String> {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| *n == name)
+            .ok_or_else(|| format!("{name} is not running"))?;
+        let (_, mut child) = self.children.remove(index);
+        child.kill().map_err(|e| format!("killing {name}: {e}"))?;
+        child.wait().map_err(|e| format!("reaping {name}: {e}"))?;
+        Ok(())
+    }
+
     /// Kills and reaps everything (API server first), then removes `dir`.
     fn shutdown(&mut self, dir: &Path) {
         for (_, child) in self.children.iter_mut().rev() {
@@ -680,16 +736,43 @@ struct Started {
 /// Body of the control plane's dedicated thread: starts the processes,
 /// reports readiness, then waits for the `ControlPlane` to be dropped (which
 /// never happens for the shared one) and tears down.
-fn supervise(plan: Plan, ready: mpsc::Sender<Result<Started, String>>, stop: mpsc::Receiver<()>) {
+fn supervise(plan: Plan, ready: mpsc::Sender<Result<Started, String>>, stop: mpsc::Receiver<Request>) {
     let mut processes = Processes::default();
     let result = start_processes(&plan, &mut processes);
     let started = result.is_ok();
     let _ = ready.send(result);
     if started {
-        // Returns when the sender is dropped, i.e. when the ControlPlane is.
-        let _ = stop.recv();
+        // Ends when the sender is dropped, i.e. when the ControlPlane is.
+        while let Ok(request) = stop.recv() {
+            match request {
+                Request::StopApiserver(answer) => {
+                    let _ = answer.send(processes.stop("kube-apiserver"));
+                }
+                Request::StartApiserver(answer) => {
+                    let _ = answer.send(restart_apiserver(&plan, &mut processes));
+                }
+            }
+        }
     }
     processes.shutdown(&plan.dir);
+}
+
+/// Starts kube-apiserver again from this (supervisor) thread, so that `--pdeathsig` still ties it
+/// to the thread, and waits until it is ready.
+fn restart_apiserver(plan: &Plan, processes: &mut Processes) -> Result<u32, String> {
+    if processes.children.iter().any(|(name, _)| *name == "kube-apiserver") {
+        return Err("kube-apiserver is already running".into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building a tokio runtime: {e}"))?;
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let pid = processes.spawn("kube-apiserver", &plan.dir, &plan.apiserver)?;
+    runtime
+        .block_on(wait_for_apiserver(plan, processes, deadline))
+        .map_err(|e| format!("{e}\n{}", logs_tail(&plan.dir)))?;
+    Ok(pid)
 }
 
 fn start_processes(plan: &Plan, processes: &mut Processes) -> Result<Started, String> {

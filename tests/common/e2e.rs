@@ -69,35 +69,36 @@ static INSTALLED: OnceCell<()> = OnceCell::const_new();
 /// Installs the CRD and grants `taskreaper-controller` exactly the ClusterRole of
 /// `deploy/base/rbac.yaml`, once per test binary, and waits until the grant is in force.
 pub async fn install(cp: &'static ControlPlane) {
-    INSTALLED
-        .get_or_init(|| async move {
-            cp.apply_crd(CRD_YAML).await;
-            let admin = cp.admin_client().await;
-            let role = shipped_cluster_role();
-            let role_name = role.name_any();
-            let apply = PatchParams::apply(FIELD_MANAGER).force();
-            Api::<ClusterRole>::all(admin.clone())
-                .patch(&role_name, &apply, &Patch::Apply(&role))
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("applying ClusterRole {role_name} from deploy/base/rbac.yaml: {e}")
-                });
-            let binding = ClusterRoleBinding {
-                metadata: ObjectMeta { name: Some(BINDING_NAME.into()), ..ObjectMeta::default() },
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
-                    kind: "ClusterRole".into(),
-                    name: role_name.clone(),
-                },
-                subjects: Some(vec![controller_subject()]),
-            };
-            Api::<ClusterRoleBinding>::all(admin)
-                .patch(BINDING_NAME, &apply, &Patch::Apply(&binding))
-                .await
-                .unwrap_or_else(|e| panic!("applying ClusterRoleBinding {BINDING_NAME}: {e}"));
-            wait_for_grant(cp).await;
-        })
-        .await;
+    INSTALLED.get_or_init(|| install_on(cp)).await;
+}
+
+/// [`install`] for a private control plane ([`ControlPlane::start`]): installs the CRD and the
+/// shipped ClusterRole with its binding to `taskreaper-controller` every time it is called, and
+/// waits until the grant is in force.
+pub async fn install_on(cp: &ControlPlane) {
+    cp.apply_crd(CRD_YAML).await;
+    let admin = cp.admin_client().await;
+    let role = shipped_cluster_role();
+    let role_name = role.name_any();
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<ClusterRole>::all(admin.clone())
+        .patch(&role_name, &apply, &Patch::Apply(&role))
+        .await
+        .unwrap_or_else(|e| panic!("applying ClusterRole {role_name} from deploy/base/rbac.yaml: {e}"));
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta { name: Some(BINDING_NAME.into()), ..ObjectMeta::default() },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role_name.clone(),
+        },
+        subjects: Some(vec![controller_subject()]),
+    };
+    Api::<ClusterRoleBinding>::all(admin)
+        .patch(BINDING_NAME, &apply, &Patch::Apply(&binding))
+        .await
+        .unwrap_or_else(|e| panic!("applying ClusterRoleBinding {BINDING_NAME}: {e}"));
+    wait_for_grant(cp).await;
 }
 
 /// The documents of `kind` in `deploy/base/rbac.yaml`, as shipped.

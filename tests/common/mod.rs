@@ -5,3 +5,4 @@
 pub mod binary;
 pub mod control_plane;
 pub mod e2e;
+pub mod recorder;
