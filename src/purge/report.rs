@@ -30,16 +30,6 @@ impl CallFailure {
     pub fn new(kind: FailureKind, http_status: Option<u16>, code: &str, message: &str) -> Self {
         Self { kind, http_status, code: code.into(), message: message.into(), request_id: None }
     }
-
-    /// A list call answered with a listing of another kind: a defect of the cloud adapter.
-    pub fn unexpected(operation: &str) -> Self {
-        Self::new(
-            FailureKind::Rejected,
-            None,
-            "Internal",
-            &format!("{operation} returned another kind of listing"),
-        )
-    }
 }
 
 /// How one project x target ended.
