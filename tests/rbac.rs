@@ -342,7 +342,7 @@ async fn the_namespaced_install_grants_only_the_listed_namespaces() {
         access("create", LEASES, Some("kube-system"), None),
         access("get", LEASES, Some("team-a"), lease),
         access("create", LEASES, Some("team-a"), None),
-        access("update", LEASES, Some("taskreaper-system"), lease),
+        access("patch", LEASES, Some("taskreaper-system"), lease),
         access("list", LEASES, Some("taskreaper-system"), None),
         access("get", LEASES, Some("taskreaper-system"), Some("another-lease")),
     ];
