@@ -1,8 +1,9 @@
 //! `taskreaper purge`: one run of one policy without Kubernetes. Reads files, calls the cloud, prints
 //! the resulting status.
 
+use super::rate::RateArgs;
 use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, ValidatedSpec};
-use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimiters, SystemClock};
 use crate::controller::pipeline::{self, Due, Host, SecretData};
 use crate::controller::status::whole_seconds;
 use jiff::Timestamp;
@@ -31,6 +32,8 @@ pub struct PurgeArgs {
     /// Most cloud calls in flight.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub rate: RateArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +143,7 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
         max_in_flight: args.concurrency.max(1),
         ..Default::default()
     };
-    let http = CloudHttp::new(config, RateLimiters::new(RateLimit::default()), Arc::new(SystemClock))
+    let http = CloudHttp::new(config, RateLimiters::new(args.rate.control()), Arc::new(SystemClock))
         .map_err(PurgeError::BuildCloudClient)?;
     let status = purge_once(&policy, &credentials, &http).await;
     print!(
