@@ -17,8 +17,8 @@ use taskreaper::cloud::model::{
 };
 use taskreaper::cloud::signing;
 use taskreaper::emulator::{
-    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH,
-    RateLimitSetting, SDRS_GROUPS, SDRS_LIST, SDRS_ONE, SdrsListing, Seed, SeededJob,
+    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, RateLimitSetting, SDRS_BATCH,
+    SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE, SdrsListing, Seed, SeededJob,
 };
 
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
