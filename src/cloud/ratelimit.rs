@@ -181,6 +181,10 @@ impl Bucket {
 
     /// Adds the tokens earned since the last refill, at the rate in force meanwhile.
     fn refill(&mut self, control: &RateControl, now: Instant) {
+        // Nothing is earned during a pause (see `RateLimiters::pause`).
+        if now <= self.refilled {
+            return;
+        }
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity(control));
         self.refilled = now;
@@ -335,6 +339,9 @@ impl RateLimiters {
         if bucket.paused_until.is_none_or(|p| p < until) {
             bucket.paused_until = Some(until);
         }
+        // The bucket earns nothing while paused, so the end of a pause is not a burst.
+        bucket.refill(&self.control, Instant::now());
+        bucket.refilled = bucket.refilled.max(until);
     }
 
     /// When the pause on `key` ends, if one is in force.

@@ -198,3 +198,20 @@ async fn a_burst_after_quiet_is_at_most_one_second_of_rate() {
     }
     assert_eq!(at_once, 51, "50 at once, the 51st waited");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_a_pause_is_not_a_burst() {
+    let limiters = RateLimiters::new(adaptive(100, 200));
+    let k = key("h", "ak");
+    limiters.record(&k, Outcome::Throttled);
+    limiters.pause(&k, Duration::from_secs(1));
+    let start = Instant::now();
+    for _ in 0..6 {
+        limiters.acquire(&k).await;
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1099),
+        "after the pause, 6 calls at 50/s with nothing saved up: {elapsed:?}"
+    );
+}

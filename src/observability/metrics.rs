@@ -48,7 +48,7 @@ pub struct Metrics {
     /// Current rate of each client-side limiter, refreshed from [`Self::track_rate_limiters`] at
     /// every scrape, so the hot path of a call never touches it.
     pub rate_limit: Family<RateLimitLabels, Gauge<f64, AtomicU64>>,
-    limiters: Mutex<Vec<Arc<RateLimiters>>>,
+    limiters: Mutex<Option<Arc<RateLimiters>>>,
 }
 
 impl Default for Metrics {
@@ -101,14 +101,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Shows the current rate of every key of `limiters` in [`Self::rate_limit`] from now on.
+    /// Shows the current rate of every key of `limiters` in [`Self::rate_limit`] from now on, in
+    /// place of any limiters tracked before.
     pub fn track_rate_limiters(&self, limiters: Arc<RateLimiters>) {
-        self.limiters.lock().unwrap_or_else(PoisonError::into_inner).push(limiters);
+        *self.limiters.lock().unwrap_or_else(PoisonError::into_inner) = Some(limiters);
     }
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        for limiters in self.limiters.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        if let Some(limiters) = self.limiters.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             for (key, rate) in limiters.rates() {
                 let labels = RateLimitLabels { host: key.host, identity: key.identity };
                 self.rate_limit.get_or_create(&labels).set(rate);
