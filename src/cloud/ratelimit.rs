@@ -56,6 +56,9 @@ pub const FLOOR_RPS: f64 = 1.0;
 const INCREASE_RPS: f64 = 10.0;
 /// ...or this fraction of the current rate, whichever is more (fast ramps at high rates).
 const INCREASE_FRACTION: f64 = 0.2;
+/// The fraction until a key's first 429 (a slow start, as TCP's): the server's limit is not known
+/// yet, and a gateway's burst allowance absorbs the overshoot that finds it.
+const SLOW_START_FRACTION: f64 = 1.0;
 /// What a 429 multiplies the rate by.
 const DECREASE_FACTOR: f64 = 0.5;
 /// 429s within this long of a cut answer requests sent before it: they do not cut again.
@@ -139,6 +142,7 @@ struct Bucket {
     refilled: Instant,
     paused_until: Option<Instant>,
     last_outcome: Option<Instant>,
+    /// `None` until the first 429: the key is still in slow start.
     last_cut: Option<Instant>,
     window_start: Instant,
     window_sent: u32,
@@ -226,7 +230,8 @@ impl Bucket {
         match outcome {
             Outcome::Ok => {
                 let step = since.min(MAX_GROWTH_STEP).as_secs_f64();
-                let growth = INCREASE_RPS.max(self.rate * INCREASE_FRACTION) * step;
+                let fraction = if self.last_cut.is_none() { SLOW_START_FRACTION } else { INCREASE_FRACTION };
+                let growth = INCREASE_RPS.max(self.rate * fraction) * step;
                 let used = self.measured.map_or(adaptive.start, |m| HEADROOM * m);
                 let ceiling = adaptive.max.min(adaptive.start.max(used));
                 self.rate = (self.rate + growth).min(ceiling).max(adaptive.floor);
@@ -320,9 +325,10 @@ impl RateLimiters {
     }
 
     /// Tells the limiter of `key` how the server answered one request. In adaptive mode success
-    /// raises the rate (by the larger of 10 requests per second or 20% of the rate, per second of
-    /// success, up to the maximum and to twice the measured send rate) and a 429 halves it (once per
-    /// half second, down to the floor). A fixed rate ignores outcomes.
+    /// raises the rate (by the larger of 10 requests per second or 20% of the rate, 100% before
+    /// the key's first 429, per second of success, up to the maximum and to twice the measured send
+    /// rate) and a 429 halves it (once per half second, down to the floor). A fixed rate ignores
+    /// outcomes.
     pub fn record(&self, key: &LimiterKey, outcome: Outcome) {
         let RateControl::Adaptive(adaptive) = &self.control else {
             return;
