@@ -156,6 +156,33 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::{AdaptiveRate, RateControl, RateLimit};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        purge: PurgeArgs,
+    }
+
+    fn control(args: &[&str]) -> RateControl {
+        let base = ["purge", "-f", "p.yaml", "--credentials", "c.yaml"];
+        Command::parse_from(base.iter().chain(args)).purge.rate.control()
+    }
+
+    #[test]
+    fn purge_takes_the_rate_flags_of_run() {
+        assert_eq!(control(&[]), RateControl::Adaptive(AdaptiveRate::default()));
+        assert_eq!(
+            control(&["--max-requests-per-second", "1000"]),
+            RateControl::Adaptive(AdaptiveRate { start: 20.0, max: 1000.0, floor: 1.0 })
+        );
+        let fixed = std::num::NonZeroU32::new(50).unwrap();
+        assert_eq!(
+            control(&["--requests-per-second", "50"]),
+            RateControl::Fixed(RateLimit::per_second(fixed))
+        );
+    }
 
     #[test]
     fn credentials_come_from_a_secret_or_a_map() {
