@@ -442,7 +442,7 @@ impl InProcess {
                 retry,
                 ..HttpConfig::default()
             },
-            rate_limit: RateLimit { per_second: roomy, burst: roomy },
+            rate_limit: RateLimit { per_second: roomy, burst: roomy }.into(),
             instance: Some("chaos".into()),
         };
         let metrics = Arc::new(Metrics::default());

@@ -733,3 +733,61 @@ async fn a_throttled_credential_does_not_hold_up_another() {
     );
     assert!(throttled_done >= Duration::from_secs(2), "the throttled credential honoured Retry-After twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_rate_converges_under_a_server_limit_without_a_429_storm() {
+    const SERVER_RATE: u32 = 50;
+    const SPAN: Duration = Duration::from_secs(5);
+    let emu = emulator(false).await;
+    emu.store().set_rate_limit(taskreaper::emulator::RateLimitSetting { per_key: SERVER_RATE, burst: 0 });
+    emu.store().add_failed_tasks(PROJECT, tasks(2_000));
+    let limiters = RateLimiters::new(taskreaper::cloud::AdaptiveRate::default());
+    let config = HttpConfig {
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: true,
+        },
+        retry: RetryPolicy { max_attempts: 10, ..RetryPolicy::default() },
+        max_in_flight: 16,
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, limiters.clone(), Arc::new(SystemClock)).expect("client core");
+    let client = Arc::new(kps(&http, &emu, aksk()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, next) = (client.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut deleted = 0u32;
+                while start.elapsed() < SPAN {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let outcome = client.delete_failed_task(&format!("task-{i:04}")).await;
+                    assert_eq!(outcome.expect("every delete succeeds"), DeleteOutcome::Deleted);
+                    deleted += 1;
+                }
+                deleted
+            })
+        })
+        .collect();
+    let mut deleted = 0u32;
+    for worker in workers {
+        deleted += worker.await.expect("worker");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let calls = emu.store().calls();
+    let per_second = f64::from(deleted) / elapsed;
+    let share_429 = calls.throttled as f64 / calls.total as f64;
+    let key = LimiterKey { host: emu.addr().to_string(), identity: aksk().identity() };
+    println!(
+        "adaptive vs a server limit of {SERVER_RATE}/s: {deleted} deleted in {elapsed:.2} s = {per_second:.1}/s \
+         ({:.0}% of the limit); {} of {} calls answered 429 ({:.2}%); final rate {:.1}/s",
+        100.0 * per_second / f64::from(SERVER_RATE),
+        calls.throttled,
+        calls.total,
+        100.0 * share_429,
+        limiters.rate(&key)
+    );
+    assert!(per_second >= 0.8 * f64::from(SERVER_RATE), "{per_second:.1}/s is below 80% of the limit");
+    assert!(share_429 <= 0.05, "{:.2}% of calls were answered 429", 100.0 * share_429);
+}

@@ -1,8 +1,8 @@
 //! The emulator over real HTTP: a reqwest client signs requests with the crate's SDK-HMAC-SHA256
 //! signer and checks paging, SDRS scoping (strict and loose listing, group-level and per-group batch
 //! deletes), the protection-group list, KPS time modes and nulls on the wire, each delete call,
-//! authentication failures, the project check, token auth, injected faults, the admin API, the
-//! checked-in seed file and HTTPS with the emulator's own CA.
+//! authentication failures, the project check, token auth, injected faults, the per-access-key rate
+//! limit, the admin API, the checked-in seed file and HTTPS with the emulator's own CA.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,8 +17,8 @@ use taskreaper::cloud::model::{
 };
 use taskreaper::cloud::signing;
 use taskreaper::emulator::{
-    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, SDRS_BATCH, SDRS_GROUP_BATCH,
-    SDRS_GROUPS, SDRS_LIST, SDRS_ONE, SdrsListing, Seed, SeededJob,
+    Clock, Config, Emulator, Faults, KPS_ONE, KPS_TASKS, KpsTaskTime, Modes, RateLimitSetting, SDRS_BATCH,
+    SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE, SdrsListing, Seed, SeededJob,
 };
 
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
@@ -1100,4 +1100,74 @@ async fn hostile_ids_look_like_real_tasks_and_trusting_one_hits_the_batch() {
     let astray = caller.send(Method::DELETE, &format!("/v3/{PROJECT}/failed-tasks/a/b"), &[]).await;
     assert_eq!(astray.status(), StatusCode::NOT_FOUND);
     assert_eq!((emu.store().calls().unmatched("DELETE"), emu.store().calls().total), (1, before));
+}
+
+#[tokio::test]
+async fn the_rate_limit_per_key_answers_429_with_retry_after_beyond_its_bucket() {
+    let config = Config { rate_limit: RateLimitSetting { per_key: 5, burst: 0 }, ..config(false) };
+    let emu = start_with(config, Seed::Empty).await;
+    let caller = Caller::new(&emu);
+    for _ in 0..5 {
+        assert_eq!(caller.send(Method::GET, &kps_tasks(PROJECT), &[]).await.status(), StatusCode::OK);
+    }
+    let throttled = caller.send(Method::GET, &kps_tasks(PROJECT), &[]).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.headers()["retry-after"], "1");
+    let body: Value = throttled.json().await.unwrap();
+    assert_eq!(body["error_code"], "APIGW.0308", "{body}");
+    assert!(body["error_msg"].as_str().unwrap().contains("limit:5"), "{body}");
+    let calls = emu.store().calls();
+    assert_eq!((calls.total, calls.throttled), (6, 1), "429s are calls too, and counted apart");
+
+    // IAM tokens have a bucket of their own.
+    let by_token = client()
+        .get(format!("{}{}", emu.url(), kps_tasks(PROJECT)))
+        .header("X-Auth-Token", TOKEN)
+        .header("X-Project-Id", PROJECT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_token.status(), StatusCode::OK);
+
+    // 5 per second: a token is back within a fifth of a second.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(caller.send(Method::GET, &kps_tasks(PROJECT), &[]).await.status(), StatusCode::OK);
+    let counted: Value =
+        client().get(format!("{}/_emulator/calls", emu.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(counted["throttled"], 1);
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_set_and_lifted_at_runtime() {
+    let emu = start(Seed::Empty).await;
+    let caller = Caller::new(&emu);
+    let url = format!("{}/_emulator/rate-limit", emu.url());
+    let off: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(off, json!({"per_key": 0, "burst": 0}), "no limit by default");
+    for _ in 0..20 {
+        assert_eq!(caller.send(Method::GET, &kps_tasks(PROJECT), &[]).await.status(), StatusCode::OK);
+    }
+
+    let set = client().put(&url).json(&json!({"per_key": 2})).send().await.unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    assert_eq!(emu.store().rate_limit(), RateLimitSetting { per_key: 2, burst: 0 });
+    let statuses: Vec<StatusCode> = list_statuses(&caller, 3).await;
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+    assert_eq!(emu.store().calls().throttled, 1);
+
+    emu.store().set_rate_limit(RateLimitSetting { per_key: 1, burst: 3 });
+    assert_eq!(list_statuses(&caller, 4).await.iter().filter(|s| **s == StatusCode::OK).count(), 3);
+
+    client().put(&url).json(&json!({"per_key": 0})).send().await.unwrap();
+    assert!(list_statuses(&caller, 20).await.iter().all(|s| *s == StatusCode::OK), "lifted");
+    assert_eq!(emu.store().calls().throttled, 2);
+}
+
+/// Statuses of `n` list calls made one after the other.
+async fn list_statuses(caller: &Caller, n: usize) -> Vec<StatusCode> {
+    let mut statuses = Vec::with_capacity(n);
+    for _ in 0..n {
+        statuses.push(caller.send(Method::GET, &kps_tasks(PROJECT), &[]).await.status());
+    }
+    statuses
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use crate::cloud::credentials::Secret;
 use crate::emulator::{
-    Config, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorError, Faults, KpsTaskTime, RunOptions,
-    SdrsListing, Seed,
+    Config, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorError, Faults, KpsTaskTime,
+    RateLimitSetting, RunOptions, SdrsListing, Seed,
 };
 
 /// An `AK:SK` pair from the command line.
@@ -71,6 +71,10 @@ pub struct EmulatorArgs {
     /// Retry-After seconds sent with 429.
     #[arg(long, default_value_t = 1)]
     pub retry_after_secs: u64,
+    /// Requests per second each access key may make (bursts of one second's worth) before the
+    /// gateway answers 429 APIGW.0308 with Retry-After; 0 for no limit.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit_per_key: u32,
     /// Chance (0..1) that a connection is closed without an answer.
     #[arg(long, default_value_t = 0.0)]
     pub reset_rate: f64,
@@ -155,6 +159,7 @@ impl EmulatorArgs {
             fault_seed: self.seed,
             sdrs_listing: self.sdrs_listing.into(),
             kps_task_time: self.kps_task_time.into(),
+            rate_limit: RateLimitSetting { per_key: self.rate_limit_per_key, burst: 0 },
             ..Config::default()
         }
     }
@@ -211,6 +216,7 @@ mod tests {
         let config = args.config();
         assert_eq!(config.access_keys[DEMO_ACCESS_KEY].expose(), DEMO_SECRET_KEY);
         assert!(!config.tls);
+        assert_eq!(config.rate_limit.per_key, 0, "no rate limit unless asked");
         assert_eq!(config.faults.error_statuses, [429, 500, 503]);
         assert_eq!((config.sdrs_listing, config.kps_task_time), (SdrsListing::Strict, KpsTaskTime::String));
         assert_eq!(
@@ -235,6 +241,7 @@ mod tests {
             "--error-rate=0.5",
             "--error-statuses=429,503",
             "--retry-after-secs=3",
+            "--rate-limit-per-key=50",
             "--latency-ms=7",
             "--reset-rate=0.1",
             "--malformed-rate=0.2",
@@ -265,6 +272,7 @@ mod tests {
             }
         );
         assert!(config.tls);
+        assert_eq!(config.rate_limit, RateLimitSetting { per_key: 50, burst: 0 });
         assert_eq!((config.sdrs_listing, config.kps_task_time), (SdrsListing::Loose, KpsTaskTime::Number));
         assert_eq!(args.seed(), Seed::File("/tmp/seed.json".into()));
         let options = args.options();

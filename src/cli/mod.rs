@@ -3,6 +3,7 @@
 mod demo;
 mod emulator;
 mod purge;
+mod rate;
 mod run;
 
 pub use purge::{PurgeArgs, purge_once};

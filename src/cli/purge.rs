@@ -1,8 +1,9 @@
 //! `taskreaper purge`: one run of one policy without Kubernetes. Reads files, calls the cloud, prints
 //! the resulting status.
 
+use super::rate::RateArgs;
 use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, ValidatedSpec};
-use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimiters, SystemClock};
 use crate::controller::pipeline::{self, Due, Host, SecretData};
 use crate::controller::status::whole_seconds;
 use jiff::Timestamp;
@@ -31,6 +32,8 @@ pub struct PurgeArgs {
     /// Most cloud calls in flight.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub rate: RateArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +143,7 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
         max_in_flight: args.concurrency.max(1),
         ..Default::default()
     };
-    let http = CloudHttp::new(config, RateLimiters::new(RateLimit::default()), Arc::new(SystemClock))
+    let http = CloudHttp::new(config, RateLimiters::new(args.rate.control()), Arc::new(SystemClock))
         .map_err(PurgeError::BuildCloudClient)?;
     let status = purge_once(&policy, &credentials, &http).await;
     print!(
@@ -153,6 +156,33 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::{AdaptiveRate, RateControl, RateLimit};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        purge: PurgeArgs,
+    }
+
+    fn control(args: &[&str]) -> RateControl {
+        let base = ["purge", "-f", "p.yaml", "--credentials", "c.yaml"];
+        Command::parse_from(base.iter().chain(args)).purge.rate.control()
+    }
+
+    #[test]
+    fn purge_takes_the_rate_flags_of_run() {
+        assert_eq!(control(&[]), RateControl::Adaptive(AdaptiveRate::default()));
+        assert_eq!(
+            control(&["--max-requests-per-second", "1000"]),
+            RateControl::Adaptive(AdaptiveRate { start: 20.0, max: 1000.0, floor: 1.0 })
+        );
+        let fixed = std::num::NonZeroU32::new(50).unwrap();
+        assert_eq!(
+            control(&["--requests-per-second", "50"]),
+            RateControl::Fixed(RateLimit::per_second(fixed))
+        );
+    }
 
     #[test]
     fn credentials_come_from_a_secret_or_a_map() {

@@ -1,12 +1,12 @@
 //! `taskreaper run`: the controller's flags, turned into the plain settings it takes. Reads the CA
 //! bundle file and the POD_NAME environment variable.
 
+use super::rate::RateArgs;
 use crate::cloud::http::USER_AGENT;
-use crate::cloud::{Allowlist, EndpointPolicy, HttpConfig, RateLimit};
+use crate::cloud::{Allowlist, EndpointPolicy, HttpConfig};
 use crate::controller::leader::{LeaseTiming, SKEW};
 use crate::controller::{ControllerError, LeaderElection, RunSettings, Settings};
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,9 +23,8 @@ pub struct RunArgs {
     /// Most cloud calls in flight across all policies.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Sustained requests per second per (endpoint, access key), shared by all policies.
-    #[arg(long, default_value_t = NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))]
-    pub requests_per_second: NonZeroU32,
+    #[command(flatten)]
+    pub rate: RateArgs,
     /// Address of /metrics, /livez and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -108,10 +107,7 @@ impl RunArgs {
             max_in_flight: self.concurrency.max(1),
             ..HttpConfig::default()
         };
-        let rate_limit = RateLimit {
-            per_second: self.requests_per_second,
-            burst: self.requests_per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)),
-        };
+        let rate_limit = self.rate.control();
         let settings = Settings {
             namespaces: watched_namespaces(&self.namespaces),
             label_selector: self.label_selector.clone(),

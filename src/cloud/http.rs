@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::endpoint::{self, Endpoint, EndpointPolicy, Service};
 use crate::cloud::error::{ApiError, Call, CloudError, ErrorClass};
-use crate::cloud::ratelimit::{LimiterKey, RateLimiters};
+use crate::cloud::ratelimit::{LimiterKey, Outcome, RateLimiters};
 use crate::cloud::retry::{RetryPolicy, parse_retry_after};
 use crate::cloud::signing;
 
@@ -276,6 +276,13 @@ impl CloudHttp {
                     },
                 }
             };
+            // Any answer but a 429 or a 5xx says the server took this rate; transport errors say
+            // nothing about it.
+            match &sent {
+                Ok(raw) if raw.status == 429 => self.inner.limiters.record(&key, Outcome::Throttled),
+                Ok(raw) if raw.status < 500 => self.inner.limiters.record(&key, Outcome::Ok),
+                _ => {}
+            }
             let (error, retry_after) = match sent {
                 Ok(raw) if (200..300).contains(&raw.status) => match parse(&raw.body) {
                     Ok(value) => {
@@ -455,6 +462,7 @@ fn to_header_map(headers: &[(String, String)]) -> Result<HeaderMap, String> {
 mod tests {
     use super::*;
     use crate::cloud::credentials::Secret;
+    use crate::cloud::ratelimit::RateControl;
 
     fn ctx(credentials: Credentials, override_url: &str) -> ClientContext {
         let policy = EndpointPolicy {
@@ -562,7 +570,7 @@ mod tests {
 
     #[test]
     fn ca_bundle_must_hold_certificates() {
-        let limiters = RateLimiters::new(Default::default());
+        let limiters = RateLimiters::new(RateControl::default());
         let config = HttpConfig { ca_bundle_pem: Some(b"not a pem".to_vec()), ..HttpConfig::default() };
         let err = CloudHttp::new(config, limiters, Arc::new(SystemClock)).unwrap_err();
         assert!(matches!(err, CloudError::EmptyCaBundle), "{err:?}");

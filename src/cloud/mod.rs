@@ -21,6 +21,6 @@ pub use error::{ApiError, CloudError, ErrorClass};
 pub use http::{Clock, CloudHttp, DeleteOutcome, HttpConfig, SystemClock};
 pub use kps::KpsClient;
 pub use paging::MAX_LIST_ITEMS;
-pub use ratelimit::{RateLimit, RateLimiters};
+pub use ratelimit::{AdaptiveRate, Outcome, RateControl, RateLimit, RateLimiters};
 pub use retry::RetryPolicy;
 pub use sdrs::SdrsClient;

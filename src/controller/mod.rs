@@ -11,7 +11,7 @@ pub mod schedule;
 pub mod status;
 
 use crate::api::FailedTaskCleanupPolicy;
-use crate::cloud::{CloudHttp, HttpConfig, RateLimit, RateLimiters, SystemClock};
+use crate::cloud::{CloudHttp, HttpConfig, RateControl, RateLimiters, SystemClock};
 use crate::observability::{Health, Metrics};
 use crate::purge::Fence;
 use futures::{FutureExt, StreamExt};
@@ -60,7 +60,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     pub label_selector: Option<String>,
     pub http: HttpConfig,
-    pub rate_limit: RateLimit,
+    /// How fast cloud calls may go per (endpoint host, credentials identity).
+    pub rate_limit: RateControl,
     /// Identifies this replica in events.
     pub instance: Option<String>,
 }
@@ -105,6 +106,7 @@ pub async fn serve_fenced(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), ControllerError> {
     let limiters = RateLimiters::new(settings.rate_limit);
+    metrics.track_rate_limiters(limiters.clone());
     let http = CloudHttp::new(settings.http.clone(), limiters, Arc::new(SystemClock))
         .map_err(ControllerError::BuildCloudClient)?;
     let reporter = Reporter { controller: "taskreaper".into(), instance: settings.instance.clone() };

@@ -1,6 +1,6 @@
 //! The emulator's own control endpoints under `/_emulator`, without authentication or faults: add
-//! and read protection groups and tasks, read and reset call counts, read and change faults and
-//! modes. Handlers over the store; no I/O of their own.
+//! and read protection groups and tasks, read and reset call counts, read and change faults,
+//! modes and the rate limit. Handlers over the store; no I/O of their own.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use crate::cloud::model::{FailedTask, ProtectionGroup};
 use super::faults::Faults;
 use super::modes::{Modes, ModesPatch};
 use super::store::{ProjectCounts, SeededJob};
+use super::throttle::RateLimitSetting;
 use super::{App, CallCounts};
 
 /// The prefix of every admin route.
@@ -30,6 +31,7 @@ pub(crate) fn router() -> Router<App> {
         .route("/calls", get(calls).delete(reset_calls))
         .route("/faults", get(faults).put(set_faults))
         .route("/modes", get(modes).put(set_modes))
+        .route("/rate-limit", get(rate_limit).put(set_rate_limit))
 }
 
 async fn projects(State(app): State<App>) -> Json<BTreeMap<String, ProjectCounts>> {
@@ -110,4 +112,17 @@ async fn set_modes(State(app): State<App>, Json(patch): Json<ModesPatch>) -> Jso
     let modes = app.store.modes().patched(patch);
     app.store.set_modes(modes);
     Json(modes)
+}
+
+async fn rate_limit(State(app): State<App>) -> Json<RateLimitSetting> {
+    Json(app.store.rate_limit())
+}
+
+/// Replaces the per-access-key rate limit (`{"per_key": 50}`; `{"per_key": 0}` lifts it).
+async fn set_rate_limit(
+    State(app): State<App>,
+    Json(setting): Json<RateLimitSetting>,
+) -> Json<RateLimitSetting> {
+    app.store.set_rate_limit(setting);
+    Json(setting)
 }

@@ -13,6 +13,8 @@ pub struct CallCounts {
     pub total: u64,
     /// DELETE calls.
     pub deletes: u64,
+    /// Calls answered 429, by the rate limit or an injected fault (also in `total`).
+    pub throttled: u64,
     /// Keyed `"<METHOD> <route template>"`, e.g.
     /// `"DELETE /v1/{project_id}/task-center/failure-jobs/batch"`.
     pub by_route: BTreeMap<String, u64>,

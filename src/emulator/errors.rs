@@ -119,6 +119,20 @@ impl ApiError {
         }
     }
 
+    /// 429 from the per-access-key rate limit, with `Retry-After`.
+    pub fn rate_limited(per_second: u32, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::gateway(
+                StatusCode::TOO_MANY_REQUESTS,
+                gateway_code::THROTTLED,
+                format!(
+                    "The throttling threshold has been reached: policy user over ratelimit, limit:{per_second}, time:1 second"
+                ),
+            )
+        }
+    }
+
     /// 404 for a method and path the gateway does not publish.
     pub fn no_such_api() -> Self {
         Self::gateway(

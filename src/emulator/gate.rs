@@ -1,5 +1,6 @@
 //! What stands in front of the cloud routes, as the API gateway does: a request id on every
-//! response, then for cloud calls counting, injected faults, authentication and the project check.
+//! response, then for cloud calls counting, injected faults, authentication, the per-access-key rate
+//! limit and the project check.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,11 +14,12 @@ use percent_encoding::percent_decode_str;
 use crate::cloud::signing;
 
 use super::App;
-use super::auth::{self, PROJECT_ID_HEADER};
+use super::auth::{self, PROJECT_ID_HEADER, Principal};
 use super::errors::{ApiError, Service, gateway_code};
 use super::faults::{FaultAction, Malformed};
 use super::query::decode_query;
 use super::routes;
+use super::throttle;
 
 /// The response header naming the request.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
@@ -121,6 +123,9 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
     match action {
         FaultAction::Reset => return reset(),
         FaultAction::Status(status) => {
+            if status == 429 {
+                app.store.record_throttled();
+            }
             return ApiError::injected(status, service, app.store.faults().retry_after_secs).render(&id);
         }
         FaultAction::Serve | FaultAction::Malformed(_) => {}
@@ -144,9 +149,22 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
         headers: &headers,
         body: &body,
     };
-    if let Err(e) = auth::authenticate(&signed, &app.auth, app.store.now()) {
-        tracing::debug!(request_id = %id, error = %e, "rejected an unauthenticated call");
-        return ApiError::unauthenticated(e.detail()).render(&id);
+    let principal = match auth::authenticate(&signed, &app.auth, app.store.now()) {
+        Ok(principal) => principal,
+        Err(e) => {
+            tracing::debug!(request_id = %id, error = %e, "rejected an unauthenticated call");
+            return ApiError::unauthenticated(e.detail()).render(&id);
+        }
+    };
+    // The gateway throttles per access key; every IAM token shares one bucket.
+    let caller = match &principal {
+        Principal::AccessKey(ak) => ak.as_str(),
+        Principal::Token => "",
+    };
+    if let Err(wait) = app.store.admit(caller) {
+        app.store.record_throttled();
+        let per_second = app.store.rate_limit().per_key;
+        return ApiError::rate_limited(per_second, throttle::retry_after_secs(wait)).render(&id);
     }
     if let Some(claimed) = parts.headers.get(PROJECT_ID_HEADER) {
         let claimed = String::from_utf8_lossy(claimed.as_bytes());

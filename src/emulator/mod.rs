@@ -13,7 +13,7 @@
 //! DELETE /v3/{project_id}/failed-tasks                                      every KPS failed task
 //! DELETE /v3/{project_id}/failed-tasks/{task_id}                            one task (404 when absent)
 //! GET|POST /_emulator/projects/{project_id}/server-groups | failure-jobs | failed-tasks
-//! GET /_emulator/projects · GET|DELETE /_emulator/calls · GET|PUT /_emulator/faults | modes
+//! GET /_emulator/projects · GET|DELETE /_emulator/calls · GET|PUT /_emulator/faults | modes | rate-limit
 //! ```
 //!
 //! SDRS scoping follows the strict reading of the API reference: a [`SeededJob`] with a
@@ -43,6 +43,7 @@ mod query;
 mod routes;
 mod server;
 mod store;
+mod throttle;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ pub use modes::{KpsTaskTime, Modes, ModesPatch, SdrsListing};
 pub use query::{FailureJobQuery, Page, QueryError, ServerGroupQuery};
 pub use routes::{KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE};
 pub use store::{ProjectCounts, ProjectSeed, SeedFile, SeededJob, Store};
+pub use throttle::RateLimitSetting;
 pub use tls::TlsError;
 
 /// How the emulator runs.
@@ -101,6 +103,9 @@ pub struct Config {
     /// How KPS writes `task_time` (default: epoch milliseconds as a string, as documented); change it
     /// later with [`Store::set_modes`] or `PUT /_emulator/modes`.
     pub kps_task_time: KpsTaskTime,
+    /// Requests per second per access key before the gateway answers 429 (off by default); change
+    /// it later with [`Store::set_rate_limit`] or `PUT /_emulator/rate-limit`.
+    pub rate_limit: RateLimitSetting,
 }
 
 impl Default for Config {
@@ -115,6 +120,7 @@ impl Default for Config {
             fault_seed: 0,
             sdrs_listing: SdrsListing::Strict,
             kps_task_time: KpsTaskTime::String,
+            rate_limit: RateLimitSetting::default(),
         }
     }
 }
@@ -215,6 +221,7 @@ impl Emulator {
         config.faults.validate().map_err(EmulatorError::InvalidFaults)?;
         let store = Store::new(config.faults, config.fault_seed, config.clock);
         store.set_modes(Modes { sdrs_listing: config.sdrs_listing, kps_task_time: config.kps_task_time });
+        store.set_rate_limit(config.rate_limit);
         match seed {
             Seed::Empty => {}
             Seed::File(path) => store.load(read_seed(&path)?),

@@ -19,6 +19,7 @@ use super::faults::{FaultAction, FaultState, Faults};
 use super::hostile;
 use super::modes::Modes;
 use super::query::{self, FailureJobQuery, Page, ServerGroupQuery};
+use super::throttle::{RateLimitSetting, Throttle};
 
 /// An SDRS failed job with its scope, which the list call does not show: with a `server_group_id`
 /// it is a failure inside that protection group (protected instance, replication pair, DR drill),
@@ -107,6 +108,7 @@ struct Inner {
     signatures: Mutex<Vec<String>>,
     faults: Mutex<FaultState>,
     modes: Mutex<Modes>,
+    throttle: Mutex<Throttle>,
     clock: RwLock<Clock>,
 }
 
@@ -124,6 +126,7 @@ impl Store {
                 signatures: Mutex::default(),
                 faults: Mutex::new(FaultState::new(faults, fault_seed)),
                 modes: Mutex::default(),
+                throttle: Mutex::default(),
                 clock: RwLock::new(clock),
             }),
         }
@@ -228,6 +231,26 @@ impl Store {
     /// Replaces the readings; takes effect on the next call.
     pub fn set_modes(&self, modes: Modes) {
         *lock(&self.inner.modes) = modes;
+    }
+
+    /// Replaces the per-access-key rate limit; takes effect on the next call, with full buckets.
+    pub fn set_rate_limit(&self, setting: RateLimitSetting) {
+        lock(&self.inner.throttle).set(setting);
+    }
+
+    /// The per-access-key rate limit in force.
+    pub fn rate_limit(&self) -> RateLimitSetting {
+        lock(&self.inner.throttle).setting()
+    }
+
+    /// Takes a token of `caller`'s rate limit, or says how long until one is free.
+    pub(crate) fn admit(&self, caller: &str) -> Result<(), Duration> {
+        lock(&self.inner.throttle).admit(caller, std::time::Instant::now())
+    }
+
+    /// Counts a call answered 429.
+    pub(crate) fn record_throttled(&self) {
+        lock(&self.inner.calls).throttled += 1;
     }
 
     /// Replaces the clock used for signature dates.

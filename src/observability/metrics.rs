@@ -1,10 +1,16 @@
 //! Prometheus metrics of the controller. No I/O here; `server` exposes them.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::cloud::RateLimiters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
@@ -19,6 +25,14 @@ pub struct TargetLabels {
     pub outcome: String,
 }
 
+/// One rate limiter: the endpoint host and the credentials identity (an access key id or a hash of
+/// a token, never a secret).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub host: String,
+    pub identity: String,
+}
+
 /// All metrics, registered once per process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -31,6 +45,10 @@ pub struct Metrics {
     pub deleted: Family<TargetLabels, Counter>,
     pub failed_calls: Counter,
     pub status_writes: Counter,
+    /// Current rate of each client-side limiter, refreshed from [`Self::track_rate_limiters`] at
+    /// every scrape, so the hot path of a call never touches it.
+    pub rate_limit: Family<RateLimitLabels, Gauge<f64, AtomicU64>>,
+    limiters: Mutex<Option<Arc<RateLimiters>>>,
 }
 
 impl Default for Metrics {
@@ -44,6 +62,7 @@ impl Default for Metrics {
         let deleted = Family::default();
         let failed_calls = Counter::default();
         let status_writes = Counter::default();
+        let rate_limit = Family::default();
         registry.register("reconciles", "Reconciliations of policies", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -60,6 +79,11 @@ impl Default for Metrics {
             failed_calls.clone(),
         );
         registry.register("status_writes", "Status patches sent to the API server", status_writes.clone());
+        registry.register(
+            "rate_limit_requests_per_second",
+            "Current client-side rate limit per endpoint host and credentials identity",
+            rate_limit.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -70,13 +94,27 @@ impl Default for Metrics {
             deleted,
             failed_calls,
             status_writes,
+            rate_limit,
+            limiters: Mutex::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Shows the current rate of every key of `limiters` in [`Self::rate_limit`] from now on, in
+    /// place of any limiters tracked before.
+    pub fn track_rate_limiters(&self, limiters: Arc<RateLimiters>) {
+        *self.limiters.lock().unwrap_or_else(PoisonError::into_inner) = Some(limiters);
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        if let Some(limiters) = self.limiters.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            for (key, rate) in limiters.rates() {
+                let labels = RateLimitLabels { host: key.host, identity: key.identity };
+                self.rate_limit.get_or_create(&labels).set(rate);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -107,5 +145,21 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn shows_the_rate_of_every_limiter() {
+        use crate::cloud::ratelimit::{LimiterKey, Outcome};
+        use crate::cloud::{AdaptiveRate, RateLimiters};
+        let m = Metrics::default();
+        let limiters = RateLimiters::new(AdaptiveRate::default());
+        m.track_rate_limiters(limiters.clone());
+        let key = LimiterKey { host: "sdrs.example.com".into(), identity: "AKID".into() };
+        limiters.acquire(&key).await;
+        let text = m.encode();
+        let line = "taskreaper_rate_limit_requests_per_second{host=\"sdrs.example.com\",identity=\"AKID\"}";
+        assert!(text.contains(&format!("{line} 20.0")), "{text}");
+        limiters.record(&key, Outcome::Throttled);
+        assert!(m.encode().contains(&format!("{line} 10.0")), "refreshed at each scrape");
     }
 }

@@ -303,7 +303,7 @@ impl RunningController {
                 },
                 ..HttpConfig::default()
             },
-            rate_limit: RateLimit { per_second: roomy, burst: roomy },
+            rate_limit: RateLimit { per_second: roomy, burst: roomy }.into(),
             instance: None,
         };
         let metrics = Arc::new(Metrics::default());
