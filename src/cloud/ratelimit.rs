@@ -206,19 +206,22 @@ impl Bucket {
         self.window_sent = 0;
     }
 
-    /// Takes a token, or reserves one and says until when to wait for it.
+    /// Takes a token, or says when to look again. Nothing is reserved ahead: a waiter looks again
+    /// when a token would be there at the current rate, so a rate that rose meanwhile shortens
+    /// every wait, and one that fell lengthens it.
     fn take(&mut self, control: &RateControl, now: Instant) -> Option<Wait> {
         if let Some(until) = self.paused_until.filter(|u| *u > now) {
             return Some(Wait::Pause(until));
         }
         self.refill(control, now);
         self.measure(now);
-        self.window_sent = self.window_sent.saturating_add(1);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.window_sent = self.window_sent.saturating_add(1);
             return None;
         }
-        let wait = Duration::try_from_secs_f64(-self.tokens / self.rate).unwrap_or(Duration::from_secs(1));
+        let wait =
+            Duration::try_from_secs_f64((1.0 - self.tokens) / self.rate).unwrap_or(Duration::from_secs(1));
         Some(Wait::Token(now + wait))
     }
 
@@ -308,19 +311,8 @@ impl RateLimiters {
             match wait {
                 None => return,
                 Some(Wait::Pause(until)) => tokio::time::sleep_until(until).await,
-                Some(Wait::Token(at)) => {
-                    tokio::time::sleep_until(at).await;
-                    // A 429 seen by someone else while this task waited for a token still applies.
-                    Self::wait_out_pause(&state).await;
-                    return;
-                }
+                Some(Wait::Token(at)) => tokio::time::sleep_until(at).await,
             }
-        }
-    }
-
-    async fn wait_out_pause(state: &KeyState) {
-        while let Some(until) = state.paused_until().filter(|u| *u > Instant::now()) {
-            tokio::time::sleep_until(until).await;
         }
     }
 
