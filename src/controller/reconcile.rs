@@ -134,8 +134,10 @@ struct Kube<'a> {
     api: Api<FailedTaskCleanupPolicy>,
     secrets: Api<Secret>,
     uid: &'a str,
-    /// resourceVersions of the status writes of this pass.
+    /// resourceVersions of the status writes of this pass that changed nothing but the status.
     written: Vec<String>,
+    /// Whether a status write of this pass showed a change made by someone else.
+    changed: bool,
 }
 
 impl Host for Kube<'_> {
@@ -203,7 +205,18 @@ impl Host for Kube<'_> {
         match written {
             Ok(written) => {
                 unwritten.remove(self.uid);
-                self.written.extend(written.resource_version());
+                // A status write does not conflict with a change made since the policy was read: its
+                // version holds that change too, and stands for "unchanged" only when it has none.
+                let meta = (&written.metadata, &self.policy.metadata);
+                let same = meta.0.generation == meta.1.generation
+                    && meta.0.annotations == meta.1.annotations
+                    && meta.0.labels == meta.1.labels
+                    && meta.0.deletion_timestamp == meta.1.deletion_timestamp;
+                if same && !self.changed {
+                    self.written.extend(written.resource_version());
+                } else {
+                    self.changed = true;
+                }
                 self.ctx.metrics.status_writes.inc();
                 Ok(())
             }
@@ -248,8 +261,15 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         && policy.status.as_ref() != Some(&pending)
     {
         let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-        let mut kube =
-            Kube { ctx, policy: &policy, api: api.clone(), secrets, uid: &uid, written: Vec::new() };
+        let mut kube = Kube {
+            ctx,
+            policy: &policy,
+            api: api.clone(),
+            secrets,
+            uid: &uid,
+            written: Vec::new(),
+            changed: false,
+        };
         kube.write(&pending).await?;
         versions.append(&mut kube.written);
         policy.status = Some(pending);
@@ -259,7 +279,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     // would differ from the one computed later from the stored start, and be written again.
     let now = whole_seconds(Timestamp::now());
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let mut kube = Kube { ctx, policy, api, secrets, uid: &uid, written: Vec::new() };
+    let mut kube = Kube { ctx, policy, api, secrets, uid: &uid, written: Vec::new(), changed: false };
     let Finished { outcome, status } = pipeline::run_policy(policy, &mut kube, &ctx.http, now).await?;
     versions.append(&mut kube.written);
     let wait = match outcome {
