@@ -633,6 +633,12 @@ async fn all_policies_due_at_once_run_with_at_most_two_status_writes_each() {
         per(patch_status) <= TARGET_WRITES_PER_RUN && per(writes) <= TARGET_WRITES_PER_RUN,
         "more than 2 status writes per policy per run: {patch_status} status writes answered 2xx, {writes} counted by the controller, for {n} policies"
     );
+    // A run reads its policy and its Secret once; the watch events of its own status writes read
+    // nothing (a slack for passes that a change of someone else's makes necessary).
+    assert!(
+        per(gets) <= 1.5 && per(secret_gets) <= 1.5,
+        "policies or Secrets read again for the controller's own status writes: {gets} policy GETs, {secret_gets} Secret GETs for {n} policies"
+    );
     let bound = ASSERT_PEAK_BASE_MIB + ASSERT_MIB_PER_1000 * n as f64 / 1000.0;
     assert!(peak <= bound, "peak RSS {peak:.1} MiB is over the {bound:.1} MiB asserted");
     controller.stop().await;
@@ -802,6 +808,11 @@ async fn idle_policies_cost_no_reconciles_and_no_requests_while_quiet() {
     assert_eq!(quiet_writes, 0, "status writes while nothing changed");
     assert_eq!(quiet_resource, 0, "API requests while nothing changed:\n{}", quiet.describe());
     assert!(per(observe_writes) <= 1.0, "observing an idle policy writes its status at most once");
+    let observe_gets = observe_requests.get("GET", "failedtaskcleanuppolicies", "");
+    assert!(
+        per(observe_gets) <= 1.5,
+        "idle policies read again after their own status write: {observe_gets} GETs"
+    );
     let bound = baseline + ASSERT_MIB_PER_1000 * m as f64 / 1000.0;
     assert!(
         idle <= bound,
