@@ -117,6 +117,7 @@ pub async fn serve_fenced(
         http,
         auth_failures: Mutex::default(),
         unwritten: Mutex::default(),
+        last_pass: Mutex::default(),
         errors: Mutex::default(),
         fence,
     });

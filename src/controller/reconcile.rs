@@ -46,6 +46,19 @@ pub struct Context {
     /// Per policy uid: a finished pass's status whose write failed (the API server was away); it is
     /// written first on the next pass, so a run's measured result is not lost.
     pub unwritten: Mutex<HashMap<String, FailedTaskCleanupPolicyStatus>>,
+    /// Per policy uid: what this replica's last successful pass left, so that the watch events of
+    /// its own status writes (and relists that bring nothing new) cost no API request.
+    pub last_pass: Mutex<HashMap<String, LastPass>>,
+}
+
+/// The end of a successful pass over a policy.
+#[derive(Clone, Debug, Default)]
+pub struct LastPass {
+    /// The resourceVersions the pass read or wrote: a policy that still has one of them is
+    /// unchanged but for this replica's own status writes.
+    pub versions: Vec<String>,
+    /// When the pass asked to be run again; `None` when it waits for a change.
+    pub until: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +134,10 @@ struct Kube<'a> {
     api: Api<FailedTaskCleanupPolicy>,
     secrets: Api<Secret>,
     uid: &'a str,
+    /// resourceVersions of the status writes of this pass that changed nothing but the status.
+    written: Vec<String>,
+    /// Whether a status write of this pass showed a change made by someone else.
+    changed: bool,
 }
 
 impl Host for Kube<'_> {
@@ -186,8 +203,20 @@ impl Host for Kube<'_> {
         let written = self.api.patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch)).await;
         let mut unwritten = self.ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
         match written {
-            Ok(_) => {
+            Ok(written) => {
                 unwritten.remove(self.uid);
+                // A status write does not conflict with a change made since the policy was read: its
+                // version holds that change too, and stands for "unchanged" only when it has none.
+                let meta = (&written.metadata, &self.policy.metadata);
+                let same = meta.0.generation == meta.1.generation
+                    && meta.0.annotations == meta.1.annotations
+                    && meta.0.labels == meta.1.labels
+                    && meta.0.deletion_timestamp == meta.1.deletion_timestamp;
+                if same && !self.changed {
+                    self.written.extend(written.resource_version());
+                } else {
+                    self.changed = true;
+                }
                 self.ctx.metrics.status_writes.inc();
                 Ok(())
             }
@@ -207,6 +236,13 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     if ctx.fence.stopping() {
         return Ok(Action::await_change());
     }
+    if let Some(action) = unchanged_since_last_pass(policy, ctx) {
+        return Ok(action);
+    }
+    // Until this pass ends well, the policy is reconciled in full whatever triggers it.
+    if let Some(uid) = policy.uid() {
+        ctx.last_pass.lock().unwrap_or_else(PoisonError::into_inner).remove(&uid);
+    }
     let namespace = policy.namespace().ok_or(ReconcileError::ReadNamespace)?;
     let api: Api<FailedTaskCleanupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     // The cache may not hold this controller's last status write yet; the API server does, and
@@ -217,6 +253,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         return Ok(Action::await_change());
     };
     let uid = policy.uid().unwrap_or_default();
+    let mut versions: Vec<String> = policy.resource_version().into_iter().collect();
     // A finished pass whose status did not reach the API server goes first.
     let pending = ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner).get(&uid).cloned();
     let mut policy = policy;
@@ -224,7 +261,17 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         && policy.status.as_ref() != Some(&pending)
     {
         let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-        Kube { ctx, policy: &policy, api: api.clone(), secrets, uid: &uid }.write(&pending).await?;
+        let mut kube = Kube {
+            ctx,
+            policy: &policy,
+            api: api.clone(),
+            secrets,
+            uid: &uid,
+            written: Vec::new(),
+            changed: false,
+        };
+        kube.write(&pending).await?;
+        versions.append(&mut kube.written);
         policy.status = Some(pending);
     }
     let policy = &policy;
@@ -232,8 +279,9 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     // would differ from the one computed later from the stored start, and be written again.
     let now = whole_seconds(Timestamp::now());
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let mut kube = Kube { ctx, policy, api, secrets, uid: &uid };
+    let mut kube = Kube { ctx, policy, api, secrets, uid: &uid, written: Vec::new(), changed: false };
     let Finished { outcome, status } = pipeline::run_policy(policy, &mut kube, &ctx.http, now).await?;
+    versions.append(&mut kube.written);
     let wait = match outcome {
         Outcome::Blocked { blocked, changed } => {
             // The event goes out only when the status changed, not on every pass.
@@ -269,7 +317,35 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
     };
     // Secrets are not watched: a policy waiting for its Secret reads it again soon.
     let wait = wait.into_iter().chain(pipeline::secret_retry(&status, now)).min();
+    let until = wait.map(|w| tokio::time::Instant::now() + w);
+    ctx.last_pass.lock().unwrap_or_else(PoisonError::into_inner).insert(uid, LastPass { versions, until });
     Ok(wait.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// When the policy as the watch shows it is one this replica's last pass read or wrote, and the
+/// time that pass asked to be run again has not come: nothing but this replica's own status writes
+/// changed, and the last pass's decision stands. The action it asked for, then; `None` otherwise
+/// (a change, a requeue that is due, a status still to write, no pass yet), which reads the policy
+/// from the API server and runs a full pass.
+fn unchanged_since_last_pass(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Option<Action> {
+    let uid = policy.uid()?;
+    let version = policy.resource_version()?;
+    if ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&uid) {
+        return None;
+    }
+    let passes = ctx.last_pass.lock().unwrap_or_else(PoisonError::into_inner);
+    let last = passes.get(&uid)?;
+    if !last.versions.contains(&version) {
+        return None;
+    }
+    match last.until {
+        None => Some(Action::await_change()),
+        Some(until) => {
+            let left = until.checked_duration_since(tokio::time::Instant::now())?;
+            // A requeue about to fire is as good as due: run it in full.
+            (left > Duration::from_millis(500)).then(|| Action::requeue(left))
+        }
+    }
 }
 
 /// How long until `next_run` (at least a second), or `None` when nothing is scheduled.
