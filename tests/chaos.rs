@@ -46,9 +46,8 @@ use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEve
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use taskreaper::api::{
-    ConditionType, CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec,
-    FailedTaskCleanupPolicyStatus, KpsOperateType, Project, RunSummary, Schedule, SdrsResourceType, Target,
-    TaskMatch,
+    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, KpsOperateType, RunSummary,
+    SdrsResourceType, Target, TaskMatch,
 };
 use taskreaper::cloud::credentials::Secret as SecretValue;
 use taskreaper::cloud::model::{FailedTask, FailureJob, ProtectionGroup};
@@ -325,20 +324,7 @@ impl<'a> Lab<'a> {
         targets: Vec<Target>,
         max: u32,
     ) -> FailedTaskCleanupPolicy {
-        let spec = FailedTaskCleanupPolicySpec {
-            credentials_ref: CredentialsRef { name: SECRET_NAME.into() },
-            region: "cn-north-4".into(),
-            endpoints: Some(Endpoints { sdrs: Some(self.front.url()), kps: Some(self.front.url()) }),
-            projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
-            targets,
-            schedule: Schedule { interval: Some("1h".into()), ..Schedule::default() },
-            suspend: false,
-            dry_run: false,
-            max_deletions_per_run: max,
-        };
-        let mut policy = FailedTaskCleanupPolicy::new(name, spec);
-        policy.metadata.namespace = Some(self.ns.clone());
-        policy
+        common::e2e::policy_at(&self.ns, name, &self.front.url(), projects, targets, max)
     }
 
     async fn create(&self, policy: &FailedTaskCleanupPolicy) {

@@ -475,20 +475,8 @@ impl Env {
     /// A policy over `projects` (default region cn-north-4) with both endpoints pointed at the
     /// emulator, an hourly schedule and the given targets.
     pub fn policy(&self, name: &str, projects: &[&str], targets: Vec<Target>) -> FailedTaskCleanupPolicy {
-        let spec = FailedTaskCleanupPolicySpec {
-            credentials_ref: CredentialsRef { name: SECRET_NAME.into() },
-            region: "cn-north-4".into(),
-            endpoints: Some(Endpoints { sdrs: Some(self.emulator.url()), kps: Some(self.emulator.url()) }),
-            projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
-            targets,
-            schedule: Schedule { interval: Some("1h".into()), ..Schedule::default() },
-            suspend: false,
-            dry_run: false,
-            max_deletions_per_run: taskreaper::api::policy::DEFAULT_MAX_DELETIONS_PER_RUN,
-        };
-        let mut policy = FailedTaskCleanupPolicy::new(name, spec);
-        policy.metadata.namespace = Some(self.ns.clone());
-        policy
+        let max = taskreaper::api::policy::DEFAULT_MAX_DELETIONS_PER_RUN;
+        policy_at(&self.ns, name, &self.emulator.url(), projects, targets, max)
     }
 
     /// Creates a policy (through admission, as admin).
@@ -706,6 +694,32 @@ impl Env {
         );
         stdout
     }
+}
+
+/// A policy in `namespace` over `projects` (default region cn-north-4) with both endpoints at
+/// `url`, an hourly schedule, the given targets and deletion budget.
+pub fn policy_at(
+    namespace: &str,
+    name: &str,
+    url: &str,
+    projects: &[&str],
+    targets: Vec<Target>,
+    max_deletions_per_run: u32,
+) -> FailedTaskCleanupPolicy {
+    let spec = FailedTaskCleanupPolicySpec {
+        credentials_ref: CredentialsRef { name: SECRET_NAME.into() },
+        region: "cn-north-4".into(),
+        endpoints: Some(Endpoints { sdrs: Some(url.to_string()), kps: Some(url.to_string()) }),
+        projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
+        targets,
+        schedule: Schedule { interval: Some("1h".into()), ..Schedule::default() },
+        suspend: false,
+        dry_run: false,
+        max_deletions_per_run,
+    };
+    let mut policy = FailedTaskCleanupPolicy::new(name, spec);
+    policy.metadata.namespace = Some(namespace.to_string());
+    policy
 }
 
 /// The policy's status as YAML, for failure messages.
