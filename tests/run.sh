@@ -80,17 +80,8 @@ printf 'TASKREAPER_CONTROL_PLANE_BIN=%s\n' "$TASKREAPER_CONTROL_PLANE_BIN" >&2
 
 section "python SDK venv (tests/sdk/requirements.txt)"
 need python3 "Install Python 3.9 or newer: the official Huawei Cloud SDK checks the signer and the emulator."
-venv="$root/.venv"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum tests/sdk/requirements.txt | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
-    echo "$want" > "$stamp"
-else
-    printf 'reusing %s\n' "$venv" >&2
-fi
-export TASKREAPER_PYTHON="$venv/bin/python"
+TASKREAPER_PYTHON="$(bash tests/sdk/venv.sh | tail -n 1)"
+export TASKREAPER_PYTHON
 
 # --- Rust tests --------------------------------------------------------------
 
