@@ -29,7 +29,7 @@ async fn policies(prefix: &str) -> (Api<DynamicObject>, String) {
 
 /// The design example as JSON, renamed.
 fn example(name: &str) -> Value {
-    let mut policy: Value = serde_yaml::from_str(EXAMPLE_POLICY).expect("the example policy parses");
+    let mut policy: Value = serde_saphyr::from_str(EXAMPLE_POLICY).expect("the example policy parses");
     policy["metadata"] = json!({ "name": name });
     policy
 }
@@ -314,7 +314,7 @@ async fn the_design_example_is_accepted_as_written() {
     let created = create(&api, example("dr-cleanup")).await.expect("the design example is accepted");
     let typed: FailedTaskCleanupPolicy = serde_json::from_value(serde_json::to_value(&created).unwrap())
         .expect("the stored object reads back");
-    let expected: FailedTaskCleanupPolicy = serde_yaml::from_str(EXAMPLE_POLICY).unwrap();
+    let expected: FailedTaskCleanupPolicy = serde_saphyr::from_str(EXAMPLE_POLICY).unwrap();
     assert_eq!(typed.spec, expected.spec, "the apiserver stored the spec unchanged");
     assert_eq!(typed.meta().namespace.as_deref(), Some(ns.as_str()));
     typed.spec.validate().expect("what admission accepts, the controller accepts");

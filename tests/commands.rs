@@ -57,15 +57,15 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn status_of(output: &Output) -> serde_yaml::Value {
+fn status_of(output: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&output.stdout);
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("status YAML ({e}):\n{text}"));
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("status YAML ({e}):\n{text}"));
     doc["status"].clone()
 }
 
-fn ready(status: &serde_yaml::Value) -> (String, String) {
-    let conditions = status["conditions"].as_sequence().expect("conditions");
+fn ready(status: &serde_json::Value) -> (String, String) {
+    let conditions = status["conditions"].as_array().expect("conditions");
     let ready = conditions.iter().find(|c| c["type"] == "Ready").expect("a Ready condition");
     (ready["status"].as_str().unwrap_or("").into(), ready["reason"].as_str().unwrap_or("").into())
 }

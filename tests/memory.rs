@@ -118,7 +118,7 @@ spec:
     let output = child.wait_with_output().await.expect("collect the output");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(waited.success(), "purge failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let status: serde_yaml::Value = serde_yaml::from_str(&stdout).expect("status YAML");
+    let status: serde_json::Value = serde_saphyr::from_str(&stdout).expect("status YAML");
     let run = &status["status"]["lastRun"];
     // FAILED_UNBIND is every third task; of those, the even ones have a `kp-` key pair.
     let expected = (0..TASKS).filter(|i| i % 3 == 2 && i % 2 == 0).count() as u64;

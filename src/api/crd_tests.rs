@@ -211,7 +211,7 @@ fn no_unrecognized_integer_formats() {
 fn yaml_starts_with_the_header_and_reads_back() {
     let yaml = crd_yaml().unwrap();
     assert!(yaml.starts_with(HEADER));
-    let back: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+    let back: CustomResourceDefinition = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(back, crd());
     let mut out = Vec::new();
     write_crd(&mut out).unwrap();

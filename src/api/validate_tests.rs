@@ -8,7 +8,7 @@ use crate::api::policy::{
 };
 
 fn example() -> FailedTaskCleanupPolicy {
-    serde_yaml::from_str(EXAMPLE_POLICY).expect("the example policy parses")
+    serde_saphyr::from_str(EXAMPLE_POLICY).expect("the example policy parses")
 }
 
 fn errors_of(mutate: impl FnOnce(&mut FailedTaskCleanupPolicySpec)) -> Vec<SpecError> {
@@ -84,7 +84,7 @@ fn example_round_trips_through_serde() {
     assert_eq!(spec.max_deletions_per_run, 1000);
 
     // Serializing gives back the same document, field for field.
-    let original: serde_json::Value = serde_yaml::from_str(EXAMPLE_POLICY).unwrap();
+    let original: serde_json::Value = serde_saphyr::from_str(EXAMPLE_POLICY).unwrap();
     let written = serde_json::to_value(&policy).unwrap();
     assert_eq!(written, original);
     let again: FailedTaskCleanupPolicy = serde_json::from_value(written).unwrap();
@@ -100,7 +100,7 @@ projects: [{id: 0605767b5c00d4bb2f10c01a1e3b3a7e}]
 targets: [{service: KPS, scope: All}]
 schedule: {cron: "0 3 * * *"}
 "#;
-    let spec: FailedTaskCleanupPolicySpec = serde_yaml::from_str(yaml).unwrap();
+    let spec: FailedTaskCleanupPolicySpec = serde_saphyr::from_str(yaml).unwrap();
     assert!(!spec.suspend && !spec.dry_run);
     assert_eq!(spec.max_deletions_per_run, 1000);
     assert_eq!(spec.endpoints, None);
@@ -117,10 +117,10 @@ schedule: {cron: "0 3 * * *"}
 #[test]
 fn unknown_enum_values_are_rejected_when_reading() {
     let bad = EXAMPLE_POLICY.replace("service: KPS\n      scope: All", "service: ECS\n      scope: All");
-    let error = serde_yaml::from_str::<FailedTaskCleanupPolicy>(&bad).unwrap_err().to_string();
+    let error = serde_saphyr::from_str::<FailedTaskCleanupPolicy>(&bad).unwrap_err().to_string();
     assert!(error.contains("ECS"), "{error}");
     let bad = EXAMPLE_POLICY.replace("[createFail]", "[createFailed]");
-    assert!(serde_yaml::from_str::<FailedTaskCleanupPolicy>(&bad).is_err());
+    assert!(serde_saphyr::from_str::<FailedTaskCleanupPolicy>(&bad).is_err());
 }
 
 #[test]

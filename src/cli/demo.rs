@@ -35,11 +35,11 @@ pub enum DemoError {
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
     #[error("example {0} does not parse")]
-    ParseExample(&'static str, #[source] serde_yaml::Error),
+    ParseExample(&'static str, #[source] serde_saphyr::Error),
     #[error("the example credentials do not parse")]
     ParseCredentials(#[source] super::purge::PurgeError),
     #[error("printing a status")]
-    PrintStatus(#[source] serde_yaml::Error),
+    PrintStatus(#[source] serde_saphyr::ser::Error),
     #[error("{0} failed tasks remain after the example policies ran; see the statuses above")]
     TasksRemain(usize),
     #[error("policy {0} is not Ready; see its status above")]
@@ -150,7 +150,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let mut last = None;
     for (file, yaml) in EXAMPLES {
         let mut policy: FailedTaskCleanupPolicy =
-            serde_yaml::from_str(yaml).map_err(|e| DemoError::ParseExample(file, e))?;
+            serde_saphyr::from_str(yaml).map_err(|e| DemoError::ParseExample(file, e))?;
         policy.spec.endpoints = Some(Endpoints { sdrs: Some(emulator.url()), kps: Some(emulator.url()) });
         pick_protection_groups(&mut policy, &emulator);
         let status = purge_once(&policy, &credentials, &http).await;
@@ -192,7 +192,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
 
 fn print_status(status: &FailedTaskCleanupPolicyStatus) -> Result<(), DemoError> {
     let yaml =
-        serde_yaml::to_string(&serde_json::json!({ "status": status })).map_err(DemoError::PrintStatus)?;
+        crate::api::to_yaml(&serde_json::json!({ "status": status })).map_err(DemoError::PrintStatus)?;
     print!("{yaml}");
     Ok(())
 }

@@ -48,7 +48,7 @@ pub enum PurgeError {
     ParsePolicy {
         path: PathBuf,
         #[source]
-        source: serde_yaml::Error,
+        source: serde_saphyr::Error,
     },
     #[error("{path} is neither a Secret manifest nor a map of credential keys")]
     ParseCredentials { path: PathBuf },
@@ -57,7 +57,7 @@ pub enum PurgeError {
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
     #[error("printing the status")]
-    PrintStatus(#[source] serde_yaml::Error),
+    PrintStatus(#[source] serde_saphyr::ser::Error),
 }
 
 fn read(path: &Path) -> Result<String, PurgeError> {
@@ -66,7 +66,7 @@ fn read(path: &Path) -> Result<String, PurgeError> {
 
 /// Reads credential keys from a Secret manifest (`data` and `stringData`) or a plain map.
 pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u8>>, PurgeError> {
-    if let Ok(secret) = serde_yaml::from_str::<Secret>(text)
+    if let Ok(secret) = serde_saphyr::from_str::<Secret>(text)
         && (secret.data.is_some() || secret.string_data.is_some())
     {
         let mut data: BTreeMap<String, Vec<u8>> =
@@ -74,7 +74,7 @@ pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u
         data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
         return Ok(data);
     }
-    serde_yaml::from_str::<BTreeMap<String, String>>(text)
+    serde_saphyr::from_str::<BTreeMap<String, String>>(text)
         .map(|map| map.into_iter().map(|(k, v)| (k, v.into_bytes())).collect())
         .map_err(|_| PurgeError::ParseCredentials { path: path.into() })
 }
@@ -127,7 +127,7 @@ pub fn is_ready(status: &FailedTaskCleanupPolicyStatus) -> bool {
 }
 
 pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
-    let policy: FailedTaskCleanupPolicy = serde_yaml::from_str(&read(&args.policy)?)
+    let policy: FailedTaskCleanupPolicy = serde_saphyr::from_str(&read(&args.policy)?)
         .map_err(|source| PurgeError::ParsePolicy { path: args.policy.clone(), source })?;
     let credentials = credential_data(&read(&args.credentials)?, &args.credentials)?;
     let ca_bundle_pem = match &args.ca_bundle {
@@ -148,7 +148,7 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
     let status = purge_once(&policy, &credentials, &http).await;
     print!(
         "{}",
-        serde_yaml::to_string(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?
+        crate::api::to_yaml(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?
     );
     Ok(if is_ready(&status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

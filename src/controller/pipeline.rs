@@ -328,7 +328,7 @@ mod tests {
     use std::sync::Arc;
 
     fn example() -> FailedTaskCleanupPolicySpec {
-        serde_yaml::from_str::<FailedTaskCleanupPolicy>(crate::api::EXAMPLE_POLICY).unwrap().spec
+        serde_saphyr::from_str::<FailedTaskCleanupPolicy>(crate::api::EXAMPLE_POLICY).unwrap().spec
     }
 
     /// Records what the pipeline asked of it; a run is never due, so no cloud call is made.

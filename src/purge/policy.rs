@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn builds_from_the_example_policy() {
         let policy: crate::api::FailedTaskCleanupPolicy =
-            serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
+            serde_saphyr::from_str(crate::api::EXAMPLE_POLICY).unwrap();
         let valid = crate::api::validate(&policy.spec).unwrap();
         let purge = PurgePolicy::new(&valid);
         let regions: Vec<&str> = purge.projects.iter().map(|p| p.region.as_str()).collect();
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn a_kps_protection_group_target_is_refused_not_widened() {
         let mut policy: crate::api::FailedTaskCleanupPolicy =
-            serde_yaml::from_str(crate::api::EXAMPLE_POLICY).unwrap();
+            serde_saphyr::from_str(crate::api::EXAMPLE_POLICY).unwrap();
         let index = policy.spec.targets.iter().position(|t| t.scope == Scope::ProtectionGroups).unwrap();
         policy.spec.targets[index].service = Service::Kps;
         assert!(crate::api::validate(&policy.spec).is_err());

@@ -43,7 +43,6 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Config};
-use serde::Deserialize as _;
 
 /// Environment variable naming the directory with `kube-apiserver` and `etcd`.
 pub const BIN_ENV: &str = "TASKREAPER_CONTROL_PLANE_BIN";
@@ -241,13 +240,13 @@ impl ControlPlane {
     /// (possibly multi-document) YAML text and waits until each is Established.
     pub async fn apply_crds(&self, yaml: &str) -> Vec<CustomResourceDefinition> {
         let mut crds = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(yaml) {
-            let value =
-                serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("parsing CRD YAML: {e}"));
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("parsing CRD YAML: {e}"));
+        for value in documents {
             if value.is_null() {
                 continue;
             }
-            let crd: CustomResourceDefinition = serde_yaml::from_value(value)
+            let crd: CustomResourceDefinition = serde_json::from_value(value)
                 .unwrap_or_else(|e| panic!("the YAML is not a CustomResourceDefinition: {e}"));
             crds.push(crd);
         }

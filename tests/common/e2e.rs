@@ -17,7 +17,6 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde::Deserialize as _;
 use serde_json::json;
 use taskreaper::api::{
     ConditionType, CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, Project,
@@ -104,12 +103,12 @@ pub async fn install_on(cp: &ControlPlane) {
 /// The documents of `kind` in `deploy/base/rbac.yaml`, as shipped.
 pub fn shipped<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
     let mut found = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(RBAC_YAML) {
-        let value = serde_yaml::Value::deserialize(document)
-            .unwrap_or_else(|e| panic!("deploy/base/rbac.yaml does not parse: {e}"));
-        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some(kind) {
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(RBAC_YAML)
+        .unwrap_or_else(|e| panic!("deploy/base/rbac.yaml does not parse: {e}"));
+    for value in documents {
+        if value.get("kind").and_then(serde_json::Value::as_str) == Some(kind) {
             found.push(
-                serde_yaml::from_value::<T>(value)
+                serde_json::from_value::<T>(value)
                     .unwrap_or_else(|e| panic!("a {kind} in deploy/base/rbac.yaml does not parse: {e}")),
             );
         }
@@ -724,7 +723,7 @@ pub fn policy_at(
 
 /// The policy's status as YAML, for failure messages.
 pub fn status_yaml(policy: &FailedTaskCleanupPolicy) -> String {
-    serde_yaml::to_string(&json!({
+    serde_saphyr::to_string(&json!({
         "generation": policy.metadata.generation,
         "annotations": policy.metadata.annotations,
         "status": policy.status,
