@@ -565,7 +565,96 @@ async fn tls_verification_is_always_on() {
     let err =
         kps(&http, &emu, token()).list_failed_tasks().await.expect_err("the emulator's CA is not trusted");
     assert!(matches!(err, CloudError::Send { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "TLS handshake failed: the server's certificate is not signed by a trusted certificate authority"
+        ),
+        "{message}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent, "an untrusted certificate is not retried");
     assert_eq!(emu.store().calls().total, 0, "nothing reached the handler over an untrusted connection");
+}
+
+/// A TLS server on loopback that presents `certificate` (signed by `issuer`, or self-signed) and
+/// closes every connection after the handshake; returns its URL and the PEM the client trusts.
+async fn tls_server(params: rcgen::CertificateParams, trust_issuer_only: bool) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    let trusted = if trust_issuer_only { ca.pem() } else { cert.pem() };
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(loopback()).await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    (url, trusted)
+}
+
+/// Lists KPS tasks from `url`, trusting `ca_pem`, and returns the error's message.
+async fn tls_failure(url: &str, ca_pem: String) -> String {
+    let config = HttpConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        ca_bundle_pem: Some(ca_pem.into_bytes()),
+        endpoints: EndpointPolicy {
+            allowlist: Allowlist::parse(["127.0.0.1"]).expect("pattern"),
+            allow_http: false,
+        },
+        retry: fast_retry(3),
+        ..HttpConfig::default()
+    };
+    let http = CloudHttp::new(config, roomy_limits(), Arc::new(SystemClock)).expect("client core");
+    let client = KpsClient::new(http, token(), PROJECT, "cn-north-4", Some(url)).expect("allowed");
+    let err = client.list_failed_tasks().await.expect_err("the handshake must fail");
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert_eq!(err.attempts(), 1, "a refused certificate is not retried: {err}");
+    err.to_string()
+}
+
+#[tokio::test]
+async fn tls_failures_name_their_cause() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa};
+    // A CA certificate served as the server's own certificate, and trusted as such.
+    let mut ca_as_server = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    ca_as_server.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let (url, trusted) = tls_server(ca_as_server, false).await;
+    let message = tls_failure(&url, trusted).await;
+    assert!(message.contains("presented a CA certificate as its own certificate"), "{message}");
+
+    // A certificate for another host name.
+    let (url, trusted) =
+        tls_server(CertificateParams::new(vec!["sdrs.example.com".to_string()]).expect("params"), true).await;
+    let message = tls_failure(&url, trusted).await;
+    assert!(message.contains("not valid for this host name"), "{message}");
+
+    // An expired certificate.
+    let mut expired = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    expired.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    expired.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let (url, trusted) = tls_server(expired, true).await;
+    let message = tls_failure(&url, trusted).await;
+    assert!(message.contains("certificate has expired"), "{message}");
 }
 
 /// Waits, at most five seconds, until `key` is paused, and returns when the pause ends.

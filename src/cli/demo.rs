@@ -35,7 +35,7 @@ pub enum DemoError {
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
     #[error("example {0} does not parse")]
-    ParseExample(&'static str, #[source] serde_saphyr::Error),
+    ParseExample(&'static str, #[source] Box<serde_saphyr::Error>),
     #[error("the example credentials do not parse")]
     ParseCredentials(#[source] super::purge::PurgeError),
     #[error("printing a status")]
@@ -150,7 +150,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let mut last = None;
     for (file, yaml) in EXAMPLES {
         let mut policy: FailedTaskCleanupPolicy =
-            serde_saphyr::from_str(yaml).map_err(|e| DemoError::ParseExample(file, e))?;
+            serde_saphyr::from_str(yaml).map_err(|e| DemoError::ParseExample(file, Box::new(e)))?;
         policy.spec.endpoints = Some(Endpoints { sdrs: Some(emulator.url()), kps: Some(emulator.url()) });
         pick_protection_groups(&mut policy, &emulator);
         let status = purge_once(&policy, &credentials, &http).await;

@@ -48,7 +48,7 @@ pub enum PurgeError {
     ParsePolicy {
         path: PathBuf,
         #[source]
-        source: serde_saphyr::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("{path} is neither a Secret manifest nor a map of credential keys")]
     ParseCredentials { path: PathBuf },
@@ -128,7 +128,7 @@ pub fn is_ready(status: &FailedTaskCleanupPolicyStatus) -> bool {
 
 pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
     let policy: FailedTaskCleanupPolicy = serde_saphyr::from_str(&read(&args.policy)?)
-        .map_err(|source| PurgeError::ParsePolicy { path: args.policy.clone(), source })?;
+        .map_err(|source| PurgeError::ParsePolicy { path: args.policy.clone(), source: Box::new(source) })?;
     let credentials = credential_data(&read(&args.credentials)?, &args.credentials)?;
     let ca_bundle_pem = match &args.ca_bundle {
         Some(path) => {

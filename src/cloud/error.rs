@@ -239,15 +239,80 @@ pub enum CloudError {
     Abandoned { call: Call },
 }
 
-fn send_failure(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "the request timed out"
+fn send_failure(e: &reqwest::Error) -> String {
+    if let Some(tls) = tls_error(e) {
+        format!("the TLS handshake failed: {}", tls_cause(tls))
+    } else if e.is_timeout() {
+        "the request timed out".into()
     } else if e.is_connect() {
-        "could not connect"
+        "could not connect".into()
     } else if e.is_builder() {
-        "the request could not be built"
+        "the request could not be built".into()
     } else {
-        "the request failed in transit"
+        "the request failed in transit".into()
+    }
+}
+
+/// The rustls error somewhere in `e`'s source chain. An `io::Error` hides the error it wraps
+/// from `source()`, so each one is opened too.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) =
+            e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| tls_error(inner))
+        {
+            return Some(tls);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// What went wrong in a TLS handshake, in words that say what to fix.
+fn tls_cause(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let certificate = match e {
+        rustls::Error::InvalidCertificate(c) => c,
+        rustls::Error::NoCertificatesPresented => return "the server presented no certificate".into(),
+        rustls::Error::AlertReceived(alert) => return format!("the server sent the TLS alert {alert:?}"),
+        rustls::Error::PeerIncompatible(why) => {
+            return format!("the server supports no protocol version or cipher suite in common ({why:?})");
+        }
+        other => return other.to_string(),
+    };
+    match certificate {
+        C::UnknownIssuer => "the server's certificate is not signed by a trusted certificate authority \
+             (add the issuing CA to the CA bundle)"
+            .into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the server's certificate is not valid for this host name (check the endpoint and the \
+             certificate's subject alternative names)"
+                .into()
+        }
+        C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (check the clocks)".into()
+        }
+        C::Revoked => "the server's certificate is revoked".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "the server's certificate is not meant for server authentication".into()
+        }
+        C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => {
+            "the server's certificate has a bad or unsupported signature".into()
+        }
+        C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => {
+                "the server presented a CA certificate as its own certificate (it must present a leaf \
+                 certificate signed by that CA, with the CA in the CA bundle)"
+                    .into()
+            }
+            Some(other) => format!("the server's certificate was refused: {other:?}"),
+            None => format!("the server's certificate was refused: {other}"),
+        },
+        other => format!("the server's certificate was refused: {other:?}"),
     }
 }
 
@@ -256,7 +321,10 @@ impl CloudError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Api { error, .. } => error.class(),
-            Self::Send { source, .. } if source.is_builder() => ErrorClass::Permanent,
+            // A certificate the client does not trust stays untrusted on the next try.
+            Self::Send { source, .. } if source.is_builder() || tls_error(source).is_some() => {
+                ErrorClass::Permanent
+            }
             Self::Send { .. } | Self::ReadBody { .. } => ErrorClass::Transient,
             // Valid JSON of the wrong shape comes back the same on every try; a body that is cut
             // short or not JSON at all is a transfer or proxy failure worth another try.
