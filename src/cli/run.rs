@@ -25,6 +25,10 @@ pub struct RunArgs {
     pub concurrency: usize,
     #[command(flatten)]
     pub rate: RateArgs,
+    /// Most policies reconciled at once; the others wait their turn (0: no bound). Each reconcile
+    /// in flight holds a connection to the API server.
+    #[arg(long, default_value_t = 32)]
+    pub max_concurrent_reconciles: u16,
     /// Address of /metrics, /livez and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -114,6 +118,7 @@ impl RunArgs {
             http,
             rate_limit,
             instance,
+            max_concurrent_reconciles: self.max_concurrent_reconciles,
         };
         let timing = self.lease_timing()?;
         let leader_election = self.leader_election.then(|| LeaderElection {

@@ -17,8 +17,8 @@ use crate::purge::Fence;
 use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::runtime::{Controller, WatchStreamExt as _, reflector, watcher};
+use kube::{Api, Client, Resource as _};
 use reconcile::{Context, error_policy, reconcile};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +64,9 @@ pub struct Settings {
     pub rate_limit: RateControl,
     /// Identifies this replica in events.
     pub instance: Option<String>,
+    /// Most policies reconciled at once (0: no bound). Each reconcile in flight holds a connection
+    /// to the API server, so this bounds the controller's memory when many policies are due at once.
+    pub max_concurrent_reconciles: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +139,17 @@ pub async fn serve_fenced(
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
     let shutdown = shutdown.shared();
     let controllers = policies.into_iter().map(|api| {
-        let controller = Controller::new(api, policy_watch.clone());
+        // The store keeps every policy for the controller's lifetime; their managedFields (often
+        // larger than the rest of the object) are never read, so they are dropped on arrival.
+        let (store, writer) = reflector::store();
+        let policies = watcher(api, policy_watch.clone())
+            .default_backoff()
+            .modify(|policy| policy.meta_mut().managed_fields = None)
+            .reflect(writer)
+            .applied_objects();
+        let controller = Controller::for_stream(policies, store).with_config(
+            kube::runtime::controller::Config::default().concurrency(settings.max_concurrent_reconciles),
+        );
         let unready_at_shutdown = {
             let (store, shutdown) = (controller.store(), shutdown.clone());
             async move {

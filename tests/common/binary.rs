@@ -1,14 +1,17 @@
 //! The `taskreaper` binary, started for a test.
 
-/// A command that runs the `taskreaper` binary under `setpriv --pdeathsig KILL` (util-linux), so the
+/// The binary the tests run: `TASKREAPER_BINARY` when set (for example the release build, to
+/// measure what users run), else the debug build `cargo test` makes.
+pub fn path() -> std::ffi::OsString {
+    std::env::var_os("TASKREAPER_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_taskreaper").into())
+}
+
+/// A command that runs [`path`] under `setpriv --pdeathsig KILL` (util-linux), so the
 /// kernel kills it when the test's thread ends, even if the test binary exits without dropping the
 /// child; dropping it kills it too.
 pub fn taskreaper() -> tokio::process::Command {
     let mut command = tokio::process::Command::new("setpriv");
-    command
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_taskreaper")])
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
+    command.args(["--pdeathsig", "KILL", "--"]).arg(path()).env("RUST_LOG", "warn").kill_on_drop(true);
     command
 }
 

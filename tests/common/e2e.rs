@@ -304,6 +304,7 @@ impl RunningController {
             },
             rate_limit: RateLimit { per_second: roomy, burst: roomy }.into(),
             instance: None,
+            max_concurrent_reconciles: 32,
         };
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());
