@@ -446,9 +446,27 @@ async fn kubectl_explain_shows_the_field_documentation() {
 async fn kubectl_get_shows_the_printer_columns() {
     let (api, ns) = policies("admission-columns").await;
     create(&api, example("columns")).await.expect("the example is accepted");
+    let mut paused = example("paused");
+    paused["spec"]["suspend"] = json!(true);
+    create(&api, paused).await.expect("a suspended policy is accepted");
     let output = kubectl(&["get", "ftcp", "-n", &ns]).expect("kubectl get ftcp");
     let header = output.lines().next().unwrap_or_default();
     let columns: Vec<_> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(columns, ["NAME", "READY", "REASON", "LAST RUN", "NEXT RUN", "DELETED", "AGE"], "{output}");
-    assert!(output.contains("columns"), "{output}");
+    assert_eq!(
+        columns,
+        ["NAME", "READY", "REASON", "SUSPENDED", "LAST RUN", "NEXT RUN", "DELETED", "AGE"],
+        "{output}"
+    );
+    // kubectl aligns the columns: a row's SUSPENDED value starts where the header's does.
+    let at = header.find("SUSPENDED").expect("the header has SUSPENDED");
+    let suspended: Vec<(&str, &str)> = output
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let name = row.split_whitespace().next().unwrap_or_default();
+            let value = row.get(at..).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+            (name, value)
+        })
+        .collect();
+    assert_eq!(suspended, [("columns", "false"), ("paused", "true")], "{output}");
 }
