@@ -878,20 +878,20 @@ async fn kubectl_shows_the_columns_and_waits_for_ready() {
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "REASON", "LAST", "RUN", "NEXT", "RUN", "DELETED", "AGE"],
+        ["NAME", "READY", "REASON", "SUSPENDED", "LAST", "RUN", "NEXT", "RUN", "DELETED", "AGE"],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(row.len(), 7, "every column has a value:\n{table}");
-    assert_eq!(&row[..3], ["shown", "True", "Purged"], "{table}");
-    for (column, value) in [("LAST RUN", row[3]), ("NEXT RUN", row[4]), ("AGE", row[6])] {
+    assert_eq!(row.len(), 8, "every column has a value:\n{table}");
+    assert_eq!(&row[..4], ["shown", "True", "Purged", "false"], "{table}");
+    for (column, value) in [("LAST RUN", row[4]), ("NEXT RUN", row[5]), ("AGE", row[7])] {
         assert!(
             !value.starts_with('<') && value.chars().next().is_some_and(|c| c.is_ascii_digit()),
             "{column} shows {value:?} (kube-apiserver renders a `date` printer column holding a future \
              time, such as nextScheduleTime, as <invalid>):\n{table}"
         );
     }
-    assert_eq!(row[5], deleted.to_string(), "{table}");
+    assert_eq!(row[6], deleted.to_string(), "{table}");
 
     // describe shows the conditions and the events.
     let described = env.kubectl(&["describe", "ftcp", "shown"]).await;

@@ -63,7 +63,7 @@ need cargo "Install the Rust toolchain (rustup, cargo)."
 need kubectl "Install kubectl: the tests drive the test control plane with it."
 need openssl "Install OpenSSL (package openssl): the test control plane's certificates and keys are made with it."
 need setpriv "Install util-linux: the tests start kube-apiserver, etcd and taskreaper under \`setpriv --pdeathsig KILL\` so they die with the test binary."
-need flock "Install util-linux: tests/control-plane/build.sh takes a lock with \`flock\` so concurrent runs build once."
+need flock "Install util-linux: tests/control-plane/build.sh and tests/tools/*/*.sh take a lock with \`flock\` so concurrent runs build once."
 
 # --- Kubernetes control plane (kube-apiserver + etcd) ------------------------
 
@@ -75,6 +75,22 @@ bin="$(bash tests/control-plane/build.sh | tail -n 1)"
 }
 export TASKREAPER_CONTROL_PLANE_BIN="$bin"
 printf 'TASKREAPER_CONTROL_PLANE_BIN=%s\n' "$TASKREAPER_CONTROL_PLANE_BIN" >&2
+
+# --- helm and the prometheus-operator CRDs (manifest tests) ------------------
+
+section "helm build (tests/tools/helm/build.sh)"
+TASKREAPER_HELM="$(bash tests/tools/helm/build.sh | tail -n 1)"
+[[ -x "$TASKREAPER_HELM" ]] || {
+    printf 'tests/run.sh: error: tests/tools/helm/build.sh did not produce %s\n' "$TASKREAPER_HELM" >&2
+    exit 1
+}
+export TASKREAPER_HELM
+printf 'TASKREAPER_HELM=%s\n' "$TASKREAPER_HELM" >&2
+
+section "monitoring CRDs (tests/tools/monitoring-crds/fetch.sh)"
+TASKREAPER_MONITORING_CRDS="$(bash tests/tools/monitoring-crds/fetch.sh | tail -n 1)"
+export TASKREAPER_MONITORING_CRDS
+printf 'TASKREAPER_MONITORING_CRDS=%s\n' "$TASKREAPER_MONITORING_CRDS" >&2
 
 # --- the official Huawei Cloud Python SDK (conformance referee) --------------
 

@@ -63,6 +63,7 @@ fn printer_columns() {
     let expected = [
         ("Ready", "string", r#".status.conditions[?(@.type=="Ready")].status"#),
         ("Reason", "string", r#".status.conditions[?(@.type=="Ready")].reason"#),
+        ("Suspended", "boolean", ".spec.suspend"),
         ("Last Run", "date", ".status.lastScheduleTime"),
         ("Next Run", "string", ".status.nextScheduleTime"),
         ("Deleted", "integer", ".status.totalDeleted"),

@@ -75,6 +75,12 @@ pub const ENDPOINT_ORIGIN_PATTERN: &str = "^[^:/?#]+://[^/?#]*/?([?#].*)?$";
         description = "Why the policy is or is not ready"
     ),
     printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspend",
+        description = "Whether runs are suspended (spec.suspend)"
+    ),
+    printcolumn(
         name = "Last Run",
         type_ = "date",
         json_path = ".status.lastScheduleTime",

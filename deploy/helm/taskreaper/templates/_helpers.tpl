@@ -1,0 +1,4 @@
+{{- define "taskreaper.selectorLabels" -}}
+app.kubernetes.io/name: taskreaper
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
