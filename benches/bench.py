@@ -3,7 +3,7 @@
 data (a fresh emulator per contender, same generator seed or seed file).
 
     bash benches/run.sh                         # builds, then runs scenarios a, b, c
-    .venv/bin/python benches/bench.py --binary target/release/taskreaper --scenarios c,a --tasks-per-kind 30
+    .venv/bin/python benches/bench.py --binary target/release/taskreaper --scenarios c,a --tasks-per-kind 50
 
 Scenarios (issue 10's targets):
   a  --latency-ms, C = --concurrency, no server limit, purge --max-requests-per-second A_MAX_RPS (1000):
@@ -245,8 +245,9 @@ def main():
     p.add_argument("--latency-ms", type=int, default=20)
     p.add_argument("--concurrency", type=int, default=16, help="C, purge --concurrency")
     p.add_argument("--projects", type=int, default=3, help="generated projects")
-    p.add_argument("--tasks-per-kind", type=int, default=30,
-                   help="generator size for a and c: 7N+3 tasks per project (30 -> 639 in 3 projects)")
+    p.add_argument("--tasks-per-kind", type=int, default=200,
+                   help="generator size for a and c: 7N+3 tasks per project (200 -> 4,209 in 3 projects, "
+                        "about 2 minutes of the SDK loop; a purge of seconds is mostly its ramp)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--seed-file", help="emulator --seed-file instead of the generator (all scenarios)")
     p.add_argument("--a-max-rps", type=int, default=1000, help="scenario a: purge --max-requests-per-second")

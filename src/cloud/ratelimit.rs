@@ -57,8 +57,10 @@ const INCREASE_RPS: f64 = 10.0;
 /// ...or this fraction of the current rate, whichever is more (fast ramps at high rates).
 const INCREASE_FRACTION: f64 = 0.2;
 /// The fraction until a key's first 429 (a slow start, as TCP's): the server's limit is not known
-/// yet, and a gateway's burst allowance absorbs the overshoot that finds it.
-const SLOW_START_FRACTION: f64 = 1.0;
+/// yet, and a gateway's burst allowance absorbs the overshoot that finds it. The rate then grows as
+/// fast as the send rate it is capped by (twice the measured rate) lets it: it doubles about every
+/// measuring window while the calls keep up with it.
+const SLOW_START_FRACTION: f64 = 4.0;
 /// What a 429 multiplies the rate by.
 const DECREASE_FACTOR: f64 = 0.5;
 /// 429s within this long of a cut answer requests sent before it: they do not cut again.
@@ -67,7 +69,7 @@ const CUT_COOLDOWN: Duration = Duration::from_millis(500);
 /// count as time of success.
 const MAX_GROWTH_STEP: Duration = Duration::from_millis(250);
 /// The send rate is measured over windows this long.
-const MEASURE_WINDOW: Duration = Duration::from_millis(500);
+const MEASURE_WINDOW: Duration = Duration::from_millis(250);
 /// The rate may rise to at most this multiple of the measured send rate: a limit far above what is
 /// used would be a burst waiting to happen.
 const HEADROOM: f64 = 2.0;
@@ -201,7 +203,12 @@ impl Bucket {
             return;
         }
         let sent = f64::from(self.window_sent) / elapsed.as_secs_f64();
-        self.measured = Some(self.measured.map_or(sent, |m| 0.5 * m + 0.5 * sent));
+        // A rise counts at once (the cap it sets must not hold a ramp back); a fall is smoothed,
+        // so one slow window does not pull the cap down.
+        self.measured = Some(match self.measured {
+            Some(m) if sent < m => 0.5 * m + 0.5 * sent,
+            _ => sent,
+        });
         self.window_start = now;
         self.window_sent = 0;
     }
@@ -317,7 +324,7 @@ impl RateLimiters {
     }
 
     /// Tells the limiter of `key` how the server answered one request. In adaptive mode success
-    /// raises the rate (by the larger of 10 requests per second or 20% of the rate, 100% before
+    /// raises the rate (by the larger of 10 requests per second or 20% of the rate, 400% before
     /// the key's first 429, per second of success, up to the maximum and to twice the measured send
     /// rate) and a 429 halves it (once per half second, down to the floor). A fixed rate ignores
     /// outcomes.

@@ -88,11 +88,11 @@ async fn the_rate_rises_while_calls_succeed() {
     assert_eq!(limiters.rate(&k), f64::from(DEFAULT_START_RPS));
     let first = traffic(&limiters, &k, Duration::from_secs(1), Outcome::Ok).await;
     let after_one = limiters.rate(&k);
-    assert!(after_one > 20.0, "rose within a second: {after_one}");
+    assert!(after_one > 60.0, "more than tripled within a second of success: {after_one}");
     let sent = traffic(&limiters, &k, Duration::from_secs(4), Outcome::Ok).await;
     let after_five = limiters.rate(&k);
     println!("first second {first} calls, rate {after_one:.1}; next 4 s {sent} calls, rate {after_five:.1}");
-    assert!(after_five > 60.0 && after_five > after_one, "kept rising: {after_five}");
+    assert!(after_five >= after_one, "did not fall: {after_five}");
     assert!(f64::from(first + sent) / 5.0 > 34.0, "faster than a sequential loop at 20 ms over 5 s");
     traffic(&limiters, &k, Duration::from_secs(30), Outcome::Ok).await;
     assert_eq!(limiters.rate(&k), f64::from(DEFAULT_MAX_RPS), "up to the maximum and no further");
