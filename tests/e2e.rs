@@ -689,6 +689,9 @@ async fn rejected_keys_stall_without_a_hot_loop() {
         "each target records the 401: {yaml}"
     );
     env.wait_event("bad-keys", "Warning", "AuthenticationFailed", |note| note.contains("HTTP 401")).await;
+    let described = env.kubectl(&["describe", "ftcp", "bad-keys"]).await;
+    println!("kubectl describe ftcp bad-keys:\n{described}");
+    assert_readme_describe_example_holds(&described);
 
     // Rejected credentials are not retried in a loop: a few seconds later no further call was made.
     let after_run = env.calls().total;
@@ -1139,4 +1142,22 @@ async fn hostile_ids_from_the_cloud_are_never_deleted_and_are_reported() {
     env.wait_event("hostile", "Normal", "Purged", |note| note.contains("4 deleted")).await;
     env.assert_secret_never_shown("hostile").await;
     env.finish().await;
+}
+
+/// Every line of the README's `kubectl describe` example (up to a `...` where it is trimmed) is a
+/// line of what `kubectl describe` really printed, spacing aside.
+fn assert_readme_describe_example_holds(described: &str) {
+    let readme = include_str!("../README.md");
+    let start =
+        readme.find("A policy whose keys the cloud refuses shows").expect("the README's describe example");
+    let block = readme[start..].split("```").nth(1).expect("its code block");
+    let squeeze = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let real: Vec<String> = described.lines().map(squeeze).collect();
+    for line in block.lines().skip(1).filter(|l| !l.trim().is_empty() && l.trim() != "...") {
+        let shown = squeeze(line.split("...").next().unwrap_or(line));
+        assert!(
+            real.iter().any(|r| r.starts_with(&shown)),
+            "README's describe example line {line:?} is not in the real output:\n{described}"
+        );
+    }
 }
