@@ -110,7 +110,7 @@ pub enum IamError {
     MissingIdp,
     #[error("identity provider {0} does not exist")]
     UnknownIdp(String),
-    #[error("the id_token was refused: {0}")]
+    #[error("the id_token was refused")]
     IdTokenRefused(#[source] IdTokenError),
     #[error("the auth.identity.methods must include token")]
     NotTokenMethod,
