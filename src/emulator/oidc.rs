@@ -1,5 +1,6 @@
-//! Verification of OIDC ID tokens as IAM does it for an identity provider: an RS256 signature by a
-//! key of the provider's JWKS, then issuer, audience and validity window against the clock passed
+//! Verification of OIDC ID tokens as IAM does it for an identity provider: an RS256 or ES256
+//! signature (what Kubernetes signs service-account tokens with, for RSA and P-256 keys) by a key of
+//! the provider's JWKS, then issuer, audience and validity window against the clock passed
 //! in. Pure; no I/O.
 
 use std::collections::HashSet;
@@ -11,6 +12,9 @@ use serde::Deserialize;
 
 /// How far `nbf` and `iat` may be in the future, for clocks that differ a little.
 pub const NOT_BEFORE_LEEWAY_SECS: i64 = 60;
+
+/// Signature algorithms accepted; a key's type must fit the algorithm (jsonwebtoken checks it).
+pub const ACCEPTED_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
 /// An identity provider of the account: whose ID tokens it trusts.
 #[derive(Clone, Debug)]
@@ -37,7 +41,7 @@ pub struct Subject {
 pub enum IdTokenError {
     #[error("the id_token is not a JWT")]
     Malformed,
-    #[error("the id_token is signed with {0}; only RS256 is accepted")]
+    #[error("the id_token is signed with {0}; only RS256 and ES256 are accepted")]
     UnsupportedAlgorithm(String),
     #[error("no key of the identity provider's JWKS matches the id_token (kid {0})")]
     UnknownKey(String),
@@ -79,7 +83,7 @@ fn at(secs: i64, claim: &'static str) -> Result<Timestamp, IdTokenError> {
 /// Checks `token` against `provider` at `now` and returns who it names.
 pub fn verify(token: &str, provider: &OidcProvider, now: Timestamp) -> Result<Subject, IdTokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| IdTokenError::Malformed)?;
-    if header.alg != Algorithm::RS256 {
+    if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
         return Err(IdTokenError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
     }
     let candidates: Vec<_> = match &header.kid {
@@ -91,7 +95,7 @@ pub fn verify(token: &str, provider: &OidcProvider, now: Timestamp) -> Result<Su
     }
     // Only the signature is checked here; the claims are checked below against the emulator's
     // clock (which tests fix or shift) with errors that say what is wrong.
-    let mut validation = Validation::new(Algorithm::RS256);
+    let mut validation = Validation::new(header.alg);
     validation.required_spec_claims = HashSet::new();
     validation.validate_exp = false;
     validation.validate_nbf = false;
