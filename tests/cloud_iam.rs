@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use taskreaper::cloud::credentials::Secret;
+use taskreaper::cloud::discovery::{DiscoveryError, ProjectSelector, discover};
 use taskreaper::cloud::federation::{FederationCache, FederationError, Freshness, RefreshPolicy};
 use taskreaper::cloud::iam::{IamClient, IamError};
 use taskreaper::cloud::{Allowlist, CloudHttp, EndpointPolicy, ErrorClass, HttpConfig, KpsClient, RateLimit};
@@ -181,5 +182,40 @@ async fn the_cache_refreshes_before_expiry_and_keeps_valid_credentials_when_a_re
     let (theirs, _) = cache.credentials(&other, IDP, fetch, after(121)).await.expect("their own");
     assert_ne!(theirs.access_key_id, fresh.access_key_id);
     assert_eq!(emu.iam().issued().len(), 3);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_by_region_and_over_every_project() {
+    let issuer = LocalIssuer::generate(ISSUER, "key-1").expect("issuer");
+    let emu = start(&issuer, Duration::from_secs(3600)).await;
+    emu.iam()
+        .name_projects([("2c3d4e5f60718293a4b5c6d7e8f90112".to_string(), "cn-east-3_team-b".to_string())]);
+    let iam = IamClient::new(&http_config(), Some(&emu.url())).expect("IAM client");
+    let temp = iam.federate(IDP, &id_token(&issuer, 600), Duration::from_secs(900)).await.expect("federated");
+    let credentials = temp.credentials();
+    let selector = |regions: &[&str], all_projects: bool, pattern: Option<&str>| ProjectSelector {
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        all_projects,
+        name_pattern: pattern.map(|p| regex::Regex::new(p).expect("regex")),
+        max_projects: 8,
+    };
+    let ids = |found: Vec<taskreaper::cloud::discovery::Discovered>| {
+        found.into_iter().map(|d| (d.id, d.region)).collect::<Vec<_>>()
+    };
+    let by_region =
+        discover(&iam, &credentials, &selector(&["cn-north-4", "cn-east-3"], false, None), t0()).await;
+    assert_eq!(
+        ids(by_region.expect("by region")),
+        [(PROJECT.to_string(), "cn-north-4".to_string()), (EAST.to_string(), "cn-east-3".to_string())]
+    );
+    let east =
+        discover(&iam, &credentials, &selector(&["cn-east-3"], true, None), t0()).await.expect("all in east");
+    assert_eq!(east.len(), 2, "the main project and its sub-project: {east:?}");
+    let teams =
+        discover(&iam, &credentials, &selector(&[], true, Some("_team-")), t0()).await.expect("by name");
+    assert_eq!(ids(teams), [("2c3d4e5f60718293a4b5c6d7e8f90112".to_string(), "cn-east-3".to_string())]);
+    let none = discover(&iam, &credentials, &selector(&["ap-southeast-1"], false, None), t0()).await;
+    assert!(matches!(none, Err(DiscoveryError::NoProjectForRegion(_))), "{none:?}");
     emu.shutdown().await;
 }

@@ -3,6 +3,7 @@
 //! client for federation and project discovery.
 
 pub mod credentials;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
 pub mod federation;
