@@ -2,7 +2,9 @@
 //! API, verified by the emulator's IAM against the apiserver's own service-account issuer and JWKS
 //! (fetched from /openid/v1/jwks), exchanged for temporary credentials that purge KPS tasks and
 //! discover projects; the federation cache refreshes across expiry with new TokenRequest tokens; a
-//! token for another audience is refused.
+//! token for another audience is refused. And the controller itself: a policy naming a ServiceAccount
+//! of its namespace purges with temporary credentials, refreshes them, and stalls with a clear reason
+//! for a ServiceAccount it may not request tokens for.
 //!
 //! Run: `TASKREAPER_CONTROL_PLANE_BIN=/path/to/bin cargo test --test workload_identity`
 
@@ -169,4 +171,136 @@ async fn the_cache_refreshes_across_expiry_with_new_apiserver_tokens() {
     assert!(fresh.expires_at > first.expires_at);
     assert_eq!(emu.iam().issued().len(), 2);
     emu.shutdown().await;
+}
+
+/// The controller end to end: a policy naming a ServiceAccount of its namespace and an identity
+/// provider gets temporary credentials through the TokenRequest API and the emulator's IAM, purges
+/// with them, gets new ones once they expire (3-second credentials), and a ServiceAccount that is
+/// missing or that the controller may not request tokens for stalls the policy with a reason that
+/// says what to do. The name is resolved in the policy's own namespace only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_purges_with_a_service_account_identity_and_refreshes_it() {
+    use common::e2e::{Env, PROJECT_A, RunningController, controller_subject, policy_at};
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef};
+    use taskreaper::api::{Scope, Service, Target, WorkloadIdentity};
+    use taskreaper::controller::identity::WorkloadIdentitySettings;
+
+    let seed = Seed::Generated { projects: vec![PROJECT_A.into()], tasks_per_kind: 2, seed: 11 };
+    let env = Env::without_controller("wi-e2e", seed).await;
+    let admin = env.admin.clone();
+    let discovery = get_json(&admin, "/.well-known/openid-configuration").await;
+    let issuer = discovery["issuer"].as_str().expect("an issuer").to_string();
+    let jwks = serde_json::from_value(get_json(&admin, "/openid/v1/jwks").await).expect("a JWKS");
+    env.emulator.iam().set_provider(IDP, OidcProvider { issuer, audiences: vec![AUDIENCE.into()], jwks });
+    env.emulator.iam().set_durations(Duration::from_secs(1), Duration::from_secs(3));
+    let ns = env.ns.clone();
+    service_account(&admin, &ns).await;
+    let ungranted: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    let other = ServiceAccount {
+        metadata: ObjectMeta { name: Some("not-granted".into()), ..ObjectMeta::default() },
+        ..ServiceAccount::default()
+    };
+    ungranted.create(&PostParams::default(), &other).await.expect("a second ServiceAccount");
+    // What deploy/examples/workload-identity-rbac.yaml grants: tokens for one ServiceAccount only.
+    let role = Role {
+        metadata: ObjectMeta { name: Some("taskreaper-token".into()), ..ObjectMeta::default() },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["serviceaccounts/token".into()]),
+            resource_names: Some(vec![SERVICE_ACCOUNT.into()]),
+            verbs: vec!["create".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    Api::<Role>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await.expect("Role");
+    let binding = RoleBinding {
+        metadata: ObjectMeta { name: Some("taskreaper-token".into()), ..ObjectMeta::default() },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "taskreaper-token".into(),
+        },
+        subjects: Some(vec![controller_subject()]),
+    };
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("RoleBinding");
+
+    let url = env.emulator.url();
+    let controller_client = env.cp.controller_client().await;
+    let controller = RunningController::start_with(controller_client, &[&ns], &env.emulator, |s| {
+        s.workload_identity = Some(WorkloadIdentitySettings {
+            token_audience: AUDIENCE.into(),
+            token_expiration: Duration::from_secs(600),
+            id_token_file: None,
+            iam_endpoint: Some(url.clone()),
+            credential_duration: Duration::from_secs(900),
+            refresh: RefreshPolicy::default(),
+        });
+    })
+    .await;
+
+    let with_identity = |name: &str, account: &str| {
+        let kps_all =
+            Target { service: Service::Kps, scope: Scope::All, protection_group_ids: None, filter: None };
+        let mut policy = policy_at(&ns, name, &url, &[PROJECT_A], vec![kps_all], 100);
+        policy.spec.credentials_ref = None;
+        policy.spec.workload_identity = Some(WorkloadIdentity {
+            service_account_name: Some(account.into()),
+            use_controller_token: None,
+            identity_provider_id: IDP.into(),
+        });
+        policy
+    };
+    let before = env.emulator.store().failed_tasks(PROJECT_A).len();
+    assert!(before > 0);
+    env.create(&with_identity("wi", SERVICE_ACCOUNT)).await;
+    env.wait_ready("wi", "True", "Purged").await;
+    assert!(env.emulator.store().failed_tasks(PROJECT_A).is_empty(), "purged with temporary credentials");
+    let issued = env.emulator.iam().issued();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0].subject, format!("system:serviceaccount:{ns}:{SERVICE_ACCOUNT}"));
+    assert!(issued[0].calls >= 2, "the list before, the delete, the list after: {issued:?}");
+
+    // The 3-second credentials expire; the next run exchanges a new token.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let tasks = env.emulator.store().failed_tasks(PROJECT_A);
+    assert!(tasks.is_empty());
+    let seeded = taskreaper::emulator::generate(&[PROJECT_A.to_string()], 1, 12, env.emulator.store().now());
+    env.emulator.store().load(seeded);
+    env.request_run("wi", "second", "1").await;
+    let done = env.wait_handled("wi", "second").await;
+    assert!(condition_is_ready(&done), "{:?}", done.status);
+    assert!(env.emulator.store().failed_tasks(PROJECT_A).is_empty(), "purged again after a refresh");
+    let issued = env.emulator.iam().issued();
+    assert_eq!(issued.len(), 2, "a new exchange after expiry: {issued:?}");
+    assert!(issued[1].calls >= 2);
+
+    // A ServiceAccount the controller may not request tokens for, and one that does not exist.
+    env.create(&with_identity("not-granted", "not-granted")).await;
+    let blocked = env.wait_ready("not-granted", "False", "CredentialsInvalid").await;
+    let message = ready_message(&blocked);
+    assert!(message.contains("serviceaccounts/token") && message.contains("not-granted"), "{message}");
+    env.create(&with_identity("missing", "missing")).await;
+    let missing = env.wait_ready("missing", "False", "CredentialsInvalid").await;
+    assert!(ready_message(&missing).contains("missing"), "{}", ready_message(&missing));
+    println!(
+        "controller with workload identity: {before} KPS tasks purged with temporary credentials of \
+         system:serviceaccount:{ns}:{SERVICE_ACCOUNT}; a second run after the 3 s credentials expired \
+         exchanged a new token ({} keys issued); an ungranted ServiceAccount -> CredentialsInvalid: {message}",
+        issued.len()
+    );
+    controller.stop().await;
+    env.finish().await;
+}
+
+fn ready_message(policy: &taskreaper::api::FailedTaskCleanupPolicy) -> String {
+    common::e2e::condition(policy, taskreaper::api::ConditionType::Ready)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn condition_is_ready(policy: &taskreaper::api::FailedTaskCleanupPolicy) -> bool {
+    common::e2e::condition(policy, taskreaper::api::ConditionType::Ready).is_some_and(|c| c.status == "True")
 }

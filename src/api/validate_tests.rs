@@ -52,7 +52,7 @@ fn example_validates_and_is_parsed() {
     let regions: Vec<&str> = valid.projects.iter().map(|p| p.region.as_str()).collect();
     assert_eq!(regions, ["cn-north-4", "cn-east-3"]);
     assert_eq!(valid.endpoints, spec.endpoints.clone().unwrap());
-    assert_eq!(valid.credentials_secret, "hwcloud-credentials");
+    assert_eq!(valid.credentials, crate::api::CredentialSource::Secret("hwcloud-credentials".into()));
     assert_eq!((valid.max_deletions, valid.dry_run, valid.suspend), (1000, false, false));
 }
 
@@ -62,7 +62,7 @@ fn example_round_trips_through_serde() {
     assert_eq!(policy.metadata.name.as_deref(), Some("dr-cleanup"));
     assert_eq!(policy.metadata.namespace.as_deref(), Some("platform"));
     let spec = &policy.spec;
-    assert_eq!(spec.credentials_ref, CredentialsRef { name: "hwcloud-credentials".into() });
+    assert_eq!(spec.credentials_ref, Some(CredentialsRef { name: "hwcloud-credentials".into() }));
     assert_eq!(
         spec.endpoints,
         Some(Endpoints {
@@ -323,7 +323,7 @@ fn other_problems_are_reported() {
     let zero = errors_of(|s| s.max_deletions_per_run = 0);
     assert!(matches!(zero[..], [SpecError::CheckMaxDeletions { value: 0 }]));
 
-    let secret = errors_of(|s| s.credentials_ref.name = "Bad_Name".into());
+    let secret = errors_of(|s| s.credentials_ref = Some(CredentialsRef { name: "Bad_Name".into() }));
     assert!(matches!(secret[..], [SpecError::ParseSecretName { .. }]));
 }
 
