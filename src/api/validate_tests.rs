@@ -426,3 +426,41 @@ fn an_endpoint_password_is_refused_without_being_echoed() {
         [SpecError::CheckEndpointOrigin { path, problem: EndpointProblem::QueryOrFragment }] if path == "spec.endpoints.kps"
     ));
 }
+
+#[test]
+fn exactly_one_credential_source() {
+    use crate::api::{CredentialSource, WorkloadIdentity};
+    let identity = |sa: Option<&str>, controller: Option<bool>| WorkloadIdentity {
+        service_account_name: sa.map(str::to_string),
+        use_controller_token: controller,
+        identity_provider_id: "k8s".into(),
+    };
+    let with = |wi: WorkloadIdentity| {
+        let mut spec = example().spec;
+        spec.credentials_ref = None;
+        spec.workload_identity = Some(wi);
+        spec
+    };
+    let valid = with(identity(Some("cleaner"), None)).validate().unwrap();
+    assert_eq!(
+        valid.credentials,
+        CredentialSource::ServiceAccount { name: "cleaner".into(), identity_provider_id: "k8s".into() }
+    );
+    assert_eq!(valid.credentials.describe(), "ServiceAccount cleaner via identity provider k8s");
+    let valid = with(identity(None, Some(true))).validate().unwrap();
+    assert_eq!(valid.credentials, CredentialSource::ControllerToken { identity_provider_id: "k8s".into() });
+
+    let both = errors_of(|s| s.workload_identity = Some(identity(Some("cleaner"), None)));
+    assert!(messages(&both).contains("give exactly one credential source"), "{}", messages(&both));
+    let none = errors_of(|s| s.credentials_ref = None);
+    assert!(messages(&none).contains("give exactly one credential source"));
+    for wi in [identity(Some("cleaner"), Some(true)), identity(None, None), identity(None, Some(false))] {
+        let errors = with(wi).validate().unwrap_err();
+        assert!(messages(&errors).contains("either serviceAccountName"), "{}", messages(&errors));
+    }
+    let other_namespace = with(identity(Some("ns/cleaner"), None)).validate().unwrap_err();
+    assert!(messages(&other_namespace).contains("must be the name of a ServiceAccount in this namespace"));
+    let bad_idp =
+        with(WorkloadIdentity { identity_provider_id: "k8s cluster".into(), ..identity(Some("a"), None) });
+    assert!(messages(&bad_idp.validate().unwrap_err()).contains("identity provider id"));
+}
