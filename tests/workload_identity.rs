@@ -257,6 +257,12 @@ async fn the_controller_purges_with_a_service_account_identity_and_refreshes_it(
     assert!(before > 0);
     env.create(&with_identity("wi", SERVICE_ACCOUNT)).await;
     env.wait_ready("wi", "True", "Purged").await;
+    env.wait_event("wi", "Normal", "Purged", |note| {
+        note.ends_with(&format!(
+            "(credentials: ServiceAccount {SERVICE_ACCOUNT} via identity provider {IDP})"
+        ))
+    })
+    .await;
     assert!(env.emulator.store().failed_tasks(PROJECT_A).is_empty(), "purged with temporary credentials");
     let issued = env.emulator.iam().issued();
     assert_eq!(issued.len(), 1, "{issued:?}");

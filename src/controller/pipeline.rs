@@ -199,6 +199,8 @@ pub enum Outcome {
         finished: Timestamp,
         /// The version of the Secret the run used.
         secret_version: Option<String>,
+        /// Which identity the run's credentials came from ([`CredentialSource::describe`]).
+        identity: String,
     },
 }
 
@@ -288,7 +290,11 @@ pub async fn run_policy<H: Host>(
     let verdict = Verdict::Ran { report: &report, started: now, dry_run: valid.dry_run };
     apply(host, &mut status, &observed(next_run, request, finished), &verdict, Some(valid.max_deletions))
         .await?;
-    Ok(Finished { outcome: Outcome::Ran { report, started: now, finished, secret_version }, status })
+    let identity = valid.credentials.describe();
+    Ok(Finished {
+        outcome: Outcome::Ran { report, started: now, finished, secret_version, identity },
+        status,
+    })
 }
 
 /// Computes the next status and hands it to the host when it differs. Returns whether it did.

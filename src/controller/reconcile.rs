@@ -326,7 +326,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         }
         Outcome::Suspended => None,
         Outcome::Waiting { next_run } => until(next_run, now),
-        Outcome::Ran { report, started, finished, secret_version } => {
+        Outcome::Ran { report, started, finished, secret_version, identity } => {
             if let Ok(mut failures) = ctx.auth_failures.lock() {
                 if pipeline::auth_failed(&report) {
                     failures.insert(uid.clone(), secret_version);
@@ -335,7 +335,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
                 }
             }
             record(ctx, &report, &status, finished.duration_since(started));
-            events::ran(&ctx.recorder(), policy, &status).await;
+            events::ran(&ctx.recorder(), policy, &status, &identity).await;
             tracing::info!(
                 policy = %policy.name_any(),
                 namespace,
