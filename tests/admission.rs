@@ -268,6 +268,42 @@ const CASES: &[Case] = &[
         mutate: |p| spec(p)["credentialsRef"]["name"] = json!("Hw_Cloud"),
         expected: &["spec.credentialsRef.name", "must be the name of a Secret in this namespace"],
     },
+    Case {
+        name: "two-credential-sources",
+        mutate: |p| {
+            spec(p)["workloadIdentity"] =
+                json!({"serviceAccountName": "cleaner", "identityProviderId": "k8s"})
+        },
+        expected: &["spec", "give exactly one credential source: credentialsRef"],
+    },
+    Case {
+        name: "no-credential-source",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
+        },
+        expected: &["spec", "give exactly one credential source: credentialsRef"],
+    },
+    Case {
+        name: "service-account-and-controller-token",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
+            spec(p)["workloadIdentity"] = json!({"serviceAccountName": "cleaner", "useControllerToken": true,
+                "identityProviderId": "k8s"});
+        },
+        expected: &["spec.workloadIdentity", "give either serviceAccountName"],
+    },
+    Case {
+        name: "service-account-of-another-namespace",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
+            spec(p)["workloadIdentity"] =
+                json!({"serviceAccountName": "other-namespace/cleaner", "identityProviderId": "k8s"});
+        },
+        expected: &[
+            "spec.workloadIdentity.serviceAccountName",
+            "must be the name of a ServiceAccount in this namespace",
+        ],
+    },
 ];
 
 #[tokio::test]
@@ -339,6 +375,15 @@ const VALID_VARIANTS: &[Variant] = &[
     ("endpoint-with-port", |p| spec(p)["endpoints"]["kps"] = json!("https://kms.example.internal:8443")),
     ("endpoint-with-slash", |p| spec(p)["endpoints"]["sdrs"] = json!("https://sdrs.example.internal:8443/")),
     ("max-deletions-one", |p| spec(p)["maxDeletionsPerRun"] = json!(1)),
+    ("workload-identity-service-account", |p| {
+        spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
+        spec(p)["workloadIdentity"] =
+            json!({"serviceAccountName": "cleaner", "identityProviderId": "k8s_cluster-1"});
+    }),
+    ("workload-identity-controller-token", |p| {
+        spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
+        spec(p)["workloadIdentity"] = json!({"useControllerToken": true, "identityProviderId": "k8s"});
+    }),
     ("dry-run-suspended", |p| {
         spec(p)["dryRun"] = json!(true);
         spec(p)["suspend"] = json!(true);

@@ -431,6 +431,7 @@ impl InProcess {
             rate_limit: RateLimit { per_second: roomy, burst: roomy }.into(),
             instance: Some("chaos".into()),
             max_concurrent_reconciles: 32,
+            workload_identity: None,
         };
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());

@@ -240,7 +240,10 @@ async fn sdrs_all_clears_every_sdrs_failure(listing: SdrsListing) {
     // The group-level list and the four groups' lists, before and after.
     assert_eq!(calls.route("GET", SDRS_LIST), 2 * 5, "{calls:?}");
 
-    env.wait_event("sdrs-all", "Normal", "Purged", |note| note == "1 project: 8 deleted, 0 remaining").await;
+    env.wait_event("sdrs-all", "Normal", "Purged", |note| {
+        note == "1 project: 8 deleted, 0 remaining (credentials: Secret hwcloud-credentials)"
+    })
+    .await;
     env.assert_secret_never_shown("sdrs-all").await;
     env.finish().await;
 }
@@ -339,8 +342,10 @@ async fn sdrs_matching_finds_instances_in_every_group(listing: SdrsListing) {
     // Only the groups' lists: protected instances are not group-level failures.
     assert_eq!(calls.route("GET", SDRS_LIST), 2 * 4, "{calls:?}");
 
-    env.wait_event("sdrs-match", "Normal", "Purged", |note| note == "1 project: 3 deleted, 0 remaining")
-        .await;
+    env.wait_event("sdrs-match", "Normal", "Purged", |note| {
+        note == "1 project: 3 deleted, 0 remaining (credentials: Secret hwcloud-credentials)"
+    })
+    .await;
     env.assert_secret_never_shown("sdrs-match").await;
     env.finish().await;
 }
@@ -472,7 +477,10 @@ async fn kps_all_deletes_every_failed_task() {
     assert_eq!((calls.route("GET", KPS_TASKS), calls.route("DELETE", KPS_TASKS)), (2, 1), "{calls:?}");
     assert_eq!(calls.deletes, 1, "{calls:?}");
 
-    env.wait_event("kps-all", "Normal", "Purged", |note| note == "1 project: 10 deleted, 0 remaining").await;
+    env.wait_event("kps-all", "Normal", "Purged", |note| {
+        note == "1 project: 10 deleted, 0 remaining (credentials: Secret hwcloud-credentials)"
+    })
+    .await;
     env.assert_secret_never_shown("kps-all").await;
     env.finish().await;
 }
@@ -778,7 +786,10 @@ async fn the_manual_trigger_runs_once_per_value() {
     assert!(status(&second).last_schedule_time >= first_start, "{yaml}");
     assert!(env.task_ids(PROJECT_A).is_empty());
     assert!(env.calls().total > calls_before);
-    env.wait_event("trigger", "Normal", "Purged", |note| note == "1 project: 2 deleted, 0 remaining").await;
+    env.wait_event("trigger", "Normal", "Purged", |note| {
+        note == "1 project: 2 deleted, 0 remaining (credentials: Secret hwcloud-credentials)"
+    })
+    .await;
 
     // The same value again (with another change so the controller looks) does not run again.
     env.emulator.store().add_failed_tasks(PROJECT_A, [task("later", "FAILED_UNBIND", "kp-l", 1)]);

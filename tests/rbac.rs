@@ -259,6 +259,11 @@ async fn the_cluster_install_denies_the_controller_what_it_does_not_use() {
         access("list", LEASES, Some(&own), None),
         access("watch", LEASES, Some(&own), None),
         access("patch", LEASES, Some(&own), lease),
+        // No token minting: workload identity needs an opt-in Role per ServiceAccount
+        // (deploy/examples/workload-identity-rbac.yaml).
+        access("create", "/serviceaccounts/token", ns, Some("default")),
+        access("create", "/serviceaccounts/token", Some(&own), Some("taskreaper")),
+        access("create", "/serviceaccounts/token", None, None),
         access("get", LEASES, Some(&own), Some("another-lease")),
         access("update", LEASES, Some(&own), Some("another-lease")),
         access("delete", LEASES, Some(&own), lease),

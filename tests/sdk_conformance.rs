@@ -1,6 +1,7 @@
 //! Conformance with the official Huawei Cloud Python SDK (3.1.219), the outside referee: our signer
 //! against the SDK's signer on randomized requests, and the SDK's SDRS and KPS clients against the
-//! emulator. Spawns the Python interpreter named by `TASKREAPER_PYTHON` (tests/run.sh sets it up from
+//! emulator, including OIDC federation and project discovery through the emulator's IAM. Spawns the
+//! Python interpreter named by `TASKREAPER_PYTHON` (tests/run.sh sets it up from
 //! tests/sdk/requirements.txt).
 //!
 //! Run: `TASKREAPER_PYTHON=/path/to/venv/bin/python cargo test --test sdk_conformance -- --nocapture`
@@ -14,15 +15,17 @@ mod signer_cases;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use taskreaper::cloud::credentials::Secret;
 use taskreaper::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS};
 use taskreaper::cloud::signing::{self, Request};
 use taskreaper::emulator::{
-    ADMIN_PREFIX, Config, Emulator, GROUP_STATUSES, GROUPS_PER_PROJECT, IN_GROUP_RESOURCE_TYPES, KPS_ONE,
-    KPS_TASKS, KpsTaskTime, Modes, ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, SDRS_BATCH,
-    SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_ONE, SdrsListing, Seed, SeededJob, gateway_code,
+    ADMIN_PREFIX, Config, Emulator, GROUP_STATUSES, GROUPS_PER_PROJECT, IAM_ID_TOKEN, IAM_PROJECTS,
+    IAM_SECURITY_TOKENS, IN_GROUP_RESOURCE_TYPES, IamSettings, KPS_ONE, KPS_TASKS, KpsTaskTime, LocalIssuer,
+    Modes, ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, OidcProvider, SDRS_BATCH, SDRS_GROUP_BATCH,
+    SDRS_GROUPS, SDRS_ONE, SdrsListing, Seed, SeededJob, TokenClaims, gateway_code, route_key,
 };
 
 /// How many randomized requests the signer comparison covers.
@@ -657,4 +660,147 @@ async fn the_emulator_command_serves_the_official_sdk() {
         kps["delete_all"]["after"]["total"],
         body["error_code"]
     );
+}
+
+const OIDC_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+const OIDC_AUDIENCE: &str = "iam.myhuaweicloud.com";
+const IDP_ID: &str = "k8s-cluster";
+const SERVICE_ACCOUNT: &str = "system:serviceaccount:team-a:cleaner";
+
+/// An emulator whose IAM trusts `issuer` as identity provider [`IDP_ID`] and names [`PROJECT`]
+/// `cn-north-4` and [`BYSTANDER`] `cn-east-3`; temporary keys last at most `max_duration`.
+async fn start_federated_emulator(issuer: &LocalIssuer, max_duration: Duration) -> Emulator {
+    let config = Config {
+        iam: IamSettings {
+            providers: BTreeMap::from([(
+                IDP_ID.to_string(),
+                OidcProvider {
+                    issuer: OIDC_ISSUER.into(),
+                    audiences: vec![OIDC_AUDIENCE.into()],
+                    jwks: issuer.jwks().expect("a JWKS"),
+                },
+            )]),
+            projects: BTreeMap::from([
+                (PROJECT.to_string(), "cn-north-4".to_string()),
+                (BYSTANDER.to_string(), "cn-east-3".to_string()),
+            ]),
+            max_duration,
+            ..IamSettings::default()
+        },
+        ..Config::default()
+    };
+    let seed = Seed::Generated {
+        projects: vec![PROJECT.to_string(), BYSTANDER.to_string()],
+        tasks_per_kind: PER_KIND,
+        seed: 20261122,
+    };
+    Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config, seed).await.expect("the emulator starts")
+}
+
+/// Writes an ID token for [`SERVICE_ACCOUNT`] with `audience`, valid for ten minutes, to a file.
+fn id_token_file(issuer: &LocalIssuer, audience: &str) -> tempfile::NamedTempFile {
+    let now = jiff::Timestamp::now();
+    let claims = TokenClaims {
+        sub: SERVICE_ACCOUNT.into(),
+        aud: vec![audience.into()],
+        issued_at: now,
+        expires_at: now.checked_add(jiff::SignedDuration::from_mins(10)).expect("in range"),
+        iss: None,
+    };
+    let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+    file.write_all(issuer.token(&claims).expect("a signed token").as_bytes()).expect("the token is written");
+    file
+}
+
+/// Runs `sdk_federation.py` with IAM at the emulator (HUAWEICLOUD_SDK_IAM_ENDPOINT).
+async fn run_sdk_federation(emu: &Emulator, token_file: &std::path::Path, calls: usize) -> Value {
+    let url = emu.url();
+    let token_path = token_file.to_str().expect("a UTF-8 path");
+    let calls = calls.to_string();
+    let args = [
+        "--endpoint",
+        &url,
+        "--idp-id",
+        IDP_ID,
+        "--id-token-file",
+        token_path,
+        "--region",
+        "cn-north-4",
+        "--calls",
+        &calls,
+    ];
+    let envs = [("HUAWEICLOUD_SDK_IAM_ENDPOINT", url.as_str())];
+    let output = harness::run_python("sdk_federation.py", &args, &envs, Vec::new()).await;
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("sdk_federation.py printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+    })
+}
+
+/// The official SDK with `idp_id` + `id_token_file` and no project id: it exchanges the ID token at
+/// the emulator's IAM for temporary credentials, finds the project of `cn-north-4` with them, and
+/// lists KPS and SDRS failed tasks signed with its security token. The SDK asks for 6 h and keeps
+/// credentials with more than 40 minutes left, so one exchange serves every call; capped at 10
+/// minutes, it refreshes before every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_federates_an_id_token_and_discovers_the_project_of_a_region() {
+    let issuer = LocalIssuer::generate(OIDC_ISSUER, "sa-key-1").expect("an issuer");
+    let token = id_token_file(&issuer, OIDC_AUDIENCE);
+    const CALLS: usize = 3;
+
+    let emu = start_federated_emulator(&issuer, Duration::from_secs(24 * 3600)).await;
+    let tasks = emu.store().failed_tasks(PROJECT).len();
+    let out = run_sdk_federation(&emu, token.path(), CALLS).await;
+    assert_eq!(out["raised"], Value::Null, "{out}");
+    assert_eq!(out["project_id"], PROJECT, "the project of cn-north-4: {out}");
+    assert_eq!(out["kps_totals"], json!(vec![tasks; CALLS]));
+    assert_eq!(out["sdrs_count"], PER_KIND + 1);
+    assert_eq!(out["has_security_token"], true);
+    let issued = emu.iam().issued();
+    assert_eq!(issued.len(), 1, "one exchange for every call: {issued:?}");
+    assert_eq!(issued[0].subject, SERVICE_ACCOUNT);
+    assert_eq!(issued[0].calls, CALLS as u64 + 2, "the project lookup, the KPS lists and the SDRS list");
+    let keys = ids(&out["access_keys"]);
+    assert!(keys.iter().all(|k| *k == issued[0].access_key), "{keys:?}");
+    let iam_calls = emu.iam().calls();
+    assert_eq!(iam_calls[&route_key("POST", IAM_ID_TOKEN)], 1);
+    assert_eq!(iam_calls[&route_key("POST", IAM_SECURITY_TOKENS)], 1);
+    assert_eq!(iam_calls[&route_key("GET", IAM_PROJECTS)], 1);
+    let calls = emu.store().calls();
+    assert_eq!(calls.project_route(PROJECT, "GET", KPS_TASKS), CALLS as u64);
+    assert!(!calls.by_project.contains_key(BYSTANDER));
+    emu.shutdown().await;
+
+    let emu = start_federated_emulator(&issuer, Duration::from_secs(600)).await;
+    let out = run_sdk_federation(&emu, token.path(), CALLS).await;
+    assert_eq!(out["raised"], Value::Null, "{out}");
+    assert_eq!(out["project_id"], PROJECT);
+    let issued = emu.iam().issued();
+    assert_eq!(issued.len(), CALLS + 2, "a refresh before every request: {issued:?}");
+    assert!(issued.iter().all(|k| k.calls == 1), "{issued:?}");
+    let mut keys = ids(&out["access_keys"]);
+    keys.dedup();
+    assert_eq!(keys.len(), CALLS + 1, "a new key for each cloud call: {keys:?}");
+    println!(
+        "sdk federation: idp {IDP_ID} -> temporary credentials for {SERVICE_ACCOUNT}; project of cn-north-4 \
+         discovered = {PROJECT}; {CALLS} KPS lists + 1 SDRS list accepted with X-Security-Token; 1 exchange \
+         with 6 h credentials, {} exchanges with 10 min ones (< 40 min left: refreshed before each request)",
+        issued.len()
+    );
+    emu.shutdown().await;
+}
+
+/// An ID token for another audience is refused by the emulator's IAM, and the SDK says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_federation_with_a_token_for_another_audience_is_refused() {
+    let issuer = LocalIssuer::generate(OIDC_ISSUER, "sa-key-1").expect("an issuer");
+    let token = id_token_file(&issuer, "kubernetes");
+    let emu = start_federated_emulator(&issuer, Duration::from_secs(3600)).await;
+    let out = run_sdk_federation(&emu, token.path(), 1).await;
+    assert_ne!(out["raised"], Value::Null, "{out}");
+    let message = out["message"].as_str().unwrap_or_default();
+    assert!(message.contains("IAM.0003") || message.contains("audience"), "{out}");
+    assert!(emu.iam().issued().is_empty());
+    assert_eq!(emu.store().calls().total, 0, "no cloud call without credentials");
+    println!("sdk federation with a token for audience kubernetes: {} ({message})", out["raised"]);
+    emu.shutdown().await;
 }

@@ -47,9 +47,11 @@ pub enum Reason {
     Idle,
     /// Nothing blocks the policy.
     AsExpected,
-    /// The Secret named by `spec.credentialsRef` does not exist in the policy's namespace.
+    /// The Secret named by `spec.credentialsRef` does not exist in the policy's namespace, or the
+    /// controller was started without workload identity for a policy that asks for it.
     CredentialsNotFound,
-    /// The Secret exists but holds neither `accessKeyId` + `secretAccessKey` nor `authToken`.
+    /// The Secret exists but holds neither `accessKeyId` + `secretAccessKey` nor `authToken`, or the
+    /// controller may not request tokens for the ServiceAccount of `spec.workloadIdentity`.
     CredentialsInvalid,
     /// Huawei Cloud rejected the credentials (HTTP 401 or 403).
     AuthenticationFailed,

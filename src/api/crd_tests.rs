@@ -121,7 +121,11 @@ fn schema_bounds_defaults_and_enums() {
     let spec = child(&root, "spec");
     let mut required = spec.required.clone().unwrap();
     required.sort();
-    assert_eq!(required, ["credentialsRef", "projects", "region", "schedule", "targets"]);
+    assert_eq!(
+        required,
+        ["projects", "region", "schedule", "targets"],
+        "credentials: credentialsRef or workloadIdentity"
+    );
     assert_eq!(child(spec, "projects").min_items, Some(1));
     assert_eq!(child(spec, "projects").max_items, Some(64));
     assert_eq!(child(spec, "targets").min_items, Some(1));

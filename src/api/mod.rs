@@ -22,12 +22,12 @@ pub use crd::{crd, crd_yaml, write_crd};
 pub use duration::{DurationError, parse_duration};
 pub use policy::{
     CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, KpsOperateType, Project,
-    Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
+    Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch, WorkloadIdentity,
 };
 pub use status::{
     CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetOutcome, TargetResult,
 };
 pub use validate::{
-    EndpointProblem, ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule, ValidTarget,
-    ValidatedSpec, endpoint_problems, validate,
+    CredentialSource, EndpointProblem, ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule,
+    ValidTarget, ValidatedSpec, endpoint_problems, validate,
 };

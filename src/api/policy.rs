@@ -101,11 +101,22 @@ pub const ENDPOINT_ORIGIN_PATTERN: &str = "^[^:/?#]+://[^/?#]*/?([?#].*)?$";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.credentialsRef) != has(self.workloadIdentity)")
+    .message("give exactly one credential source: credentialsRef (a Secret with keys) or workloadIdentity (a ServiceAccount token exchanged at IAM for temporary credentials)"))]
 pub struct FailedTaskCleanupPolicySpec {
     /// The Secret, in the same namespace as this policy, that holds the Huawei Cloud credentials:
     /// either accessKeyId and secretAccessKey (plus securityToken for temporary credentials),
-    /// or authToken. A Secret in another namespace cannot be referenced.
-    pub credentials_ref: CredentialsRef,
+    /// or authToken. A Secret in another namespace cannot be referenced. Exactly one of
+    /// credentialsRef and workloadIdentity is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<CredentialsRef>,
+
+    /// Credentials without long-lived keys: an OIDC ID token (a ServiceAccount token) exchanged
+    /// at Huawei Cloud IAM, through the named identity provider, for temporary credentials that
+    /// the controller caches and refreshes before they expire. Exactly one of credentialsRef and
+    /// workloadIdentity is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
 
     /// Default Huawei Cloud region of every project, such as cn-north-4. It selects the endpoints
     /// https://sdrs.{region}.myhuaweicloud.com and https://kms.{region}.myhuaweicloud.com.
@@ -171,6 +182,42 @@ pub struct CredentialsRef {
     ))]
     pub name: String,
 }
+
+/// Where the ID token for IAM federation comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.serviceAccountName) != (has(self.useControllerToken) && self.useControllerToken)")
+    .message("give either serviceAccountName (a ServiceAccount of this namespace) or useControllerToken: true, not both"))]
+pub struct WorkloadIdentity {
+    /// A ServiceAccount in this policy's namespace (only a name: another namespace cannot be
+    /// named). The controller requests a short-lived token for it with the TokenRequest API, for
+    /// the audience of its --token-audience flag; it needs a Role allowing create on
+    /// serviceaccounts/token for this name (see deploy/examples/workload-identity-rbac.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = matches_rule(
+        SECRET_NAME_PATTERN,
+        "must be the name of a ServiceAccount in this namespace: lowercase letters, digits, '-' and '.'"
+    ))]
+    pub service_account_name: Option<String>,
+
+    /// Use the controller's own projected ServiceAccount token (its --id-token-file) instead of a
+    /// ServiceAccount of this namespace. Only for controllers whose operator enabled that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_controller_token: Option<bool>,
+
+    /// The id of the IAM identity provider (X-Idp-Id) that trusts the cluster's
+    /// service-account issuer and maps its tokens to an IAM agency or user group.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = matches_rule(
+        IDENTITY_PROVIDER_ID_PATTERN,
+        "must be an IAM identity provider id: letters, digits, '-' and '_'"
+    ))]
+    pub identity_provider_id: String,
+}
+
+/// An IAM identity provider id.
+pub const IDENTITY_PROVIDER_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
 /// Endpoint overrides.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

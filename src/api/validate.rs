@@ -18,17 +18,43 @@ use super::patterns::{
 };
 use super::policy::{
     ENDPOINT_ORIGIN_PATTERN, ENDPOINT_PATH_MESSAGE, ENDPOINT_QUERY_MESSAGE, ENDPOINT_USERINFO_MESSAGE,
-    ENDPOINT_USERINFO_PATTERN, Endpoints, FailedTaskCleanupPolicySpec, KpsOperateType,
-    MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, Schedule, Scope, SdrsFailureStatus,
-    SdrsResourceType, Service, Target, TaskMatch,
+    ENDPOINT_USERINFO_PATTERN, Endpoints, FailedTaskCleanupPolicySpec, IDENTITY_PROVIDER_ID_PATTERN,
+    KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, Schedule, Scope,
+    SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
 };
+
+/// Where a policy's credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A Secret in the policy's namespace.
+    Secret(String),
+    /// A token for this ServiceAccount of the policy's namespace, exchanged at IAM.
+    ServiceAccount { name: String, identity_provider_id: String },
+    /// The controller's own projected token, exchanged at IAM.
+    ControllerToken { identity_provider_id: String },
+}
+
+impl CredentialSource {
+    /// Which identity it is, for status and events: never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Secret(name) => format!("Secret {name}"),
+            Self::ServiceAccount { name, identity_provider_id } => {
+                format!("ServiceAccount {name} via identity provider {identity_provider_id}")
+            }
+            Self::ControllerToken { identity_provider_id } => {
+                format!("the controller's token via identity provider {identity_provider_id}")
+            }
+        }
+    }
+}
 
 /// A spec that passed [`validate`], compiled: everything a run and its schedule need, so nothing
 /// downstream reads the raw spec again.
 #[derive(Clone, Debug)]
 pub struct ValidatedSpec {
-    /// The name of the credentials Secret in the policy's namespace.
-    pub credentials_secret: String,
+    /// Where the credentials come from.
+    pub credentials: CredentialSource,
     /// Each project with its region resolved (its own, else `spec.region`).
     pub projects: Vec<ValidProject>,
     /// Each target with its filter compiled, in the order of `spec.targets`.
@@ -108,6 +134,26 @@ pub enum SpecError {
         "spec.credentialsRef.name {name:?} must be the name of a Secret in this namespace: lowercase letters, digits, '-' and '.'"
     )]
     ParseSecretName { name: String },
+    /// Not exactly one of credentialsRef and workloadIdentity.
+    #[error(
+        "give exactly one credential source: spec.credentialsRef (a Secret with keys) or spec.workloadIdentity (a ServiceAccount token exchanged at IAM)"
+    )]
+    ChooseCredentialSource,
+    /// Not exactly one of serviceAccountName and useControllerToken.
+    #[error(
+        "spec.workloadIdentity needs either serviceAccountName (a ServiceAccount of this namespace) or useControllerToken: true, not both"
+    )]
+    ChooseTokenSource,
+    /// Reading the ServiceAccount name failed.
+    #[error(
+        "spec.workloadIdentity.serviceAccountName {name:?} must be the name of a ServiceAccount in this namespace: lowercase letters, digits, '-' and '.'"
+    )]
+    ParseServiceAccountName { name: String },
+    /// Reading the identity provider id failed.
+    #[error(
+        "spec.workloadIdentity.identityProviderId {value:?} must be an IAM identity provider id: letters, digits, '-' and '_'"
+    )]
+    ParseIdentityProviderId { value: String },
     /// Reading a region failed.
     #[error("{path} {value:?} must be a Huawei Cloud region id such as cn-north-4 or ap-southeast-1")]
     ParseRegion { path: String, value: String },
@@ -252,13 +298,53 @@ impl FailedTaskCleanupPolicySpec {
     }
 }
 
+/// Exactly one credential source, with valid names.
+fn check_credentials(
+    spec: &FailedTaskCleanupPolicySpec,
+    errors: &mut Vec<SpecError>,
+) -> Option<CredentialSource> {
+    let name_ok = |name: &str| is_match(SECRET_NAME_PATTERN, name) && name.len() <= 253;
+    match (&spec.credentials_ref, &spec.workload_identity) {
+        (Some(secret), None) => {
+            if name_ok(&secret.name) {
+                return Some(CredentialSource::Secret(secret.name.clone()));
+            }
+            errors.push(SpecError::ParseSecretName { name: secret.name.clone() });
+            None
+        }
+        (None, Some(wi)) => {
+            let idp = wi.identity_provider_id.clone();
+            if !is_match(IDENTITY_PROVIDER_ID_PATTERN, &idp) {
+                errors.push(SpecError::ParseIdentityProviderId { value: idp });
+                return None;
+            }
+            match (&wi.service_account_name, wi.use_controller_token.unwrap_or(false)) {
+                (Some(name), false) if name_ok(name) => {
+                    Some(CredentialSource::ServiceAccount { name: name.clone(), identity_provider_id: idp })
+                }
+                (Some(name), false) => {
+                    errors.push(SpecError::ParseServiceAccountName { name: name.clone() });
+                    None
+                }
+                (None, true) => Some(CredentialSource::ControllerToken { identity_provider_id: idp }),
+                _ => {
+                    errors.push(SpecError::ChooseTokenSource);
+                    None
+                }
+            }
+        }
+        _ => {
+            errors.push(SpecError::ChooseCredentialSource);
+            None
+        }
+    }
+}
+
 /// Checks the whole spec and returns it parsed, or every problem found.
 pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec<SpecError>> {
     let mut errors = Vec::new();
 
-    if !is_match(SECRET_NAME_PATTERN, &spec.credentials_ref.name) || spec.credentials_ref.name.len() > 253 {
-        errors.push(SpecError::ParseSecretName { name: spec.credentials_ref.name.clone() });
-    }
+    let credentials = check_credentials(spec, &mut errors);
     check_region("spec.region", &spec.region, &mut errors);
     if let Some(endpoints) = &spec.endpoints {
         for (path, value) in
@@ -287,7 +373,7 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
     let targets = targets.into_iter().collect::<Option<Vec<_>>>();
     match (schedule, targets) {
         (Some(schedule), Some(targets)) if errors.is_empty() => Ok(ValidatedSpec {
-            credentials_secret: spec.credentials_ref.name.clone(),
+            credentials: credentials.unwrap_or_else(|| CredentialSource::Secret(String::new())),
             projects: spec
                 .projects
                 .iter()

@@ -52,7 +52,7 @@ fn example_validates_and_is_parsed() {
     let regions: Vec<&str> = valid.projects.iter().map(|p| p.region.as_str()).collect();
     assert_eq!(regions, ["cn-north-4", "cn-east-3"]);
     assert_eq!(valid.endpoints, spec.endpoints.clone().unwrap());
-    assert_eq!(valid.credentials_secret, "hwcloud-credentials");
+    assert_eq!(valid.credentials, crate::api::CredentialSource::Secret("hwcloud-credentials".into()));
     assert_eq!((valid.max_deletions, valid.dry_run, valid.suspend), (1000, false, false));
 }
 
@@ -62,7 +62,7 @@ fn example_round_trips_through_serde() {
     assert_eq!(policy.metadata.name.as_deref(), Some("dr-cleanup"));
     assert_eq!(policy.metadata.namespace.as_deref(), Some("platform"));
     let spec = &policy.spec;
-    assert_eq!(spec.credentials_ref, CredentialsRef { name: "hwcloud-credentials".into() });
+    assert_eq!(spec.credentials_ref, Some(CredentialsRef { name: "hwcloud-credentials".into() }));
     assert_eq!(
         spec.endpoints,
         Some(Endpoints {
@@ -323,7 +323,7 @@ fn other_problems_are_reported() {
     let zero = errors_of(|s| s.max_deletions_per_run = 0);
     assert!(matches!(zero[..], [SpecError::CheckMaxDeletions { value: 0 }]));
 
-    let secret = errors_of(|s| s.credentials_ref.name = "Bad_Name".into());
+    let secret = errors_of(|s| s.credentials_ref = Some(CredentialsRef { name: "Bad_Name".into() }));
     assert!(matches!(secret[..], [SpecError::ParseSecretName { .. }]));
 }
 
@@ -425,4 +425,42 @@ fn an_endpoint_password_is_refused_without_being_echoed() {
         &errors[..],
         [SpecError::CheckEndpointOrigin { path, problem: EndpointProblem::QueryOrFragment }] if path == "spec.endpoints.kps"
     ));
+}
+
+#[test]
+fn exactly_one_credential_source() {
+    use crate::api::{CredentialSource, WorkloadIdentity};
+    let identity = |sa: Option<&str>, controller: Option<bool>| WorkloadIdentity {
+        service_account_name: sa.map(str::to_string),
+        use_controller_token: controller,
+        identity_provider_id: "k8s".into(),
+    };
+    let with = |wi: WorkloadIdentity| {
+        let mut spec = example().spec;
+        spec.credentials_ref = None;
+        spec.workload_identity = Some(wi);
+        spec
+    };
+    let valid = with(identity(Some("cleaner"), None)).validate().unwrap();
+    assert_eq!(
+        valid.credentials,
+        CredentialSource::ServiceAccount { name: "cleaner".into(), identity_provider_id: "k8s".into() }
+    );
+    assert_eq!(valid.credentials.describe(), "ServiceAccount cleaner via identity provider k8s");
+    let valid = with(identity(None, Some(true))).validate().unwrap();
+    assert_eq!(valid.credentials, CredentialSource::ControllerToken { identity_provider_id: "k8s".into() });
+
+    let both = errors_of(|s| s.workload_identity = Some(identity(Some("cleaner"), None)));
+    assert!(messages(&both).contains("give exactly one credential source"), "{}", messages(&both));
+    let none = errors_of(|s| s.credentials_ref = None);
+    assert!(messages(&none).contains("give exactly one credential source"));
+    for wi in [identity(Some("cleaner"), Some(true)), identity(None, None), identity(None, Some(false))] {
+        let errors = with(wi).validate().unwrap_err();
+        assert!(messages(&errors).contains("either serviceAccountName"), "{}", messages(&errors));
+    }
+    let other_namespace = with(identity(Some("ns/cleaner"), None)).validate().unwrap_err();
+    assert!(messages(&other_namespace).contains("must be the name of a ServiceAccount in this namespace"));
+    let bad_idp =
+        with(WorkloadIdentity { identity_provider_id: "k8s cluster".into(), ..identity(Some("a"), None) });
+    assert!(messages(&bad_idp.validate().unwrap_err()).contains("identity provider id"));
 }

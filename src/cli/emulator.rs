@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use crate::cloud::credentials::Secret;
 use crate::emulator::{
-    Config, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorError, Faults, KpsTaskTime,
-    RateLimitSetting, RunOptions, SdrsListing, Seed,
+    Config, DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, EmulatorError, Faults, IamSettings, KpsTaskTime,
+    OidcProvider, RateLimitSetting, RunOptions, SdrsListing, Seed,
 };
 
 /// An `AK:SK` pair from the command line.
@@ -24,6 +24,13 @@ fn parse_access_key(value: &str) -> Result<AccessKeyArg, String> {
             Ok(AccessKeyArg { access_key: ak.to_string(), secret_key: Secret::new(sk) })
         }
         _ => Err("expected AK:SK with both parts non-empty".to_string()),
+    }
+}
+
+fn parse_project_name(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((id, name)) if !id.is_empty() && !name.is_empty() => Ok((id.to_string(), name.to_string())),
+        _ => Err("expected PROJECT_ID=NAME with both parts non-empty".to_string()),
     }
 }
 
@@ -100,6 +107,30 @@ pub struct EmulatorArgs {
     /// number. Changeable later with PUT /_emulator/modes.
     #[arg(long, value_enum, default_value_t = KpsTaskTimeArg::String)]
     pub kps_task_time: KpsTaskTimeArg,
+    /// IAM: the identity provider id (X-Idp-Id) whose ID tokens --oidc-jwks-file verifies.
+    #[arg(long, default_value = "kubernetes")]
+    pub oidc_idp_id: String,
+    /// IAM: the issuer (iss) the identity provider's ID tokens must carry, e.g. the cluster's
+    /// --service-account-issuer.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// IAM: an audience (aud) the identity provider accepts; repeatable.
+    #[arg(long = "oidc-audience")]
+    pub oidc_audiences: Vec<String>,
+    /// IAM: the issuer's public keys as a JWKS file (a cluster serves it at /openid/v1/jwks).
+    /// Changeable later with PUT /_emulator/iam/providers/{idp_id}.
+    #[arg(long, requires = "oidc_issuer")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// IAM: a project's name, as PROJECT_ID=NAME (a region's main project is named after the
+    /// region); repeatable. GET /v3/projects?name= and /v3/auth/projects list these.
+    #[arg(long = "project-name", value_name = "PROJECT_ID=NAME", value_parser = parse_project_name)]
+    pub project_names: Vec<(String, String)>,
+    /// IAM: the shortest duration_seconds accepted for temporary credentials.
+    #[arg(long, default_value_t = 900)]
+    pub min_credential_seconds: u64,
+    /// IAM: the longest temporary credentials last, whatever was asked (lower it to see refreshes).
+    #[arg(long, default_value_t = 86400)]
+    pub max_credential_seconds: u64,
 }
 
 /// `--sdrs-listing`.
@@ -160,8 +191,28 @@ impl EmulatorArgs {
             sdrs_listing: self.sdrs_listing.into(),
             kps_task_time: self.kps_task_time.into(),
             rate_limit: RateLimitSetting { per_key: self.rate_limit_per_key, burst: 0 },
+            iam: IamSettings {
+                providers: BTreeMap::new(),
+                projects: self.project_names.iter().cloned().collect(),
+                min_duration: std::time::Duration::from_secs(self.min_credential_seconds),
+                max_duration: std::time::Duration::from_secs(self.max_credential_seconds),
+            },
             ..Config::default()
         }
+    }
+
+    /// The identity provider of `--oidc-*`, its JWKS read from the file; `None` without one.
+    pub fn oidc_provider(&self) -> Result<Option<(String, OidcProvider)>, EmulatorError> {
+        let Some(path) = &self.oidc_jwks_file else { return Ok(None) };
+        let (Some(issuer), false) = (&self.oidc_issuer, self.oidc_audiences.is_empty()) else {
+            return Err(EmulatorError::IncompleteOidc);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| EmulatorError::ReadJwks { path: path.clone(), source })?;
+        let jwks = serde_json::from_str(&text)
+            .map_err(|source| EmulatorError::ParseJwks { path: path.clone(), source })?;
+        let provider = OidcProvider { issuer: issuer.clone(), audiences: self.oidc_audiences.clone(), jwks };
+        Ok(Some((self.oidc_idp_id.clone(), provider)))
     }
 
     /// Everything the emulator process needs from these flags.
@@ -190,7 +241,11 @@ impl EmulatorArgs {
 /// Starts the emulator, prints `taskreaper emulator listening on <url>` and serves until
 /// Ctrl-C or SIGTERM.
 pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
-    crate::emulator::run(args.options()).await
+    let mut options = args.options();
+    if let Some((idp_id, provider)) = args.oidc_provider()? {
+        options.config.iam.providers.insert(idp_id, provider);
+    }
+    crate::emulator::run(options).await
 }
 
 #[cfg(test)]
@@ -279,6 +334,37 @@ mod tests {
         assert_eq!(options.ca_out, Some("/tmp/ca.pem".into()));
         assert_eq!(options.listen, "0.0.0.0:0".parse().unwrap());
         assert!(!format!("{args:?}").contains("SK1"), "secrets stay hidden");
+    }
+
+    #[test]
+    fn oidc_flags_give_an_identity_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[{"kty":"RSA","kid":"k","n":"sXch","e":"AQAB"}]}"#).unwrap();
+        let jwks_arg = format!("--oidc-jwks-file={}", jwks.display());
+        let args = parse(&[
+            "--oidc-issuer=https://kubernetes.default.svc",
+            "--oidc-audience=iam",
+            &jwks_arg,
+            "--project-name=p1=cn-north-4",
+            "--max-credential-seconds=30",
+            "--min-credential-seconds=1",
+        ])
+        .unwrap();
+        let (idp, provider) = args.oidc_provider().unwrap().unwrap();
+        assert_eq!(
+            (idp.as_str(), provider.issuer.as_str()),
+            ("kubernetes", "https://kubernetes.default.svc")
+        );
+        assert_eq!(provider.jwks.keys.len(), 1);
+        let iam = args.config().iam;
+        assert_eq!(iam.projects["p1"], "cn-north-4");
+        assert_eq!(iam.max_duration.as_secs(), 30);
+        assert!(parse(&[]).unwrap().oidc_provider().unwrap().is_none());
+        let no_audience = parse(&["--oidc-issuer=https://x", &jwks_arg]).unwrap();
+        assert!(matches!(no_audience.oidc_provider(), Err(EmulatorError::IncompleteOidc)));
+        assert!(parse(&[&jwks_arg]).is_err(), "--oidc-jwks-file needs --oidc-issuer");
+        assert!(parse(&["--project-name=p1"]).is_err());
     }
 
     #[test]

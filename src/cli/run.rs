@@ -2,8 +2,10 @@
 //! bundle file and the POD_NAME environment variable.
 
 use super::rate::RateArgs;
+use crate::cloud::federation::RefreshPolicy;
 use crate::cloud::http::USER_AGENT;
 use crate::cloud::{Allowlist, EndpointPolicy, HttpConfig};
+use crate::controller::identity::WorkloadIdentitySettings;
 use crate::controller::leader::{LeaseTiming, SKEW};
 use crate::controller::{ControllerError, LeaderElection, RunSettings, Settings};
 use std::net::SocketAddr;
@@ -65,6 +67,25 @@ pub struct RunArgs {
     /// Timeout of one cloud request, in seconds.
     #[arg(long, default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Enables workload identity: the audience of the ServiceAccount tokens the controller requests
+    /// (TokenRequest API) for policies with spec.workloadIdentity, i.e. what the IAM identity
+    /// provider accepts. Never taken from a policy.
+    #[arg(long, env = "TASKREAPER_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// Lifetime of requested ServiceAccount tokens, in seconds (the API's minimum is 600).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(600..))]
+    pub token_expiration_secs: u64,
+    /// The controller's own projected ServiceAccount token, for policies with
+    /// workloadIdentity.useControllerToken: true. Read again on every exchange.
+    #[arg(long, requires = "token_audience")]
+    pub id_token_file: Option<PathBuf>,
+    /// The IAM endpoint for federation and project discovery (must pass --endpoint-allowlist).
+    #[arg(long, env = "HUAWEICLOUD_SDK_IAM_ENDPOINT", default_value = crate::cloud::iam::DEFAULT_IAM_ENDPOINT)]
+    pub iam_endpoint: String,
+    /// duration_seconds asked of IAM for temporary credentials (IAM: 900 to 86400). They are
+    /// refreshed when less than min(40 minutes, half their lifetime) remains.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub credential_duration_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +140,14 @@ impl RunArgs {
             rate_limit,
             instance,
             max_concurrent_reconciles: self.max_concurrent_reconciles,
+            workload_identity: self.token_audience.as_ref().map(|audience| WorkloadIdentitySettings {
+                token_audience: audience.clone(),
+                token_expiration: Duration::from_secs(self.token_expiration_secs),
+                id_token_file: self.id_token_file.clone(),
+                iam_endpoint: Some(self.iam_endpoint.clone()),
+                credential_duration: Duration::from_secs(self.credential_duration_secs),
+                refresh: RefreshPolicy::default(),
+            }),
         };
         let timing = self.lease_timing()?;
         let leader_election = self.leader_election.then(|| LeaderElection {

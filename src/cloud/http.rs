@@ -179,19 +179,7 @@ impl CloudHttp {
         limiters: Arc<RateLimiters>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CloudError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(!config.endpoints.allow_http);
-        if let Some(pem) = &config.ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(CloudError::LoadCaBundle)?;
-            if certs.is_empty() {
-                return Err(CloudError::EmptyCaBundle);
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(CloudError::BuildClient)?;
+        let client = build_client(&config)?;
         let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
         Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock, in_flight }), delete_gate: None })
     }
@@ -402,6 +390,24 @@ impl CloudHttp {
         }
         Ok(RawReply { status, request_id, retry_after, body })
     }
+}
+
+/// The HTTPS client of `config`: timeouts, extra CA roots, no redirects (a redirect could carry the
+/// credentials elsewhere). IAM calls use one built the same way.
+pub(crate) fn build_client(config: &HttpConfig) -> Result<reqwest::Client, CloudError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(!config.endpoints.allow_http);
+    if let Some(pem) = &config.ca_bundle_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(CloudError::LoadCaBundle)?;
+        if certs.is_empty() {
+            return Err(CloudError::EmptyCaBundle);
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(CloudError::BuildClient)
 }
 
 /// The headers of one request, authentication included. With AK/SK the signature covers exactly

@@ -1,10 +1,14 @@
-//! The Huawei Cloud side: credentials, SDK-HMAC-SHA256 signing, and typed SDRS/KPS clients with
-//! error classification, retries and rate limiting.
+//! The Huawei Cloud side: credentials (also temporary ones from workload identity), SDK-HMAC-SHA256
+//! signing, typed SDRS/KPS clients with error classification, retries and rate limiting, and an IAM
+//! client for federation and project discovery.
 
 pub mod credentials;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
+pub mod federation;
 pub mod http;
+pub mod iam;
 pub mod kps;
 pub mod model;
 mod paging;

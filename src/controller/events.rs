@@ -51,6 +51,11 @@ async fn publish(
     }
 }
 
+/// A run's note: the Ready message, then whose credentials it used (never a secret).
+pub fn run_note(message: &str, identity: &str) -> String {
+    format!("{message} (credentials: {identity})")
+}
+
 /// Events notes are limited to 1 kB.
 fn truncate(mut note: String) -> String {
     if note.len() > 1000 {
@@ -67,16 +72,18 @@ fn truncate(mut note: String) -> String {
 /// that are not safe in a URL path.
 pub const UNSAFE_TASK_IDS: &str = "UnsafeTaskIds";
 
-/// After a run: Purged / DryRun (Normal) or a Warning saying what went wrong, with the counts; and
-/// a second Warning, [`UNSAFE_TASK_IDS`], when tasks were left alone because of unsafe ids.
+/// After a run: Purged / DryRun (Normal) or a Warning saying what went wrong, with the counts and
+/// the identity whose credentials the run used; and a second Warning, [`UNSAFE_TASK_IDS`], when
+/// tasks were left alone because of unsafe ids.
 pub async fn ran(
     recorder: &Recorder,
     policy: &FailedTaskCleanupPolicy,
     status: &FailedTaskCleanupPolicyStatus,
+    identity: &str,
 ) {
     let Some(ready) = status.condition(ConditionType::Ready) else { return };
     let Some((type_, reason)) = status.reason(ConditionType::Ready).and_then(run_event) else { return };
-    publish(recorder, policy, type_, reason, ready.message.clone()).await;
+    publish(recorder, policy, type_, reason, run_note(&ready.message, identity)).await;
     if let Some(note) = status.last_run.as_ref().and_then(unsafe_ids_note) {
         publish(recorder, policy, EventType::Warning, UNSAFE_TASK_IDS, note).await;
     }

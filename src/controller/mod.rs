@@ -4,6 +4,7 @@
 //! settings; the flags of `taskreaper run` live in `cli::run`.
 
 pub mod events;
+pub mod identity;
 pub mod leader;
 pub mod pipeline;
 pub mod reconcile;
@@ -67,6 +68,9 @@ pub struct Settings {
     /// Most policies reconciled at once (0: no bound). Each reconcile in flight holds a connection
     /// to the API server, so this bounds the controller's memory when many policies are due at once.
     pub max_concurrent_reconciles: u16,
+    /// Temporary credentials from workload identity for policies that ask for it; `None` refuses
+    /// them (the policy reports CredentialsNotFound).
+    pub workload_identity: Option<identity::WorkloadIdentitySettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,8 @@ pub enum ControllerError {
     ConnectKubernetes(#[source] kube::Error),
     #[error("building the cloud client")]
     BuildCloudClient(#[source] crate::cloud::CloudError),
+    #[error("building the IAM client for workload identity")]
+    BuildIamClient(#[source] crate::cloud::iam::IamError),
     #[error("listening for termination signals")]
     ListenSignals(#[source] std::io::Error),
     #[error("lost the leader-election lease; exiting so another replica takes over")]
@@ -113,7 +119,14 @@ pub async fn serve_fenced(
     let http = CloudHttp::new(settings.http.clone(), limiters, Arc::new(SystemClock))
         .map_err(ControllerError::BuildCloudClient)?;
     let reporter = Reporter { controller: "taskreaper".into(), instance: settings.instance.clone() };
+    let workload_identity = match settings.workload_identity.clone() {
+        Some(wi) => Some(
+            identity::WorkloadIdentity::new(wi, &settings.http).map_err(ControllerError::BuildIamClient)?,
+        ),
+        None => None,
+    };
     let ctx = Arc::new(Context {
+        workload_identity,
         client: client.clone(),
         reporter,
         metrics,

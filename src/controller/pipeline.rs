@@ -7,8 +7,8 @@
 use super::schedule;
 use super::status::{Observed, Verdict, budget_spent_before, next_status};
 use crate::api::{
-    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, FailedTaskCleanupPolicyStatus,
-    Reason, ValidatedSpec,
+    ConditionType, CredentialSource, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec,
+    FailedTaskCleanupPolicyStatus, Reason, ValidatedSpec,
 };
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
@@ -147,6 +147,21 @@ pub trait Host {
     type Error;
     /// Reads the Secret `name` in the policy's namespace; `None` when it does not exist.
     fn secret(&mut self, name: &str) -> impl Future<Output = Result<Option<SecretData>, Self::Error>> + Send;
+    /// Temporary credentials for a workload-identity `source` (never [`CredentialSource::Secret`]):
+    /// an ID token exchanged at IAM, cached and refreshed. `Ok(Err(_))` when the user must act.
+    /// Hosts without workload identity refuse it.
+    fn federated(
+        &mut self,
+        source: &CredentialSource,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Result<Credentials, Blocked>, Self::Error>> + Send {
+        let _ = now;
+        let message = format!(
+            "{} needs the controller (taskreaper run with --token-audience): this command reads credentials from a Secret only",
+            source.describe()
+        );
+        async move { Ok(Err(Blocked { reason: Reason::CredentialsNotFound, message })) }
+    }
     /// Decides whether a policy that can run runs now, from its compiled spec, its status, the
     /// version of its Secret and the clock.
     fn due(
@@ -184,6 +199,8 @@ pub enum Outcome {
         finished: Timestamp,
         /// The version of the Secret the run used.
         secret_version: Option<String>,
+        /// Which identity the run's credentials came from ([`CredentialSource::describe`]).
+        identity: String,
     },
 }
 
@@ -224,11 +241,17 @@ pub async fn run_policy<H: Host>(
         return Ok(Finished { outcome: Outcome::Suspended, status });
     }
 
-    // Credentials and endpoints.
-    let secret = host.secret(&valid.credentials_secret).await?;
-    let secret_version = secret.as_ref().and_then(|s| s.version.clone());
+    // Credentials (from a Secret, or temporary ones from workload identity) and endpoints.
+    let (resolved, secret_version) = match &valid.credentials {
+        CredentialSource::Secret(name) => {
+            let secret = host.secret(name).await?;
+            let version = secret.as_ref().and_then(|s| s.version.clone());
+            (credentials(name, secret.as_ref().map(|s| &s.data)), version)
+        }
+        source => (host.federated(source, now).await?, None),
+    };
     let fence = host.fence();
-    let cloud = match credentials(&valid.credentials_secret, secret.as_ref().map(|s| &s.data))
+    let cloud = match resolved
         .and_then(|credentials| cloud_api(&prepared, credentials, http))
         .map(|cloud| cloud.with_fence(fence))
     {
@@ -267,7 +290,11 @@ pub async fn run_policy<H: Host>(
     let verdict = Verdict::Ran { report: &report, started: now, dry_run: valid.dry_run };
     apply(host, &mut status, &observed(next_run, request, finished), &verdict, Some(valid.max_deletions))
         .await?;
-    Ok(Finished { outcome: Outcome::Ran { report, started: now, finished, secret_version }, status })
+    let identity = valid.credentials.describe();
+    Ok(Finished {
+        outcome: Outcome::Ran { report, started: now, finished, secret_version, identity },
+        status,
+    })
 }
 
 /// Computes the next status and hands it to the host when it differs. Returns whether it did.

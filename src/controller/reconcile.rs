@@ -4,13 +4,15 @@
 //! that stands in for a Secret watch. Does Kubernetes and cloud I/O.
 
 use super::events;
-use super::pipeline::{self, Due, Finished, Host, Outcome, SecretData};
+use super::pipeline::{self, Blocked, Due, Finished, Host, Outcome, SecretData};
 use super::schedule;
 use super::status::{self, whole_seconds};
 use crate::api::{
-    ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason, ValidatedSpec,
+    ConditionType, CredentialSource, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason,
+    ValidatedSpec,
 };
 use crate::cloud::CloudHttp;
+use crate::cloud::credentials::Credentials;
 use crate::observability::Metrics;
 use crate::observability::metrics::{RunLabels, TargetLabels};
 use crate::purge::{self, Fence};
@@ -37,6 +39,8 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub http: CloudHttp,
+    /// Temporary credentials for policies with a workload identity; `None` when not enabled.
+    pub workload_identity: Option<super::identity::WorkloadIdentity>,
     /// Per policy uid: the Secret's resourceVersion when the cloud last rejected its credentials.
     pub auth_failures: Mutex<HashMap<String, Option<String>>>,
     /// Per policy uid: consecutive reconcile errors, for backoff.
@@ -78,6 +82,12 @@ pub enum ReconcileError {
     },
     #[error("writing status")]
     PatchStatus(#[source] kube::Error),
+    #[error("getting temporary credentials for {identity}")]
+    WorkloadIdentity {
+        identity: String,
+        #[source]
+        source: super::identity::IdentityError,
+    },
 }
 
 impl Context {
@@ -157,6 +167,30 @@ impl Host for Kube<'_> {
             version: s.resource_version(),
             data: s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(),
         }))
+    }
+
+    async fn federated(
+        &mut self,
+        source: &CredentialSource,
+        now: Timestamp,
+    ) -> Result<Result<Credentials, Blocked>, ReconcileError> {
+        let Some(identity) = &self.ctx.workload_identity else {
+            return Ok(Err(Blocked {
+                reason: Reason::CredentialsNotFound,
+                message: format!(
+                    "{} needs workload identity, which this controller was started without (--token-audience)",
+                    source.describe()
+                ),
+            }));
+        };
+        let namespace = self.policy.namespace().unwrap_or_default();
+        let result = identity.credentials(&self.ctx.client, &namespace, source, now).await;
+        let credentials = result
+            .map_err(|e| ReconcileError::WorkloadIdentity { identity: source.describe(), source: e })?;
+        if credentials.is_ok() {
+            tracing::debug!(policy = %self.policy.name_any(), %namespace, identity = %source.describe(), "temporary credentials from workload identity");
+        }
+        Ok(credentials)
     }
 
     fn due(
@@ -292,7 +326,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
         }
         Outcome::Suspended => None,
         Outcome::Waiting { next_run } => until(next_run, now),
-        Outcome::Ran { report, started, finished, secret_version } => {
+        Outcome::Ran { report, started, finished, secret_version, identity } => {
             if let Ok(mut failures) = ctx.auth_failures.lock() {
                 if pipeline::auth_failed(&report) {
                     failures.insert(uid.clone(), secret_version);
@@ -301,7 +335,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
                 }
             }
             record(ctx, &report, &status, finished.duration_since(started));
-            events::ran(&ctx.recorder(), policy, &status).await;
+            events::ran(&ctx.recorder(), policy, &status, &identity).await;
             tracing::info!(
                 policy = %policy.name_any(),
                 namespace,

@@ -1,13 +1,15 @@
 //! The emulator's own control endpoints under `/_emulator`, without authentication or faults: add
 //! and read protection groups and tasks, read and reset call counts, read and change faults,
-//! modes and the rate limit. Handlers over the store; no I/O of their own.
+//! modes and the rate limit; read IAM's issued keys and set its identity providers, durations and
+//! project names. Handlers over the store and IAM; no I/O of their own.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -15,6 +17,7 @@ use crate::cloud::model::{FailedTask, ProtectionGroup};
 
 use super::faults::Faults;
 use super::modes::{Modes, ModesPatch};
+use super::oidc::OidcProvider;
 use super::store::{ProjectCounts, SeededJob};
 use super::throttle::RateLimitSetting;
 use super::{App, CallCounts};
@@ -32,6 +35,68 @@ pub(crate) fn router() -> Router<App> {
         .route("/faults", get(faults).put(set_faults))
         .route("/modes", get(modes).put(set_modes))
         .route("/rate-limit", get(rate_limit).put(set_rate_limit))
+        .route("/iam", get(iam))
+        .route("/iam/providers/{idp_id}", put(set_provider))
+        .route("/iam/durations", put(set_durations))
+        .route("/iam/projects", put(name_projects))
+}
+
+/// Identity providers, project names, durations, issued keys (never their secrets) and IAM calls.
+async fn iam(State(app): State<App>) -> Json<serde_json::Value> {
+    let (min, max) = app.iam.durations();
+    let providers: BTreeMap<String, serde_json::Value> = app
+        .iam
+        .providers()
+        .into_iter()
+        .map(|(id, (issuer, audiences))| (id, json!({"issuer": issuer, "audiences": audiences})))
+        .collect();
+    Json(json!({
+        "providers": providers,
+        "projects": app.iam.projects(None),
+        "min_duration_seconds": min.as_secs(),
+        "max_duration_seconds": max.as_secs(),
+        "issued": app.iam.issued(),
+        "calls": app.iam.calls(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct ProviderBody {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks: jsonwebtoken::jwk::JwkSet,
+}
+
+/// Adds or replaces an identity provider: `{"issuer", "audiences": [...], "jwks": {"keys": [...]}}`.
+async fn set_provider(
+    State(app): State<App>,
+    Path(idp_id): Path<String>,
+    Json(body): Json<ProviderBody>,
+) -> StatusCode {
+    app.iam.set_provider(
+        idp_id,
+        OidcProvider { issuer: body.issuer, audiences: body.audiences, jwks: body.jwks },
+    );
+    StatusCode::NO_CONTENT
+}
+
+#[derive(serde::Deserialize)]
+struct DurationsBody {
+    min_seconds: u64,
+    max_seconds: u64,
+}
+
+/// `{"min_seconds": 1, "max_seconds": 30}`: the shortest `duration_seconds` accepted and the
+/// longest lifetime given to temporary keys.
+async fn set_durations(State(app): State<App>, Json(body): Json<DurationsBody>) -> StatusCode {
+    app.iam.set_durations(Duration::from_secs(body.min_seconds), Duration::from_secs(body.max_seconds));
+    StatusCode::NO_CONTENT
+}
+
+/// `{"<project_id>": "<name>"}`: names (or renames) projects.
+async fn name_projects(State(app): State<App>, Json(names): Json<BTreeMap<String, String>>) -> StatusCode {
+    app.iam.name_projects(names);
+    StatusCode::NO_CONTENT
 }
 
 async fn projects(State(app): State<App>) -> Json<BTreeMap<String, ProjectCounts>> {

@@ -1,6 +1,7 @@
 //! Authentication of cloud calls as the Huawei Cloud API gateway does it: an SDK-HMAC-SHA256
-//! signature checked against the configured access keys, or an IAM token in `X-Auth-Token`. Pure:
-//! the request and the clock are passed in.
+//! signature checked against the configured access keys or against temporary keys IAM issued (which
+//! also need their `X-Security-Token`, signed, and expire), or an IAM token in `X-Auth-Token`. Pure:
+//! the request, the temporary keys and the clock are passed in.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,10 +26,20 @@ pub struct AuthSettings {
     pub max_clock_skew: Duration,
 }
 
+/// A temporary access key as IAM issued it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemporaryKey {
+    pub secret: Secret,
+    pub security_token: Secret,
+    pub expires_at: Timestamp,
+}
+
 /// Who made an accepted call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     AccessKey(String),
+    /// A temporary access key with its security token.
+    TemporaryKey(String),
     Token,
 }
 
@@ -53,6 +64,12 @@ pub enum AuthError {
     DateSkewed { date: String, now: Timestamp, max_skew_secs: u64 },
     #[error("access key {0} does not exist")]
     UnknownAccessKey(String),
+    #[error("access key {0} is temporary and the request carries no X-Security-Token")]
+    MissingSecurityToken(String),
+    #[error("the X-Security-Token does not belong to access key {0}")]
+    WrongSecurityToken(String),
+    #[error("the temporary access key {access_key} expired at {expired_at}")]
+    TemporaryKeyExpired { access_key: String, expired_at: Timestamp },
     #[error("the signature does not match the request")]
     SignatureMismatch,
 }
@@ -71,10 +88,21 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-/// Checks one request. `req.headers` must include `host` as received.
+/// Checks one request against permanent keys and tokens only. `req.headers` must include `host` as
+/// received.
 pub fn authenticate(
     req: &signing::Request<'_>,
     settings: &AuthSettings,
+    now: Timestamp,
+) -> Result<Principal, AuthError> {
+    authenticate_with(req, settings, |_| None, now)
+}
+
+/// Checks one request; `temporary` finds a temporary key IAM issued by its access key id.
+pub fn authenticate_with(
+    req: &signing::Request<'_>,
+    settings: &AuthSettings,
+    temporary: impl Fn(&str) -> Option<TemporaryKey>,
     now: Timestamp,
 ) -> Result<Principal, AuthError> {
     if let Some(token) = header(req.headers, AUTH_TOKEN_HEADER) {
@@ -103,12 +131,27 @@ pub fn authenticate(
             max_skew_secs: settings.max_clock_skew.as_secs(),
         });
     }
-    let secret = settings
-        .access_keys
-        .get(&auth.access_key)
-        .ok_or_else(|| AuthError::UnknownAccessKey(auth.access_key.clone()))?;
+    let (secret, principal) = match settings.access_keys.get(&auth.access_key) {
+        Some(secret) => (secret.clone(), Principal::AccessKey(auth.access_key.clone())),
+        None => {
+            let key = temporary(&auth.access_key)
+                .ok_or_else(|| AuthError::UnknownAccessKey(auth.access_key.clone()))?;
+            let token = header(req.headers, SECURITY_TOKEN_HEADER)
+                .ok_or_else(|| AuthError::MissingSecurityToken(auth.access_key.clone()))?;
+            if !constant_time_eq(key.security_token.expose(), token.trim()) {
+                return Err(AuthError::WrongSecurityToken(auth.access_key.clone()));
+            }
+            if key.expires_at <= now {
+                return Err(AuthError::TemporaryKeyExpired {
+                    access_key: auth.access_key.clone(),
+                    expired_at: key.expires_at,
+                });
+            }
+            (key.secret, Principal::TemporaryKey(auth.access_key.clone()))
+        }
+    };
     if signing::verify(req, &auth, secret.expose().as_bytes(), sdk_date) {
-        Ok(Principal::AccessKey(auth.access_key))
+        Ok(principal)
     } else {
         Err(AuthError::SignatureMismatch)
     }
@@ -287,6 +330,39 @@ mod tests {
             authenticate(&req, &settings("AK", "SK"), signed_at()),
             Ok(Principal::AccessKey("AK".into()))
         );
+    }
+
+    #[test]
+    fn temporary_keys_need_their_signed_token_and_expire() {
+        let temp = TemporaryKey {
+            secret: Secret::new("TEMPSK"),
+            security_token: Secret::new("sts-token"),
+            expires_at: signed_at().checked_add(jiff::SignedDuration::from_secs(60)).unwrap(),
+        };
+        let lookup = |ak: &str| (ak == "TEMPAK").then(|| temp.clone());
+        let check = |token: Option<&str>, now: Timestamp| {
+            let mut headers: Vec<(String, String)> =
+                vec![("host".into(), "127.0.0.1:1".into()), (DATE_HEADER.into(), "20261122T053000Z".into())];
+            if let Some(token) = token {
+                headers.push((SECURITY_TOKEN_HEADER.into(), token.into()));
+            }
+            fn request(headers: &[(String, String)]) -> signing::Request<'_> {
+                signing::Request { method: "GET", path: "/v3/p/failed-tasks", query: &[], headers, body: b"" }
+            }
+            let auth = signing::authorize(&request(&headers), "TEMPAK", b"TEMPSK", "20261122T053000Z");
+            headers.push(("Authorization".into(), auth.header_value()));
+            authenticate_with(&request(&headers), &settings("AK", "SK"), lookup, now)
+        };
+        assert_eq!(check(Some("sts-token"), signed_at()), Ok(Principal::TemporaryKey("TEMPAK".into())));
+        assert_eq!(check(None, signed_at()), Err(AuthError::MissingSecurityToken("TEMPAK".into())));
+        assert_eq!(check(Some("other"), signed_at()), Err(AuthError::WrongSecurityToken("TEMPAK".into())));
+        let later = signed_at().checked_add(jiff::SignedDuration::from_secs(60)).unwrap();
+        assert_eq!(
+            check(Some("sts-token"), later),
+            Err(AuthError::TemporaryKeyExpired { access_key: "TEMPAK".into(), expired_at: temp.expires_at })
+        );
+        let shown = format!("{:?}", check(Some("other"), signed_at()));
+        assert!(!shown.contains("sts-token") && !shown.contains("TEMPSK"), "{shown}");
     }
 
     /// Signs a POST with `content_sha256` as `X-Sdk-Content-Sha256` over `signed_body`, then checks it

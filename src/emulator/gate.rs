@@ -77,7 +77,7 @@ fn project_of(path: &str) -> String {
 }
 
 /// Header pairs as the signer saw them; `host` falls back to the URI authority (HTTP/2).
-fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
+pub(crate) fn header_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -149,7 +149,8 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
         headers: &headers,
         body: &body,
     };
-    let principal = match auth::authenticate(&signed, &app.auth, app.store.now()) {
+    let temporary = |ak: &str| app.iam.temporary_key(ak);
+    let principal = match auth::authenticate_with(&signed, &app.auth, temporary, app.store.now()) {
         Ok(principal) => principal,
         Err(e) => {
             tracing::debug!(request_id = %id, error = %e, "rejected an unauthenticated call");
@@ -159,6 +160,10 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
     // The gateway throttles per access key; every IAM token shares one bucket.
     let caller = match &principal {
         Principal::AccessKey(ak) => ak.as_str(),
+        Principal::TemporaryKey(ak) => {
+            app.iam.record_use(ak);
+            ak.as_str()
+        }
         Principal::Token => "",
     };
     if let Err(wait) = app.store.admit(caller) {

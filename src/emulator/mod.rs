@@ -12,8 +12,11 @@
 //! GET    /v3/{project_id}/failed-tasks                                      list KPS failed tasks
 //! DELETE /v3/{project_id}/failed-tasks                                      every KPS failed task
 //! DELETE /v3/{project_id}/failed-tasks/{task_id}                            one task (404 when absent)
+//! POST   /v3.0/OS-AUTH/id-token/tokens · /v3.0/OS-CREDENTIAL/securitytokens   IAM federation (see [`iam`])
+//! GET    /v3/projects?name={region} · /v3/auth/projects                     IAM projects
 //! GET|POST /_emulator/projects/{project_id}/server-groups | failure-jobs | failed-tasks
 //! GET /_emulator/projects · GET|DELETE /_emulator/calls · GET|PUT /_emulator/faults | modes | rate-limit
+//! GET /_emulator/iam · PUT /_emulator/iam/providers/{idp_id} | durations | projects
 //! ```
 //!
 //! SDRS scoping follows the strict reading of the API reference: a [`SeededJob`] with a
@@ -38,7 +41,10 @@ mod faults;
 mod gate;
 mod generate;
 pub mod hostile;
+pub mod iam;
+pub mod local_issuer;
 mod modes;
+pub mod oidc;
 mod query;
 mod routes;
 mod server;
@@ -61,7 +67,7 @@ use tokio::task::JoinHandle;
 use crate::cloud::credentials::Secret;
 
 pub use admin::PREFIX as ADMIN_PREFIX;
-pub use auth::{AuthError, AuthSettings, Principal, authenticate};
+pub use auth::{AuthError, AuthSettings, Principal, TemporaryKey, authenticate, authenticate_with};
 pub use calls::{CallCounts, CallRecord, route_key};
 pub use clock::Clock;
 pub use command::{DEMO_ACCESS_KEY, DEMO_PROJECTS, DEMO_SECRET_KEY, RunOptions, run};
@@ -72,7 +78,12 @@ pub use generate::{
     GROUP_STATUSES, GROUPS_PER_PROJECT, IN_GROUP_RESOURCE_TYPES, ODD_KPS_OPERATE_TYPE,
     ODD_SDRS_RESOURCE_TYPE, generate, kps_time, sdrs_time,
 };
+pub use iam::{
+    IAM_AUTH_PROJECTS, IAM_ID_TOKEN, IAM_PROJECTS, IAM_SECURITY_TOKENS, Iam, IamSettings, IssuedKey, iam_code,
+};
+pub use local_issuer::{LocalIssuer, TokenClaims};
 pub use modes::{KpsTaskTime, Modes, ModesPatch, SdrsListing};
+pub use oidc::{IdTokenError, OidcProvider};
 pub use query::{FailureJobQuery, Page, QueryError, ServerGroupQuery};
 pub use routes::{KPS_ONE, KPS_TASKS, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_LIST, SDRS_ONE};
 pub use store::{ProjectCounts, ProjectSeed, SeedFile, SeededJob, Store};
@@ -106,6 +117,9 @@ pub struct Config {
     /// Requests per second per access key before the gateway answers 429 (off by default); change
     /// it later with [`Store::set_rate_limit`] or `PUT /_emulator/rate-limit`.
     pub rate_limit: RateLimitSetting,
+    /// Identity providers, project names and temporary-key lifetimes of the emulated IAM; change
+    /// them later through [`Emulator::iam`] or `/_emulator/iam`.
+    pub iam: IamSettings,
 }
 
 impl Default for Config {
@@ -121,6 +135,7 @@ impl Default for Config {
             sdrs_listing: SdrsListing::Strict,
             kps_task_time: KpsTaskTime::String,
             rate_limit: RateLimitSetting::default(),
+            iam: IamSettings::default(),
         }
     }
 }
@@ -146,6 +161,12 @@ pub enum Seed {
 pub enum EmulatorError {
     #[error("invalid faults")]
     InvalidFaults(#[source] FaultsError),
+    #[error("could not read the JWKS file {path}")]
+    ReadJwks { path: PathBuf, source: std::io::Error },
+    #[error("could not parse the JWKS file {path}")]
+    ParseJwks { path: PathBuf, source: serde_json::Error },
+    #[error("--oidc-jwks-file needs --oidc-issuer and at least one --oidc-audience")]
+    IncompleteOidc,
     #[error("could not read the seed file {path}")]
     ReadSeed { path: PathBuf, source: std::io::Error },
     #[error("could not parse the seed file {path}")]
@@ -171,6 +192,7 @@ pub enum EmulatorError {
 pub(crate) struct App {
     pub(crate) store: Store,
     pub(crate) auth: Arc<AuthSettings>,
+    pub(crate) iam: Iam,
     pub(crate) ids: Arc<gate::RequestIds>,
 }
 
@@ -181,6 +203,7 @@ pub struct Emulator {
     url: String,
     ca_pem: Option<String>,
     store: Store,
+    iam: Iam,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -194,6 +217,7 @@ fn read_seed(path: &PathBuf) -> Result<SeedFile, EmulatorError> {
 fn build_router(app: App) -> Router {
     Router::new()
         .merge(routes::router(&app))
+        .merge(iam::router())
         .nest(admin::PREFIX, admin::router())
         .fallback(unknown_api)
         .method_not_allowed_fallback(unknown_api)
@@ -229,6 +253,7 @@ impl Emulator {
                 store.load(generate(&projects, tasks_per_kind, seed, store.now()))
             }
         }
+        let iam = Iam::new(config.iam);
         let tls = if config.tls { Some(tls::generate().map_err(EmulatorError::Tls)?) } else { None };
         let app = App {
             store: store.clone(),
@@ -237,6 +262,7 @@ impl Emulator {
                 auth_tokens: config.auth_tokens,
                 max_clock_skew: config.max_clock_skew,
             }),
+            iam: iam.clone(),
             ids: Arc::new(gate::RequestIds::new(rand::random())),
         };
         let listener =
@@ -250,7 +276,7 @@ impl Emulator {
         let url = url_for(addr, ca_pem.is_some());
         let task = tokio::spawn(server::serve(listener, build_router(app), acceptor, stopped));
         tracing::info!(%url, "emulator started");
-        Ok(Emulator { addr, url, ca_pem, store, stop, task: Some(task) })
+        Ok(Emulator { addr, url, ca_pem, store, iam, stop, task: Some(task) })
     }
 
     /// The address the server listens on.
@@ -272,6 +298,11 @@ impl Emulator {
     /// In-process access to tasks, call counts, faults and the clock.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// In-process access to the emulated IAM: identity providers, project names, issued keys.
+    pub fn iam(&self) -> &Iam {
+        &self.iam
     }
 
     /// Stops accepting, lets open connections finish (up to a few seconds) and waits for the server.

@@ -280,6 +280,16 @@ impl RunningController {
         namespaces: &[&str],
         emulator: &Emulator,
     ) -> RunningController {
+        RunningController::start_with(client, namespaces, emulator, |_| {}).await
+    }
+
+    /// [`RunningController::start_watching`] with settings changed by `tweak` first.
+    pub async fn start_with(
+        client: Client,
+        namespaces: &[&str],
+        emulator: &Emulator,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> RunningController {
         let ca = emulator.ca_pem().expect("the e2e emulator serves HTTPS").as_bytes().to_vec();
         let roomy = std::num::NonZeroU32::new(1000).expect("non-zero");
         let settings = Settings {
@@ -305,7 +315,10 @@ impl RunningController {
             rate_limit: RateLimit { per_second: roomy, burst: roomy }.into(),
             instance: None,
             max_concurrent_reconciles: 32,
+            workload_identity: None,
         };
+        let mut settings = settings;
+        tweak(&mut settings);
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -707,7 +720,8 @@ pub fn policy_at(
     max_deletions_per_run: u32,
 ) -> FailedTaskCleanupPolicy {
     let spec = FailedTaskCleanupPolicySpec {
-        credentials_ref: CredentialsRef { name: SECRET_NAME.into() },
+        credentials_ref: Some(CredentialsRef { name: SECRET_NAME.into() }),
+        workload_identity: None,
         region: "cn-north-4".into(),
         endpoints: Some(Endpoints { sdrs: Some(url.to_string()), kps: Some(url.to_string()) }),
         projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
