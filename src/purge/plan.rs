@@ -7,7 +7,9 @@
 //!
 //! A snapshot keeps of each task only what planning and counting need (its id, its time, its group
 //! and which targets cover it, decided page by page as the lists arrive): about 24 bytes and its
-//! id a task, plus a 16-byte index entry.
+//! id a task, plus a 16-byte index entry. A snapshot for a run that deletes also keeps, for each
+//! task a target covers, the fields of its audit record ([`AuditFields`]) next to its id, each cut
+//! to [`MAX_AUDIT_FIELD`] bytes.
 
 use super::policy::{KpsMatch, SdrsMatch, Target};
 use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
@@ -116,7 +118,7 @@ pub fn joint_scope<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Scope {
     })
 }
 
-/// One task as a run keeps it: 24 bytes, plus its id in the snapshot's arena.
+/// One task as a run keeps it: 24 bytes, plus its id (and audit fields) in the snapshot's arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Item {
     /// When it began, in epoch milliseconds; `i64::MAX` when unreadable, so it sorts last.
@@ -124,6 +126,9 @@ struct Item {
     /// Its id: `ids[id_start .. id_start + id_len]`.
     id_start: u32,
     id_len: u32,
+    /// Bytes of its audit fields, right after its id in the arena: each field is one length byte
+    /// (at most [`MAX_AUDIT_FIELD`], so always ASCII) and that many bytes. 0 when none are kept.
+    audit_len: u16,
     /// Bit `i` is set when target `i` of the lane (the targets of one service, in spec order)
     /// covers the task.
     covers: u32,
@@ -133,6 +138,60 @@ struct Item {
 }
 
 const NO_GROUP: u16 = u16::MAX;
+
+/// Longest audit field kept, in bytes; longer values are cut at a character boundary.
+pub const MAX_AUDIT_FIELD: usize = 127;
+
+/// What the audit record of a deleted task says about it besides its id, as the cloud listed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditFields<'a> {
+    /// SDRS `job_type`, KPS `operate_type`.
+    pub kind: &'a str,
+    /// SDRS `resource_name`, KPS `keypair_name`.
+    pub resource: &'a str,
+    /// SDRS `failure_status`; KPS: the state part of `operate_type` (`FAILED` of `FAILED_UNBIND`).
+    pub status: &'a str,
+    /// SDRS `error_code`, KPS `task_error_code`.
+    pub error_code: &'a str,
+    /// SDRS `begin_time`, KPS `task_time`, as listed.
+    pub task_time: &'a str,
+}
+
+impl<'a> AuditFields<'a> {
+    fn of_job(job: &'a FailureJob) -> Self {
+        Self {
+            kind: &job.job_type,
+            resource: &job.resource_name,
+            status: &job.failure_status,
+            error_code: &job.error_code,
+            task_time: &job.begin_time,
+        }
+    }
+
+    fn of_task(task: &'a FailedTask) -> Self {
+        let status = task.operate_type.split_once('_').map_or("", |(state, _)| state);
+        Self {
+            kind: &task.operate_type,
+            resource: &task.keypair_name,
+            status,
+            error_code: &task.task_error_code,
+            task_time: &task.task_time,
+        }
+    }
+
+    fn fields(&self) -> [&'a str; 5] {
+        [self.kind, self.resource, self.status, self.error_code, self.task_time]
+    }
+}
+
+/// `value` cut to at most [`MAX_AUDIT_FIELD`] bytes, at a character boundary.
+fn cut(value: &str) -> &str {
+    let mut end = value.len().min(MAX_AUDIT_FIELD);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
 
 /// Most targets one lane can tell apart (the CRD allows 16 per policy).
 pub const MAX_LANE_TARGETS: usize = 32;
@@ -163,7 +222,7 @@ impl Coverage<'_> {
                 Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
                 Target::KpsAll | Target::KpsMatching(_) => false,
             });
-            snapshot.add(&job.job_id, millis(&job.begin_time), group, covers);
+            snapshot.add(&job.job_id, millis(&job.begin_time), group, covers, AuditFields::of_job(&job));
         }
     }
 
@@ -175,7 +234,7 @@ impl Coverage<'_> {
                 Target::KpsMatching(m) => kps_matches(m, &task, self.now),
                 Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
             });
-            snapshot.add(&task.task_id, millis(&task.task_time), None, covers);
+            snapshot.add(&task.task_id, millis(&task.task_time), None, covers, AuditFields::of_task(&task));
         }
     }
 }
@@ -199,12 +258,38 @@ pub struct Snapshot {
     groups: Vec<Arc<str>>,
     /// Item index by id hash, for tasks with an id.
     index: HashMap<u64, u32>,
+    /// Whether covered tasks keep their audit fields.
+    audit: bool,
 }
 
 impl Snapshot {
+    /// An empty snapshot that keeps the audit fields of every task a target covers, for a run
+    /// that deletes. ([`Snapshot::default`] keeps none: a dry run deletes nothing to audit.)
+    pub fn with_audit() -> Self {
+        Self { audit: true, ..Self::default() }
+    }
+
+    /// Appends `id` and, when kept, its audit fields to the arena; returns where they start, the
+    /// id's length and the fields' length.
+    fn push_record(&mut self, id: &str, covers: u32, audit: AuditFields<'_>) -> Option<(u32, u32, u16)> {
+        let id_start = u32::try_from(self.ids.len()).ok()?;
+        let id_len = u32::try_from(id.len()).ok()?;
+        self.ids.push_str(id);
+        let mut audit_len = 0u16;
+        if self.audit && covers != 0 {
+            for field in audit.fields().map(cut) {
+                // `cut` keeps a field to 127 bytes: its length is one ASCII character.
+                self.ids.push(char::from(field.len() as u8));
+                self.ids.push_str(field);
+                audit_len += 1 + field.len() as u16;
+            }
+        }
+        Some((id_start, id_len, audit_len))
+    }
+
     /// Adds a task. A task that several lists show (a looser reading of the SDRS list call) is
     /// kept once, with the group of the group's list. Tasks without an id are all kept.
-    fn add(&mut self, id: &str, created_ms: i64, group: Option<&str>, covers: u32) {
+    fn add(&mut self, id: &str, created_ms: i64, group: Option<&str>, covers: u32, audit: AuditFields<'_>) {
         let group = match group {
             None => NO_GROUP,
             Some(g) => match self.groups.iter().position(|known| &**known == g) {
@@ -219,23 +304,41 @@ impl Snapshot {
         if !id.is_empty()
             && let Some(&i) = self.index.get(&id_hash(id))
         {
-            let known = &mut self.items[i as usize];
+            let known = self.items[i as usize];
             if known.group == NO_GROUP && group != NO_GROUP {
-                known.group = group;
-                known.covers = covers;
+                // Now covered, it may need audit fields it was not given: keep its record anew.
+                let (id_start, id_len, audit_len) = match known.audit_len == 0 && self.audit && covers != 0 {
+                    true => self.push_record(id, covers, audit).unwrap_or((known.id_start, known.id_len, 0)),
+                    false => (known.id_start, known.id_len, known.audit_len),
+                };
+                self.items[i as usize] = Item { group, covers, id_start, id_len, audit_len, ..known };
             }
             return;
         }
-        let (Ok(id_start), Ok(id_len), Ok(position)) =
-            (u32::try_from(self.ids.len()), u32::try_from(id.len()), u32::try_from(self.items.len()))
-        else {
-            return;
-        };
-        self.ids.push_str(id);
+        let Ok(position) = u32::try_from(self.items.len()) else { return };
+        let Some((id_start, id_len, audit_len)) = self.push_record(id, covers, audit) else { return };
         if !id.is_empty() {
             self.index.insert(id_hash(id), position);
         }
-        self.items.push(Item { created_ms, id_start, id_len, covers, group });
+        self.items.push(Item { created_ms, id_start, id_len, audit_len, covers, group });
+    }
+
+    /// The audit fields of the task at `index`; `None` when the snapshot keeps none for it.
+    pub fn audit_at(&self, index: u32) -> Option<AuditFields<'_>> {
+        let item = self.items.get(index as usize)?;
+        if item.audit_len == 0 {
+            return None;
+        }
+        let start = item.id_start as usize + item.id_len as usize;
+        let mut rest = self.ids.get(start..start + usize::from(item.audit_len))?;
+        let mut fields = [""; 5];
+        for field in &mut fields {
+            let len = usize::from(*rest.as_bytes().first()?);
+            *field = rest.get(1..1 + len)?;
+            rest = &rest[1 + len..];
+        }
+        let [kind, resource, status, error_code, task_time] = fields;
+        Some(AuditFields { kind, resource, status, error_code, task_time })
     }
 
     pub fn len(&self) -> usize {
@@ -263,14 +366,16 @@ impl Snapshot {
     /// How many of `indexes` (into `self`) name tasks that `later` no longer holds. Tasks without an
     /// id cannot be told apart: they count as gone when `later` holds none.
     pub fn gone_in(&self, indexes: &[u32], later: &Snapshot) -> usize {
+        self.gone(indexes, later).count()
+    }
+
+    /// Those of `indexes` (into `self`) that name tasks `later` no longer holds; see [`Self::gone_in`].
+    pub fn gone<'s>(&'s self, indexes: &'s [u32], later: &'s Snapshot) -> impl Iterator<Item = u32> + 's {
         let later_has_blank = later.items.iter().any(|i| i.id_len == 0);
-        indexes
-            .iter()
-            .filter(|&&i| {
-                let id = self.id_at(i);
-                if id.is_empty() { !later_has_blank } else { !later.index.contains_key(&id_hash(id)) }
-            })
-            .count()
+        indexes.iter().copied().filter(move |&i| {
+            let id = self.id_at(i);
+            if id.is_empty() { !later_has_blank } else { !later.index.contains_key(&id_hash(id)) }
+        })
     }
 
     /// How many tasks lane target `lane_index` covers.
@@ -689,5 +794,69 @@ mod tests {
         );
         let plan = plan_target(&Target::SdrsAll, 0, &groups, 0, false);
         assert_eq!((plan.calls, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
+    }
+
+    #[test]
+    fn an_item_stays_24_bytes() {
+        assert_eq!(std::mem::size_of::<Item>(), 24);
+    }
+
+    #[test]
+    fn a_snapshot_for_a_deleting_run_keeps_the_audit_fields_of_covered_tasks() {
+        let m = Target::KpsMatching(KpsMatch {
+            operate_types: vec!["FAILED_UNBIND".into()],
+            ..KpsMatch::default()
+        });
+        let long = "é".repeat(100);
+        let mut snap = Snapshot::with_audit();
+        let tasks = vec![
+            FailedTask {
+                task_error_code: "KPS.0001".into(),
+                ..task("t1", "FAILED_UNBIND", "kp-1", "1600000000")
+            },
+            task("t2", "FAILED_RESET", "kp-2", "1600000000"),
+            task("t3", "FAILED_UNBIND", &long, ""),
+        ];
+        Coverage { targets: &[&m], now: now() }.add_tasks(&mut snap, tasks);
+        assert_eq!(
+            snap.audit_at(0),
+            Some(AuditFields {
+                kind: "FAILED_UNBIND",
+                resource: "kp-1",
+                status: "FAILED",
+                error_code: "KPS.0001",
+                task_time: "1600000000"
+            })
+        );
+        assert_eq!(snap.audit_at(1), None, "not covered: nothing to audit");
+        let cut_name = snap.audit_at(2).unwrap().resource;
+        assert!(cut_name.len() <= MAX_AUDIT_FIELD && long.starts_with(cut_name) && !cut_name.is_empty());
+        assert_eq!((snap.id_at(0), snap.id_at(1), snap.id_at(2)), ("t1", "t2", "t3"), "ids are intact");
+        // A dry run's snapshot keeps none.
+        let dry = kps_snapshot(&[&m], vec![task("t1", "FAILED_UNBIND", "kp-1", "")]);
+        assert_eq!(dry.audit_at(0), None);
+    }
+
+    #[test]
+    fn a_failure_first_listed_uncovered_gets_its_audit_fields_from_its_groups_list() {
+        let pg = Target::SdrsProtectionGroups(vec!["g1".into()]);
+        let mut snap = Snapshot::with_audit();
+        let coverage = Coverage { targets: &[&pg], now: now() };
+        let b = FailureJob {
+            job_type: "createProtectedInstance".into(),
+            error_code: "SDRS.1".into(),
+            ..job("b", "protected_instances", "createFail", "tmp-b", "2026-11-01T00:00:00.000Z")
+        };
+        coverage.add_jobs(&mut snap, None, vec![b.clone()]);
+        assert_eq!(snap.audit_at(0), None);
+        coverage.add_jobs(&mut snap, Some("g1"), vec![b]);
+        let fields = snap.audit_at(0).unwrap();
+        assert_eq!(
+            (fields.kind, fields.resource, fields.status),
+            ("createProtectedInstance", "tmp-b", "createFail")
+        );
+        assert_eq!((fields.error_code, fields.task_time), ("SDRS.1", "2026-11-01T00:00:00.000Z"));
+        assert_eq!(snap.id_at(0), "b");
+        assert_eq!(snap.gone(&[0], &Snapshot::default()).collect::<Vec<_>>(), vec![0]);
     }
 }
