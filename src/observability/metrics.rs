@@ -162,11 +162,22 @@ impl Default for Metrics {
         let cloud_request_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.005, 2.0, 14))) as fn() -> Histogram,
         );
-        let cloud_throttled = Family::default();
-        let cloud_throttle_wait = Family::default();
+        let cloud_throttled: Family<OperationLabels, Counter> = Family::default();
+        let cloud_throttle_wait: Family<ServiceLabels, Counter<f64, AtomicU64>> = Family::default();
         let leader = Gauge::default();
         let policies = Family::default();
         let policy_not_ready_runs = Family::default();
+        // Known label sets start at 0, so that rates and alerts over them work before the first 429.
+        for (service, operations) in [
+            (Service::Sdrs, &crate::cloud::sdrs::OPERATIONS[..]),
+            (Service::Kps, &crate::cloud::kps::OPERATIONS[..]),
+        ] {
+            let service = service.as_str();
+            for &operation in operations {
+                let _ = cloud_throttled.get_or_create(&OperationLabels { service, operation });
+            }
+            let _ = cloud_throttle_wait.get_or_create(&ServiceLabels { service });
+        }
         registry.register("reconciles", "Reconciliations of policies", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -383,7 +394,12 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
-        assert!(!text.contains(r#"taskreaper_cloud_throttled_total{service="SDRS""#), "{text}");
+        let zero = r#"taskreaper_cloud_throttled_total{service="SDRS",operation="DeleteFailureJob"} 0"#;
+        assert!(text.contains(zero), "known label sets start at 0: {text}");
+        assert!(
+            text.contains(r#"taskreaper_cloud_retry_after_wait_seconds_total{service="SDRS"} 0.0"#),
+            "{text}"
+        );
     }
 
     fn state(name: &str, ready: &str, reason: &str) -> PolicyState {
