@@ -502,7 +502,7 @@ async fn alert_rules_use_only_exported_metrics() {
     let server = tokio::spawn(taskreaper::observability::server::serve(addr, metrics, health));
     let log = Path::new("(in-process controller: see the test output)");
     let scrape =
-        scrape_until(port, &log, "the policy counted", |s| s.sum("taskreaper_policies", &[]) == 1.0).await;
+        scrape_until(port, log, "the policy counted", |s| s.sum("taskreaper_policies", &[]) == 1.0).await;
     server.abort();
     env.finish().await;
     let exported = scrape.names();
