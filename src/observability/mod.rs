@@ -95,6 +95,8 @@ mod tests {
         let writer = buffer.clone();
         let subscriber = subscriber(format, EnvFilter::new("info"), move || writer.clone(), ansi);
         tracing::subscriber::with_default(subscriber, || {
+            // Callsites first seen under other tests' subscribers may have cached "never".
+            tracing::callsite::rebuild_interest_cache();
             let reconcile = tracing::info_span!("reconcile", namespace = "team-a", policy = "full-cleanup");
             let _r = reconcile.enter();
             let call = tracing::info_span!(

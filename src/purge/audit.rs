@@ -27,7 +27,7 @@ pub fn deleted(origin: &Origin<'_>, id: &str, fields: &AuditFields<'_>) {
         resource = fields.resource,
         status = fields.status,
         error_code = fields.error_code,
-        task_time = fields.task_time,
+        task_time = &*fields.task_time,
         policy = origin.policy,
         "deleted failed task"
     );

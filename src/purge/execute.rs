@@ -668,6 +668,9 @@ mod tests {
         );
         let report = {
             let _guard = tracing::subscriber::set_default(subscriber);
+            // Callsites first seen while only other tests' subscribers existed may have cached
+            // "never"; ask again now that this one is installed.
+            tracing::callsite::rebuild_interest_cache();
             run.await
         };
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();

@@ -8,12 +8,15 @@
 //! A snapshot keeps of each task only what planning and counting need (its id, its time, its group
 //! and which targets cover it, decided page by page as the lists arrive): about 24 bytes and its
 //! id a task, plus a 16-byte index entry. A snapshot for a run that deletes also keeps, for each
-//! task a target covers, the fields of its audit record ([`AuditFields`]) next to its id, each cut
-//! to [`MAX_AUDIT_FIELD`] bytes.
+//! task a target covers, the fields of its audit record ([`AuditFields`]) next to its id: its type,
+//! status and error code as an index into a table of the distinct triples (2 bytes), its resource
+//! name (cut to [`MAX_AUDIT_FIELD`] bytes), and its time only when it cannot be read (otherwise it
+//! is the task's time, already kept).
 
 use super::policy::{KpsMatch, SdrsMatch, Target};
 use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -126,8 +129,8 @@ struct Item {
     /// Its id: `ids[id_start .. id_start + id_len]`.
     id_start: u32,
     id_len: u32,
-    /// Bytes of its audit fields, right after its id in the arena: each field is one length byte
-    /// (at most [`MAX_AUDIT_FIELD`], so always ASCII) and that many bytes. 0 when none are kept.
+    /// Bytes of its audit fields, right after its id in the arena; 0 when none are kept. See
+    /// [`Snapshot::push_record`].
     audit_len: u16,
     /// Bit `i` is set when target `i` of the lane (the targets of one service, in spec order)
     /// covers the task.
@@ -143,7 +146,7 @@ const NO_GROUP: u16 = u16::MAX;
 pub const MAX_AUDIT_FIELD: usize = 127;
 
 /// What the audit record of a deleted task says about it besides its id, as the cloud listed it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFields<'a> {
     /// SDRS `job_type`, KPS `operate_type`.
     pub kind: &'a str,
@@ -153,8 +156,9 @@ pub struct AuditFields<'a> {
     pub status: &'a str,
     /// SDRS `error_code`, KPS `task_error_code`.
     pub error_code: &'a str,
-    /// SDRS `begin_time`, KPS `task_time`, as listed.
-    pub task_time: &'a str,
+    /// SDRS `begin_time`, KPS `task_time`: RFC 3339 in UTC to the millisecond, or as listed when
+    /// it cannot be read.
+    pub task_time: Cow<'a, str>,
 }
 
 impl<'a> AuditFields<'a> {
@@ -164,7 +168,7 @@ impl<'a> AuditFields<'a> {
             resource: &job.resource_name,
             status: &job.failure_status,
             error_code: &job.error_code,
-            task_time: &job.begin_time,
+            task_time: Cow::Borrowed(&job.begin_time),
         }
     }
 
@@ -175,14 +179,13 @@ impl<'a> AuditFields<'a> {
             resource: &task.keypair_name,
             status,
             error_code: &task.task_error_code,
-            task_time: &task.task_time,
+            task_time: Cow::Borrowed(&task.task_time),
         }
     }
-
-    fn fields(&self) -> [&'a str; 5] {
-        [self.kind, self.resource, self.status, self.error_code, self.task_time]
-    }
 }
+
+/// Most distinct (type, status, error code) triples a snapshot tells apart; later ones show empty.
+const MAX_KINDS: usize = 128 * 128 - 1;
 
 /// `value` cut to at most [`MAX_AUDIT_FIELD`] bytes, at a character boundary.
 fn cut(value: &str) -> &str {
@@ -260,6 +263,9 @@ pub struct Snapshot {
     index: HashMap<u64, u32>,
     /// Whether covered tasks keep their audit fields.
     audit: bool,
+    /// The distinct (type, status, error code) triples of the audit fields, and their index by hash.
+    kinds: Vec<[Box<str>; 3]>,
+    kind_index: HashMap<u64, u16>,
 }
 
 impl Snapshot {
@@ -269,20 +275,55 @@ impl Snapshot {
         Self { audit: true, ..Self::default() }
     }
 
+    /// The index of a (type, status, error code) triple, added to the table when new.
+    fn kind(&mut self, fields: [&str; 3]) -> u16 {
+        static HASHER: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+        let hash = HASHER.hash_one(fields);
+        let same = |known: &[Box<str>; 3]| known.iter().zip(fields).all(|(a, b)| &**a == b);
+        if let Some(&i) = self.kind_index.get(&hash)
+            && self.kinds.get(usize::from(i)).is_some_and(same)
+        {
+            return i;
+        }
+        if let Some(i) = self.kinds.iter().position(same) {
+            return i as u16;
+        }
+        if self.kinds.len() >= MAX_KINDS {
+            return MAX_KINDS as u16;
+        }
+        self.kinds.push(fields.map(Box::from));
+        let i = (self.kinds.len() - 1) as u16;
+        self.kind_index.entry(hash).or_insert(i);
+        i
+    }
+
     /// Appends `id` and, when kept, its audit fields to the arena; returns where they start, the
-    /// id's length and the fields' length.
-    fn push_record(&mut self, id: &str, covers: u32, audit: AuditFields<'_>) -> Option<(u32, u32, u16)> {
+    /// id's length and the fields' length. The fields are two characters for the triple's index
+    /// (7 bits each), then the resource name and the time as listed (only when `created_ms` says it
+    /// could not be read), each as one length character (at most [`MAX_AUDIT_FIELD`]) and its bytes;
+    /// every character written for an index or a length is ASCII.
+    fn push_record(
+        &mut self,
+        id: &str,
+        created_ms: i64,
+        covers: u32,
+        audit: &AuditFields<'_>,
+    ) -> Option<(u32, u32, u16)> {
         let id_start = u32::try_from(self.ids.len()).ok()?;
         let id_len = u32::try_from(id.len()).ok()?;
         self.ids.push_str(id);
-        let mut audit_len = 0u16;
-        if self.audit && covers != 0 {
-            for field in audit.fields().map(cut) {
-                // `cut` keeps a field to 127 bytes: its length is one ASCII character.
-                self.ids.push(char::from(field.len() as u8));
-                self.ids.push_str(field);
-                audit_len += 1 + field.len() as u16;
-            }
+        if !self.audit || covers == 0 {
+            return Some((id_start, id_len, 0));
+        }
+        let kind = self.kind([audit.kind, audit.status, audit.error_code]);
+        self.ids.push(char::from((kind >> 7) as u8));
+        self.ids.push(char::from((kind & 0x7f) as u8));
+        let raw_time = if created_ms == i64::MAX { &*audit.task_time } else { "" };
+        let mut audit_len = 2u16;
+        for field in [audit.resource, raw_time].map(cut) {
+            self.ids.push(char::from(field.len() as u8));
+            self.ids.push_str(field);
+            audit_len += 1 + field.len() as u16;
         }
         Some((id_start, id_len, audit_len))
     }
@@ -308,7 +349,11 @@ impl Snapshot {
             if known.group == NO_GROUP && group != NO_GROUP {
                 // Now covered, it may need audit fields it was not given: keep its record anew.
                 let (id_start, id_len, audit_len) = match known.audit_len == 0 && self.audit && covers != 0 {
-                    true => self.push_record(id, covers, audit).unwrap_or((known.id_start, known.id_len, 0)),
+                    true => self.push_record(id, known.created_ms, covers, &audit).unwrap_or((
+                        known.id_start,
+                        known.id_len,
+                        0,
+                    )),
                     false => (known.id_start, known.id_len, known.audit_len),
                 };
                 self.items[i as usize] = Item { group, covers, id_start, id_len, audit_len, ..known };
@@ -316,7 +361,9 @@ impl Snapshot {
             return;
         }
         let Ok(position) = u32::try_from(self.items.len()) else { return };
-        let Some((id_start, id_len, audit_len)) = self.push_record(id, covers, audit) else { return };
+        let Some((id_start, id_len, audit_len)) = self.push_record(id, created_ms, covers, &audit) else {
+            return;
+        };
         if !id.is_empty() {
             self.index.insert(id_hash(id), position);
         }
@@ -330,14 +377,25 @@ impl Snapshot {
             return None;
         }
         let start = item.id_start as usize + item.id_len as usize;
-        let mut rest = self.ids.get(start..start + usize::from(item.audit_len))?;
-        let mut fields = [""; 5];
-        for field in &mut fields {
-            let len = usize::from(*rest.as_bytes().first()?);
-            *field = rest.get(1..1 + len)?;
-            rest = &rest[1 + len..];
-        }
-        let [kind, resource, status, error_code, task_time] = fields;
+        let record = self.ids.get(start..start + usize::from(item.audit_len))?.as_bytes();
+        let kind = usize::from(*record.first()?) << 7 | usize::from(*record.get(1)?);
+        let [kind, status, error_code] =
+            self.kinds.get(kind).map_or(["", "", ""], |k| [&*k[0], &*k[1], &*k[2]]);
+        let mut at = start + 2;
+        let mut field = || {
+            let len = usize::from(*self.ids.as_bytes().get(at)?);
+            let value = self.ids.get(at + 1..at + 1 + len)?;
+            at += 1 + len;
+            Some(value)
+        };
+        let resource = field()?;
+        let raw_time = field()?;
+        let task_time = match item.created_ms {
+            i64::MAX => Cow::Borrowed(raw_time),
+            ms => Cow::Owned(
+                Timestamp::from_millisecond(ms).map_or_else(|_| raw_time.to_string(), |t| format!("{t:.3}")),
+            ),
+        };
         Some(AuditFields { kind, resource, status, error_code, task_time })
     }
 
@@ -815,7 +873,11 @@ mod tests {
                 ..task("t1", "FAILED_UNBIND", "kp-1", "1600000000")
             },
             task("t2", "FAILED_RESET", "kp-2", "1600000000"),
-            task("t3", "FAILED_UNBIND", &long, ""),
+            task("t3", "FAILED_UNBIND", &long, "not a time"),
+            FailedTask {
+                task_error_code: "KPS.0001".into(),
+                ..task("t4", "FAILED_UNBIND", "kp-4", "1700000000000")
+            },
         ];
         Coverage { targets: &[&m], now: now() }.add_tasks(&mut snap, tasks);
         assert_eq!(
@@ -825,12 +887,18 @@ mod tests {
                 resource: "kp-1",
                 status: "FAILED",
                 error_code: "KPS.0001",
-                task_time: "1600000000"
+                task_time: "2020-09-13T12:26:40.000Z".into()
             })
         );
         assert_eq!(snap.audit_at(1), None, "not covered: nothing to audit");
-        let cut_name = snap.audit_at(2).unwrap().resource;
+        let odd = snap.audit_at(2).unwrap();
+        let cut_name = odd.resource;
         assert!(cut_name.len() <= MAX_AUDIT_FIELD && long.starts_with(cut_name) && !cut_name.is_empty());
+        assert_eq!((odd.error_code, &*odd.task_time), ("", "not a time"), "an unreadable time as listed");
+        let t4 = snap.audit_at(3).unwrap();
+        assert_eq!((t4.kind, t4.status, t4.error_code), ("FAILED_UNBIND", "FAILED", "KPS.0001"));
+        assert_eq!(&*t4.task_time, "2023-11-14T22:13:20.000Z");
+        assert_eq!(snap.kinds.len(), 2, "t1 and t4 share their type, status and error code");
         assert_eq!((snap.id_at(0), snap.id_at(1), snap.id_at(2)), ("t1", "t2", "t3"), "ids are intact");
         // A dry run's snapshot keeps none.
         let dry = kps_snapshot(&[&m], vec![task("t1", "FAILED_UNBIND", "kp-1", "")]);
@@ -855,7 +923,7 @@ mod tests {
             (fields.kind, fields.resource, fields.status),
             ("createProtectedInstance", "tmp-b", "createFail")
         );
-        assert_eq!((fields.error_code, fields.task_time), ("SDRS.1", "2026-11-01T00:00:00.000Z"));
+        assert_eq!((fields.error_code, &*fields.task_time), ("SDRS.1", "2026-11-01T00:00:00.000Z"));
         assert_eq!(snap.id_at(0), "b");
         assert_eq!(snap.gone(&[0], &Snapshot::default()).collect::<Vec<_>>(), vec![0]);
     }
