@@ -342,7 +342,7 @@ async fn the_controller_logs_json_with_audit_records_and_exports_its_metrics() {
             &throttled_task["status"],
             &throttled_task["task_time"]
         ),
-        (&"FAILED_UNBIND".into(), &"kp-3".into(), &"FAILED".into(), &"1700000000000".into())
+        (&"FAILED_UNBIND".into(), &"kp-3".into(), &"FAILED".into(), &"2023-11-14T22:13:20.000Z".into())
     );
     let sdrs_record = records.iter().find(|r| r["service"] == "SDRS").expect("an SDRS record");
     assert!(!sdrs_record["type"].as_str().unwrap_or_default().is_empty(), "{sdrs_record}");
