@@ -23,9 +23,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The target of the audit records, one per deleted task.
-pub const AUDIT_TARGET: &str = "taskreaper::audit";
-
 /// Whether text lines carry ANSI colour codes: only when they go to a terminal. JSON never does.
 pub fn use_ansi(format: LogFormat, terminal: bool) -> bool {
     format == LogFormat::Text && terminal
