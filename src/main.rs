@@ -7,6 +7,6 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = taskreaper::cli::Cli::parse();
-    taskreaper::observability::init_tracing();
+    taskreaper::observability::init_tracing(cli.log_format.into());
     taskreaper::cli::run(cli).await
 }

@@ -72,3 +72,23 @@ fn every_alert_is_documented() {
         assert!(table.contains(&format!("`{alert}`")), "README's Alerts table lacks {alert}");
     }
 }
+
+#[test]
+fn every_metric_family_is_documented() {
+    let table = section("## Metrics reference");
+    let exposition = taskreaper::observability::Metrics::default().encode();
+    let families: Vec<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    // Families with labels show only once they have a series; these have none.
+    assert!(families.len() >= 8, "the registry holds the families: {families:?}");
+    for family in families {
+        let counter = format!("{family}_total");
+        assert!(
+            table.contains(&format!("`{family}")) || table.contains(&format!("`{counter}")),
+            "README's Metrics reference lacks {family}"
+        );
+    }
+}

@@ -2,10 +2,12 @@
 
 mod demo;
 mod emulator;
+mod log;
 mod purge;
 mod rate;
 mod run;
 
+pub use log::LogFormatArg;
 pub use purge::{PurgeArgs, purge_once};
 
 use clap::{Parser, Subcommand};
@@ -15,6 +17,9 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "taskreaper", version, about)]
 pub struct Cli {
+    /// How log lines on stderr look: `text`, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t, env = "TASKREAPER_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,4 +58,25 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("taskreaper: {}", crate::controller::pipeline::error_chain(error.as_ref()));
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_takes_the_log_format() {
+        for args in [
+            &["taskreaper", "--log-format", "json", "crd"][..],
+            &["taskreaper", "run", "--log-format", "json"],
+            &["taskreaper", "emulator", "--log-format", "json"],
+            &["taskreaper", "demo", "--log-format", "json"],
+            &["taskreaper", "purge", "-f", "p.yaml", "--credentials", "c.yaml", "--log-format", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.log_format, LogFormatArg::Json, "{args:?}");
+        }
+        assert_eq!(Cli::try_parse_from(["taskreaper", "crd"]).unwrap().log_format, LogFormatArg::Text);
+        assert!(Cli::try_parse_from(["taskreaper", "--log-format", "xml", "crd"]).is_err());
+    }
 }

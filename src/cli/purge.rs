@@ -83,10 +83,16 @@ pub fn credential_data(text: &str, path: &Path) -> Result<BTreeMap<String, Vec<u
 /// is always due, and the status is only returned.
 struct Once<'a> {
     credentials: &'a BTreeMap<String, Vec<u8>>,
+    /// Where the policy came from: how audit records name it.
+    source: &'a str,
 }
 
 impl Host for Once<'_> {
     type Error = Infallible;
+
+    fn policy_name(&self, _: &FailedTaskCleanupPolicy) -> String {
+        self.source.to_string()
+    }
 
     async fn secret(&mut self, _name: &str) -> Result<Option<SecretData>, Infallible> {
         Ok(Some(SecretData { data: self.credentials.clone(), version: None }))
@@ -108,14 +114,16 @@ impl Host for Once<'_> {
 }
 
 /// Runs `policy` once with the given credential keys and returns the status a controller would
-/// write; a suspended policy makes no call and says Suspended.
+/// write; a suspended policy makes no call and says Suspended. Audit records name the policy
+/// `source` (the file it was read from).
 pub async fn purge_once(
     policy: &FailedTaskCleanupPolicy,
+    source: &str,
     credentials: &BTreeMap<String, Vec<u8>>,
     http: &CloudHttp,
 ) -> FailedTaskCleanupPolicyStatus {
     let now = whole_seconds(Timestamp::now());
-    match pipeline::run_policy(policy, &mut Once { credentials }, http, now).await {
+    match pipeline::run_policy(policy, &mut Once { credentials, source }, http, now).await {
         Ok(finished) => finished.status,
         Err(never) => match never {},
     }
@@ -145,7 +153,8 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
     };
     let http = CloudHttp::new(config, RateLimiters::new(args.rate.control()), Arc::new(SystemClock))
         .map_err(PurgeError::BuildCloudClient)?;
-    let status = purge_once(&policy, &credentials, &http).await;
+    let source = args.policy.file_name().unwrap_or(args.policy.as_os_str()).to_string_lossy();
+    let status = purge_once(&policy, &source, &credentials, &http).await;
     print!(
         "{}",
         crate::api::to_yaml(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?

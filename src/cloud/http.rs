@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::endpoint::{self, Endpoint, EndpointPolicy, Service};
 use crate::cloud::error::{ApiError, Call, CloudError, ErrorClass};
+use crate::cloud::observe::CallObserver;
 use crate::cloud::ratelimit::{LimiterKey, Outcome, RateLimiters};
 use crate::cloud::retry::{RetryPolicy, parse_retry_after};
 use crate::cloud::signing;
@@ -102,6 +103,7 @@ pub type DeleteGate = Arc<dyn Fn() -> Result<Option<tokio::time::Instant>, Strin
 pub struct CloudHttp {
     inner: Arc<Inner>,
     delete_gate: Option<DeleteGate>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 struct Inner {
@@ -181,14 +183,23 @@ impl CloudHttp {
     ) -> Result<Self, CloudError> {
         let client = build_client(&config)?;
         let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
-        Ok(Self { inner: Arc::new(Inner { client, config, limiters, clock, in_flight }), delete_gate: None })
+        Ok(Self {
+            inner: Arc::new(Inner { client, config, limiters, clock, in_flight }),
+            delete_gate: None,
+            observer: None,
+        })
+    }
+
+    /// The same core, reporting every request and every throttling wait to `observer`.
+    pub fn with_observer(&self, observer: Arc<dyn CallObserver>) -> Self {
+        Self { observer: Some(observer), ..self.clone() }
     }
 
     /// The same core (same pool, limiters and in-flight bound), with every DELETE checked by
     /// `gate` right before it is sent: a DELETE that waited for a rate limit or an in-flight slot
     /// is checked after the wait, not before it.
     pub fn with_delete_gate(&self, gate: DeleteGate) -> Self {
-        Self { inner: self.inner.clone(), delete_gate: Some(gate) }
+        Self { delete_gate: Some(gate), ..self.clone() }
     }
 
     /// The settings this core was built with.
@@ -225,6 +236,7 @@ impl CloudHttp {
             service = call.service.as_str(),
             operation = call.operation,
             project = %call.project_id,
+            request_id = tracing::field::Empty,
         );
         self.call_with_retries(ctx, req, &call, parse).instrument(span).await
     }
@@ -256,13 +268,22 @@ impl CloudHttp {
                     }
                     _ => None,
                 };
-                match deadline {
+                let sending = tokio::time::Instant::now();
+                let sent = match deadline {
                     None => self.send_once(ctx, req, call).await,
                     Some(at) => match tokio::time::timeout_at(at, self.send_once(ctx, req, call)).await {
                         Ok(sent) => sent,
                         Err(_) => return Err(CloudError::Abandoned { call: call.clone() }),
                     },
+                };
+                if let Some(observer) = &self.observer {
+                    let status = sent.as_ref().ok().map(|raw| raw.status);
+                    observer.request(call.service, call.operation, status, sending.elapsed());
                 }
+                if let Ok(RawReply { request_id: Some(id), .. }) = &sent {
+                    tracing::Span::current().record("request_id", id.as_str());
+                }
+                sent
             };
             // Any answer but a 429 or a 5xx says the server took this rate; transport errors say
             // nothing about it.
@@ -312,6 +333,9 @@ impl CloudHttp {
             };
             match delay {
                 Some(delay) => {
+                    if let (ErrorClass::Throttled, Some(observer)) = (class, &self.observer) {
+                        observer.throttle_wait(call.service, delay);
+                    }
                     tracing::info!(
                         class = class.as_str(),
                         status,

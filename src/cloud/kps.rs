@@ -13,6 +13,13 @@ use crate::cloud::model::{FailedTask, FailedTaskPage, MAX_PAGE};
 use crate::cloud::paging::{MAX_LIST_ITEMS, Next, Pager};
 use crate::cloud::signing::encode;
 
+const LIST_FAILED_TASK: &str = "ListFailedTask";
+const DELETE_ALL_FAILED_TASK: &str = "DeleteAllFailedTask";
+const DELETE_FAILED_TASK: &str = "DeleteFailedTask";
+
+/// Every operation of this client, as the cloud call spans and metrics name them.
+pub const OPERATIONS: [&str; 3] = [LIST_FAILED_TASK, DELETE_ALL_FAILED_TASK, DELETE_FAILED_TASK];
+
 /// KPS for one project.
 #[derive(Clone, Debug)]
 pub struct KpsClient {
@@ -58,7 +65,7 @@ impl KpsClient {
         offset: u64,
     ) -> Result<FailedTaskPage, CloudError> {
         let req = ApiRequest {
-            operation: "ListFailedTask",
+            operation: LIST_FAILED_TASK,
             method: Method::GET,
             path: self.tasks_path(),
             query: vec![("limit".into(), limit.to_string()), ("offset".into(), offset.to_string())],
@@ -88,7 +95,7 @@ impl KpsClient {
                     return Err(CloudError::Paging {
                         call: Call {
                             service: Service::Kps,
-                            operation: "ListFailedTask",
+                            operation: LIST_FAILED_TASK,
                             project_id: self.ctx.project_id.clone(),
                         },
                         collected: runaway.collected,
@@ -107,13 +114,13 @@ impl KpsClient {
 
     /// `DELETE /v3/{project_id}/failed-tasks`: every failed task of the project.
     pub async fn delete_all_failed_tasks(&self) -> Result<(), CloudError> {
-        self.delete("DeleteAllFailedTask", self.tasks_path()).await
+        self.delete(DELETE_ALL_FAILED_TASK, self.tasks_path()).await
     }
 
     /// `DELETE /v3/{project_id}/failed-tasks/{task_id}`; a 404 is `AlreadyGone`.
     pub async fn delete_failed_task(&self, task_id: &str) -> Result<DeleteOutcome, CloudError> {
         let path = format!("{}/{}", self.tasks_path(), encode(task_id));
-        DeleteOutcome::of(self.delete("DeleteFailedTask", path).await)
+        DeleteOutcome::of(self.delete(DELETE_FAILED_TASK, path).await)
     }
 
     async fn delete(&self, operation: &'static str, path: String) -> Result<(), CloudError> {

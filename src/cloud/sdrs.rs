@@ -15,6 +15,21 @@ use crate::cloud::model::{
 use crate::cloud::paging::{MAX_LIST_ITEMS, Next, Pager};
 use crate::cloud::signing::encode;
 
+const LIST_FAILURE_JOBS: &str = "ListFailureJobs";
+const LIST_PROTECTION_GROUPS: &str = "ListProtectionGroups";
+const DELETE_ALL_SERVER_GROUP_FAILURE_JOBS: &str = "DeleteAllServerGroupFailureJobs";
+const DELETE_SERVER_GROUP_FAILURE_JOBS: &str = "DeleteServerGroupFailureJobs";
+const DELETE_FAILURE_JOB: &str = "DeleteFailureJob";
+
+/// Every operation of this client, as the cloud call spans and metrics name them.
+pub const OPERATIONS: [&str; 5] = [
+    LIST_FAILURE_JOBS,
+    LIST_PROTECTION_GROUPS,
+    DELETE_ALL_SERVER_GROUP_FAILURE_JOBS,
+    DELETE_SERVER_GROUP_FAILURE_JOBS,
+    DELETE_FAILURE_JOB,
+];
+
 /// SDRS for one project.
 #[derive(Clone, Debug)]
 pub struct SdrsClient {
@@ -72,7 +87,7 @@ impl SdrsClient {
         query.push(("limit".into(), limit.to_string()));
         query.push(("offset".into(), offset.to_string()));
         let req = ApiRequest {
-            operation: "ListFailureJobs",
+            operation: LIST_FAILURE_JOBS,
             method: Method::GET,
             path: format!("{}/failure-jobs", self.base_path()),
             query,
@@ -101,7 +116,7 @@ impl SdrsClient {
                 }
                 Err(runaway) => {
                     return Err(CloudError::Paging {
-                        call: self.call("ListFailureJobs"),
+                        call: self.call(LIST_FAILURE_JOBS),
                         collected: runaway.collected,
                     });
                 }
@@ -123,7 +138,7 @@ impl SdrsClient {
         offset: u64,
     ) -> Result<ProtectionGroupPage, CloudError> {
         let req = ApiRequest {
-            operation: "ListProtectionGroups",
+            operation: LIST_PROTECTION_GROUPS,
             method: Method::GET,
             path: format!("/v1/{}/server-groups", encode(&self.ctx.project_id)),
             query: vec![("limit".into(), limit.to_string()), ("offset".into(), offset.to_string())],
@@ -148,7 +163,7 @@ impl SdrsClient {
                 }
                 Err(runaway) => {
                     return Err(CloudError::Paging {
-                        call: self.call("ListProtectionGroups"),
+                        call: self.call(LIST_PROTECTION_GROUPS),
                         collected: runaway.collected,
                     });
                 }
@@ -160,19 +175,19 @@ impl SdrsClient {
     /// (`resource_type=server_groups`) failure job. Other resource types are not touched.
     pub async fn delete_all_server_group_failure_jobs(&self) -> Result<(), CloudError> {
         let path = format!("{}/failure-jobs/batch", self.base_path());
-        self.delete("DeleteAllServerGroupFailureJobs", path).await
+        self.delete(DELETE_ALL_SERVER_GROUP_FAILURE_JOBS, path).await
     }
 
     /// `DELETE /v1/{project_id}/task-center/{server_group_id}/failure-jobs/batch`.
     pub async fn delete_server_group_failure_jobs(&self, server_group_id: &str) -> Result<(), CloudError> {
         let path = format!("{}/{}/failure-jobs/batch", self.base_path(), encode(server_group_id));
-        self.delete("DeleteServerGroupFailureJobs", path).await
+        self.delete(DELETE_SERVER_GROUP_FAILURE_JOBS, path).await
     }
 
     /// `DELETE /v1/{project_id}/task-center/failure-jobs/{failure_job_id}`; a 404 is `AlreadyGone`.
     pub async fn delete_failure_job(&self, failure_job_id: &str) -> Result<DeleteOutcome, CloudError> {
         let path = format!("{}/failure-jobs/{}", self.base_path(), encode(failure_job_id));
-        DeleteOutcome::of(self.delete("DeleteFailureJob", path).await)
+        DeleteOutcome::of(self.delete(DELETE_FAILURE_JOB, path).await)
     }
 
     async fn delete(&self, operation: &'static str, path: String) -> Result<(), CloudError> {

@@ -15,6 +15,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -59,6 +60,8 @@ pub struct Elector {
     identity: String,
     timing: LeaseTiming,
     fence: Fence,
+    /// Set to 1 while this replica leads, 0 otherwise.
+    gauge: Option<Gauge>,
 }
 
 impl Elector {
@@ -76,7 +79,21 @@ impl Elector {
             identity: identity.to_string(),
             timing,
             fence,
+            gauge: None,
         }
+    }
+
+    /// Shows whether this replica leads in `gauge` (1 or 0), as it publishes it.
+    pub fn with_gauge(self, gauge: Gauge) -> Self {
+        Self { gauge: Some(gauge), ..self }
+    }
+
+    /// Publishes whether this replica leads, to `leading` and the gauge.
+    fn publish(&self, leading: &watch::Sender<bool>, is_leader: bool) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(i64::from(is_leader));
+        }
+        leading.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader);
     }
 
     /// Contends for the Lease until `stop` turns true, publishing whether this replica leads on
@@ -98,14 +115,14 @@ impl Elector {
                         tracing::info!(identity = %self.identity, lease = %self.name, "acquired the leader Lease");
                     }
                     renewed = Some(sent_at);
-                    leading.send_if_modified(|l| !std::mem::replace(l, true));
+                    self.publish(&leading, true);
                 }
                 Ok(false) => {
                     if renewed.take().is_some() {
                         tracing::warn!(identity = %self.identity, lease = %self.name, "another replica holds the leader Lease");
                     }
                     self.fence.revoke();
-                    leading.send_if_modified(|l| std::mem::replace(l, false));
+                    self.publish(&leading, false);
                 }
                 Err(error) => {
                     tracing::warn!(error = %super::pipeline::error_chain(&error), "leader election step failed");
@@ -113,7 +130,7 @@ impl Elector {
                         tracing::warn!(identity = %self.identity, lease = %self.name, "the leader Lease was not renewed within the renew deadline; stepping down");
                         renewed = None;
                         self.fence.revoke();
-                        leading.send_if_modified(|l| std::mem::replace(l, false));
+                        self.publish(&leading, false);
                     }
                 }
             }
@@ -134,7 +151,7 @@ impl Elector {
                 Err(_) => tracing::warn!("releasing the leader Lease timed out; it lapses on its own"),
             }
         }
-        leading.send_if_modified(|l| std::mem::replace(l, false));
+        self.publish(&leading, false);
     }
 
     /// Takes or renews the Lease if it is ours or free; whether this replica holds it after.

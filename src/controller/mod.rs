@@ -11,15 +11,17 @@ pub mod reconcile;
 pub mod schedule;
 pub mod status;
 
-use crate::api::FailedTaskCleanupPolicy;
+use crate::api::{ConditionType, FailedTaskCleanupPolicy};
 use crate::cloud::{CloudHttp, HttpConfig, RateControl, RateLimiters, SystemClock};
+use crate::observability::metrics::{PolicyLabels, PolicyState, ReadyLabels};
 use crate::observability::{Health, Metrics};
 use crate::purge::Fence;
 use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt as _, reflector, watcher};
-use kube::{Api, Client, Resource as _};
+use kube::{Api, Client, Resource as _, ResourceExt};
 use reconcile::{Context, error_policy, reconcile};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,7 +119,8 @@ pub async fn serve_fenced(
     let limiters = RateLimiters::new(settings.rate_limit);
     metrics.track_rate_limiters(limiters.clone());
     let http = CloudHttp::new(settings.http.clone(), limiters, Arc::new(SystemClock))
-        .map_err(ControllerError::BuildCloudClient)?;
+        .map_err(ControllerError::BuildCloudClient)?
+        .with_observer(metrics.clone());
     let reporter = Reporter { controller: "taskreaper".into(), instance: settings.instance.clone() };
     let workload_identity = match settings.workload_identity.clone() {
         Some(wi) => Some(
@@ -151,18 +154,26 @@ pub async fn serve_fenced(
     }
     let probe = tokio::spawn(ready_when_listable(policies.clone(), settings.label_selector.clone(), health));
     let shutdown = shutdown.shared();
-    let controllers = policies.into_iter().map(|api| {
-        // The store keeps every policy for the controller's lifetime; their managedFields (often
-        // larger than the rest of the object) are never read, so they are dropped on arrival.
-        let (store, writer) = reflector::store();
-        let policies = watcher(api, policy_watch.clone())
-            .default_backoff()
-            .modify(|policy| policy.meta_mut().managed_fields = None)
-            .reflect(writer)
-            .applied_objects();
-        let controller = Controller::for_stream(policies, store).with_config(
-            kube::runtime::controller::Config::default().concurrency(settings.max_concurrent_reconciles),
-        );
+    let controllers: Vec<Controller<FailedTaskCleanupPolicy>> = policies
+        .into_iter()
+        .map(|api| {
+            // The store keeps every policy for the controller's lifetime; their managedFields
+            // (often larger than the rest of the object) are never read, so they are dropped on
+            // arrival.
+            let (store, writer) = reflector::store();
+            let policies = watcher(api, policy_watch.clone())
+                .default_backoff()
+                .modify(|policy| policy.meta_mut().managed_fields = None)
+                .reflect(writer)
+                .applied_objects();
+            Controller::for_stream(policies, store).with_config(
+                kube::runtime::controller::Config::default().concurrency(settings.max_concurrent_reconciles),
+            )
+        })
+        .collect();
+    let stores: Vec<Store<FailedTaskCleanupPolicy>> = controllers.iter().map(Controller::store).collect();
+    ctx.metrics.track_policies(Arc::new(move || policy_states(&stores)));
+    let controllers = controllers.into_iter().map(|controller| {
         let unready_at_shutdown = {
             let (store, shutdown) = (controller.store(), shutdown.clone());
             async move {
@@ -193,6 +204,27 @@ pub async fn serve_fenced(
     futures::future::join_all(controllers).await;
     probe.abort();
     Ok(())
+}
+
+/// The policies the controller's caches hold, with their Ready condition, for the metrics.
+fn policy_states(stores: &[Store<FailedTaskCleanupPolicy>]) -> Vec<PolicyState> {
+    stores
+        .iter()
+        .flat_map(Store::state)
+        .map(|policy| {
+            let ready = policy.status.as_ref().and_then(|s| s.condition(ConditionType::Ready));
+            PolicyState {
+                policy: PolicyLabels {
+                    namespace: policy.namespace().unwrap_or_default(),
+                    name: policy.name_any(),
+                },
+                ready: ReadyLabels {
+                    ready: ready.map_or("Unknown", |c| c.status.as_str()).to_string(),
+                    reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Sets `health` ready once the policies this controller watches can be listed in every watched
@@ -260,6 +292,8 @@ pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
         let _ = stop.wait_for(|s| *s).await;
     };
     let Some(lease) = leader_election else {
+        // Without leader election this replica acts as the only one.
+        metrics.leader.set(1);
         let serving = serve_fenced(client, settings, metrics, health, fence, stopped(stop.clone()));
         return tokio::select! {
             result = bounded_after(serving, stop, shutdown_grace) => result,
@@ -275,7 +309,8 @@ pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
         &identity,
         lease.timing,
         fence.clone(),
-    );
+    )
+    .with_gauge(metrics.leader.clone());
     let (leading_tx, mut leader) = watch::channel(false);
     let (release_tx, release) = watch::channel(false);
     let mut election = tokio::spawn(elector.run(leading_tx, release));

@@ -85,13 +85,14 @@ pub struct Prepared {
     pub policy: PurgePolicy,
 }
 
-/// Validates the spec and compiles it; the raw spec is not read again after this.
-pub fn prepare(spec: &FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> {
+/// Validates the spec and compiles it; the raw spec is not read again after this. `name` names
+/// the policy in audit records.
+pub fn prepare(name: String, spec: &FailedTaskCleanupPolicySpec) -> Result<Prepared, Blocked> {
     let valid = crate::api::validate(spec).map_err(|errors| Blocked {
         reason: Reason::InvalidSpec,
         message: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
     })?;
-    let policy = PurgePolicy::new(&valid);
+    let policy = PurgePolicy::new(name, &valid);
     Ok(Prepared { valid, policy })
 }
 
@@ -171,6 +172,14 @@ pub trait Host {
         secret_version: Option<&str>,
         now: Timestamp,
     ) -> Due;
+    /// How audit records name `policy`: `namespace/name` unless the host knows better.
+    fn policy_name(&self, policy: &FailedTaskCleanupPolicy) -> String {
+        format!(
+            "{}/{}",
+            policy.metadata.namespace.as_deref().unwrap_or_default(),
+            policy.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
     /// Whether this caller may still delete; the controller's is fed by leader election and
     /// shutdown. Unfenced unless the host says otherwise.
     fn fence(&self) -> Fence {
@@ -229,7 +238,7 @@ pub async fn run_policy<H: Host>(
     };
 
     // Prepare.
-    let prepared = match prepare(&policy.spec) {
+    let prepared = match prepare(host.policy_name(policy), &policy.spec) {
         Ok(prepared) => prepared,
         Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
     };
@@ -456,7 +465,7 @@ mod tests {
         spec.schedule.interval = Some("10s".into());
         spec.schedule.cron = None;
         spec.schedule.time_zone = None;
-        let blocked = prepare(&spec).unwrap_err();
+        let blocked = prepare("p".into(), &spec).unwrap_err();
         assert_eq!(blocked.reason, Reason::InvalidSpec);
         assert!(blocked.message.contains("32 lowercase hexadecimal"), "{}", blocked.message);
         assert!(blocked.message.contains("at least 1m"), "{}", blocked.message);

@@ -14,7 +14,7 @@ use crate::api::{
 use crate::cloud::CloudHttp;
 use crate::cloud::credentials::Credentials;
 use crate::observability::Metrics;
-use crate::observability::metrics::{RunLabels, TargetLabels};
+use crate::observability::metrics::{PolicyLabels, RunLabels, TargetLabels};
 use crate::purge::{self, Fence};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
@@ -25,6 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Setting this annotation to a new value runs the policy now.
 pub const REQUESTED_AT: &str = "taskreaper.io/requested-at";
@@ -105,7 +106,14 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciles.inc();
-    let result = reconcile_inner(&policy, &ctx).await;
+    // Every line the pass logs, cloud calls and audit records included, names the policy.
+    // (`policy`, not `name`: the JSON log format gives each span a `name` key of its own.)
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %policy.namespace().unwrap_or_default(),
+        policy = %policy.name_any(),
+    );
+    let result = reconcile_inner(&policy, &ctx).instrument(span).await;
     let uid = policy.uid().unwrap_or_default();
     if result.is_ok()
         && let Ok(mut errors) = ctx.errors.lock()
@@ -335,6 +343,9 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
                 }
             }
             record(ctx, &report, &status, finished.duration_since(started));
+            let policy_labels = PolicyLabels { namespace: namespace.clone(), name: policy.name_any() };
+            let ready = status.condition(ConditionType::Ready).is_some_and(|c| c.status == "True");
+            ctx.metrics.run_ended(policy_labels, ready);
             events::ran(&ctx.recorder(), policy, &status, &identity).await;
             tracing::info!(
                 policy = %policy.name_any(),

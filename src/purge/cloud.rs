@@ -9,7 +9,7 @@ use super::report::{CallFailure, FailureKind};
 use crate::api::{Endpoints, Service};
 use crate::cloud::credentials::Credentials;
 use crate::cloud::model::FailureJobFilter;
-use crate::cloud::{CloudError, CloudHttp, ErrorClass, KpsClient, SdrsClient};
+use crate::cloud::{CloudError, CloudHttp, DeleteOutcome, ErrorClass, KpsClient, SdrsClient};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -139,7 +139,7 @@ impl FailedTaskApi for CloudApi {
         self.bounded(None, self.list_unbounded(project, query, each)).await
     }
 
-    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<DeleteOutcome, CallFailure> {
         // Checked now, so that a replica that lost its Lease queues nothing more, and again by the
         // gate right before the request goes on the wire, which also bounds how long it may run.
         self.fence.admit(Instant::now()).map_err(refused)?;
@@ -183,15 +183,20 @@ impl CloudApi {
         result.map_err(|e| failure(&e))
     }
 
-    async fn delete_unbounded(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+    async fn delete_unbounded(
+        &self,
+        project: &Project,
+        call: &DeleteCall,
+    ) -> Result<DeleteOutcome, CallFailure> {
+        let batch = |result: Result<(), CloudError>| result.map(|()| DeleteOutcome::Deleted);
         let result = match call {
-            DeleteCall::SdrsBatch => self.sdrs(project)?.delete_all_server_group_failure_jobs().await,
+            DeleteCall::SdrsBatch => batch(self.sdrs(project)?.delete_all_server_group_failure_jobs().await),
             DeleteCall::SdrsGroupBatch(group) => {
-                self.sdrs(project)?.delete_server_group_failure_jobs(group).await
+                batch(self.sdrs(project)?.delete_server_group_failure_jobs(group).await)
             }
-            DeleteCall::SdrsDelete(id) => self.sdrs(project)?.delete_failure_job(id).await.map(|_| ()),
-            DeleteCall::KpsDeleteAll => self.kps(project)?.delete_all_failed_tasks().await,
-            DeleteCall::KpsDelete(id) => self.kps(project)?.delete_failed_task(id).await.map(|_| ()),
+            DeleteCall::SdrsDelete(id) => self.sdrs(project)?.delete_failure_job(id).await,
+            DeleteCall::KpsDeleteAll => batch(self.kps(project)?.delete_all_failed_tasks().await),
+            DeleteCall::KpsDelete(id) => self.kps(project)?.delete_failed_task(id).await,
         };
         result.map_err(|e| failure(&e))
     }

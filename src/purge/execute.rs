@@ -9,10 +9,12 @@
 //! the same task twice nor spend the deletion budget on tasks already gone. Lists are kept page by
 //! page in compact form ([`Snapshot`]).
 
+use super::audit::{self, Origin};
 use super::plan::{self, Coverage, DeleteCall, Groups, ListQuery, Page, Scope, Snapshot};
 use super::policy::{Project, PurgePolicy, Target};
 use super::report::{CallFailure, Outcome, RunReport, TargetReport, outcome_of};
 use crate::api::Service;
+use crate::cloud::DeleteOutcome;
 use futures::future::join_all;
 use jiff::Timestamp;
 use std::collections::BTreeSet;
@@ -25,7 +27,8 @@ use tokio::sync::Semaphore;
 /// the wire.
 const PENDING_DELETES: usize = 64;
 
-/// The cloud calls a purge needs. A 404 on a single delete is success (already gone).
+/// The cloud calls a purge needs. A 404 on a single delete is success
+/// ([`DeleteOutcome::AlreadyGone`]); a batch delete that succeeds is [`DeleteOutcome::Deleted`].
 pub trait FailedTaskApi: Sync {
     /// Lists every page of `query`, handing each page's new items to `each` as it arrives.
     fn list(
@@ -38,7 +41,7 @@ pub trait FailedTaskApi: Sync {
         &self,
         project: &Project,
         call: &DeleteCall,
-    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
+    ) -> impl Future<Output = Result<DeleteOutcome, CallFailure>> + Send;
 }
 
 /// What a whole run shares: the deletion budget and the call counts.
@@ -141,13 +144,29 @@ impl<A: FailedTaskApi> Run<'_, A> {
                 continue;
             }
             let pending = Semaphore::new(PENDING_DELETES);
-            let failures: Vec<CallFailure> =
-                join_all(planned.calls.iter().map(|call| self.delete(&pending, project, call)))
-                    .await
-                    .into_iter()
-                    .filter_map(Result::err)
-                    .collect();
+            let results: Vec<Result<DeleteOutcome, CallFailure>> =
+                join_all(planned.calls.iter().map(|call| self.delete(&pending, project, call))).await;
             let after = self.snapshot(project, &mut scope, coverage).await;
+            let origin = Origin { policy: &self.policy.name, project: &project.id, service };
+            match (&snapshot, &after) {
+                // A single delete removed its task when the service said it did.
+                (Ok(before), _) if matches!(target, Target::SdrsMatching(_) | Target::KpsMatching(_)) => {
+                    // The calls are the selected tasks', in the same order.
+                    for (&i, result) in planned.selected.iter().zip(&results) {
+                        if let Ok(DeleteOutcome::Deleted) = result {
+                            audit_deleted(&origin, before, i);
+                        }
+                    }
+                }
+                // A batch removed the covered tasks the list after it no longer shows.
+                (Ok(before), Ok(after)) => {
+                    for i in before.gone(&planned.found, after) {
+                        audit_deleted(&origin, before, i);
+                    }
+                }
+                _ => {}
+            }
+            let failures: Vec<CallFailure> = results.into_iter().filter_map(Result::err).collect();
             let measured = match (&snapshot, &after) {
                 (Ok(before), Ok(after)) => TargetReport {
                     found: Some(found),
@@ -183,8 +202,10 @@ impl<A: FailedTaskApi> Run<'_, A> {
         scope: &mut Scope,
         coverage: Coverage<'_>,
     ) -> Result<Snapshot, CallFailure> {
+        // A dry run deletes nothing, so it keeps nothing to audit.
+        let empty = || if self.policy.dry_run { Snapshot::default() } else { Snapshot::with_audit() };
         if scope.kps {
-            let mut snapshot = Snapshot::default();
+            let mut snapshot = empty();
             self.list(project, ListQuery::Kps, &mut |page| {
                 if let Page::Kps(tasks) = page {
                     coverage.add_tasks(&mut snapshot, tasks);
@@ -209,7 +230,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
             Groups::None | Groups::All(_) => Vec::new(),
         };
         // The lists run side by side and fill one snapshot as their pages arrive.
-        let snapshot = Mutex::new(Snapshot::default());
+        let snapshot = Mutex::new(empty());
         let queries = scope.group_level.then_some(None).into_iter().chain(groups);
         join_all(queries.map(|group| self.list_jobs(project, group, coverage, &snapshot)))
             .await
@@ -241,7 +262,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
         pending: &Semaphore,
         project: &Project,
         call: &DeleteCall,
-    ) -> Result<(), CallFailure> {
+    ) -> Result<DeleteOutcome, CallFailure> {
         let _turn = pending.acquire().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.api.delete(project, call).await;
@@ -266,6 +287,12 @@ impl<A: FailedTaskApi> Run<'_, A> {
     }
 }
 
+/// The audit record of the task at `index` of `before`, which a run deleted.
+fn audit_deleted(origin: &Origin<'_>, before: &Snapshot, index: u32) {
+    let fields = before.audit_at(index).unwrap_or_default();
+    audit::deleted(origin, before.id_at(index), &fields);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +301,7 @@ mod tests {
     use crate::purge::report::FailureKind;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     /// Whether a call deletes one task, and so spends the deletion budget.
     fn is_single(call: &DeleteCall) -> bool {
@@ -362,9 +390,10 @@ mod tests {
             Ok(())
         }
 
-        async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<(), CallFailure> {
+        async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<DeleteOutcome, CallFailure> {
             self.deletes.lock().unwrap().push(call.clone());
             let mut gone = self.gone.lock().unwrap();
+            let gone_before = gone.len();
             let mut jobs = self.jobs.lock().unwrap();
             let mut tasks = self.tasks.lock().unwrap();
             let jobs = jobs.entry(project.id.clone()).or_default();
@@ -385,7 +414,9 @@ mod tests {
                     gone.extend(removed.into_iter().map(|t| t.task_id));
                 }
             }
-            Ok(())
+            // As the services answer: a single delete of a task that is not there is a 404.
+            let removed = gone.len() > gone_before;
+            Ok(if is_single(call) && !removed { DeleteOutcome::AlreadyGone } else { DeleteOutcome::Deleted })
         }
     }
 
@@ -438,6 +469,7 @@ mod tests {
 
     fn policy(projects: &[&str], targets: Vec<Target>, dry_run: bool, max_deletions: u64) -> PurgePolicy {
         PurgePolicy {
+            name: "team-a/p".into(),
             projects: projects.iter().map(|p| project(p)).collect(),
             targets,
             dry_run,
@@ -610,5 +642,117 @@ mod tests {
                 prop_assert!(row.deleted.unwrap_or(0) <= row.found.unwrap_or(0));
             }
         }
+    }
+
+    /// The audit records `run` logs, as JSON objects.
+    async fn audit_records(run: impl Future<Output = RunReport>) -> (RunReport, Vec<serde_json::Value>) {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let filter = tracing_subscriber::EnvFilter::new("trace");
+        let subscriber = crate::observability::subscriber(
+            crate::observability::LogFormat::Json,
+            filter,
+            move || writer.clone(),
+            false,
+        );
+        let report = {
+            let _guard = tracing::subscriber::set_default(subscriber);
+            // Callsites first seen while only other tests' subscribers existed may have cached
+            // "never"; ask again now that this one is installed.
+            tracing::callsite::rebuild_interest_cache();
+            run.await
+        };
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let records = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["target"] == audit::TARGET)
+            .collect();
+        (report, records)
+    }
+
+    #[tokio::test]
+    async fn every_deleted_task_gets_one_audit_record_and_a_dry_run_none() {
+        let fake = seeded();
+        let kps = Target::KpsMatching(KpsMatch::default());
+        let policy = policy(&["p0"], vec![Target::SdrsAll, kps], false, 100);
+        let (report, records) = audit_records(execute(&fake, &policy, now(), policy.max_deletions)).await;
+        assert_eq!(report.deleted(), 10);
+        assert_eq!(records.len(), 10, "{records:#?}");
+        let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let gone: BTreeSet<String> = fake.gone.lock().unwrap().iter().cloned().collect();
+        assert_eq!(ids, gone.iter().map(String::as_str).collect());
+        for r in &records {
+            assert_eq!(r["level"], "INFO");
+            assert_eq!(r["message"], "deleted failed task");
+            assert_eq!((&r["policy"], &r["project"]), (&"team-a/p".into(), &"p0".into()));
+            for field in ["type", "resource", "status", "error_code", "task_time"] {
+                assert!(r[field].is_string(), "{field} in {r}");
+            }
+        }
+        let task = records.iter().find(|r| r["id"] == "p0-t0").unwrap();
+        assert_eq!(
+            (&task["service"], &task["type"], &task["status"]),
+            (&"KPS".into(), &"FAILED_UNBIND".into(), &"FAILED".into())
+        );
+        assert_eq!(records.iter().filter(|r| r["service"] == "SDRS").count(), 6);
+
+        let fake = seeded();
+        let dry = policy.clone();
+        let dry = PurgePolicy { dry_run: true, ..dry };
+        let (report, records) = audit_records(execute(&fake, &dry, now(), dry.max_deletions)).await;
+        assert_eq!((report.deleted(), report.would_delete()), (0, 10));
+        assert!(records.is_empty(), "a dry run deletes nothing: {records:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_single_delete_the_service_answers_404_is_not_audited() {
+        // Another client removes a task between the list and the deletes: its DELETE finds nothing.
+        struct Racing(Fake);
+        impl FailedTaskApi for Racing {
+            async fn list(
+                &self,
+                project: &Project,
+                query: &ListQuery,
+                each: &mut (dyn FnMut(Page) + Send),
+            ) -> Result<(), CallFailure> {
+                self.0.list(project, query, each).await
+            }
+            async fn delete(
+                &self,
+                project: &Project,
+                call: &DeleteCall,
+            ) -> Result<DeleteOutcome, CallFailure> {
+                if let DeleteCall::KpsDelete(id) = call
+                    && id == "p0-t1"
+                {
+                    self.0
+                        .tasks
+                        .lock()
+                        .unwrap()
+                        .entry(project.id.clone())
+                        .or_default()
+                        .retain(|t| &t.task_id != id);
+                }
+                self.0.delete(project, call).await
+            }
+        }
+        let racing = Racing(seeded());
+        let policy = policy(&["p0"], vec![Target::KpsMatching(KpsMatch::default())], false, 100);
+        let (report, records) = audit_records(execute(&racing, &policy, now(), policy.max_deletions)).await;
+        assert_eq!(report.deleted(), 4, "the list after shows all four gone");
+        let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, BTreeSet::from(["p0-t0", "p0-t2", "p0-t3"]));
     }
 }

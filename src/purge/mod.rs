@@ -1,7 +1,9 @@
 //! Purging: a validated policy ([`policy`]), a pure planner ([`plan`]), an executor that lists,
 //! deletes and lists again through a trait over the cloud ([`execute`]), the fence that decides
-//! whether this replica may still delete ([`fence`]), and what it measured ([`report`]).
+//! whether this replica may still delete ([`fence`]), what it measured ([`report`]), and the audit
+//! record of each task it deleted ([`audit`]).
 
+pub mod audit;
 pub mod cloud;
 pub mod execute;
 pub mod fence;

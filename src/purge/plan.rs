@@ -7,11 +7,16 @@
 //!
 //! A snapshot keeps of each task only what planning and counting need (its id, its time, its group
 //! and which targets cover it, decided page by page as the lists arrive): about 24 bytes and its
-//! id a task, plus a 16-byte index entry.
+//! id a task, plus a 16-byte index entry. A snapshot for a run that deletes also keeps, for each
+//! task a target covers, the fields of its audit record ([`AuditFields`]) next to its id: its type,
+//! status and error code as an index into a table of the distinct triples (2 bytes), its resource
+//! name (cut to [`MAX_AUDIT_FIELD`] bytes), and its time only when it cannot be read (otherwise it
+//! is the task's time, already kept).
 
 use super::policy::{KpsMatch, SdrsMatch, Target};
 use crate::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS, parse_task_time};
 use jiff::Timestamp;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -116,7 +121,7 @@ pub fn joint_scope<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Scope {
     })
 }
 
-/// One task as a run keeps it: 24 bytes, plus its id in the snapshot's arena.
+/// One task as a run keeps it: 24 bytes, plus its id (and audit fields) in the snapshot's arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Item {
     /// When it began, in epoch milliseconds; `i64::MAX` when unreadable, so it sorts last.
@@ -124,6 +129,9 @@ struct Item {
     /// Its id: `ids[id_start .. id_start + id_len]`.
     id_start: u32,
     id_len: u32,
+    /// Bytes of its audit fields, right after its id in the arena; 0 when none are kept. See
+    /// [`Snapshot::push_record`].
+    audit_len: u16,
     /// Bit `i` is set when target `i` of the lane (the targets of one service, in spec order)
     /// covers the task.
     covers: u32,
@@ -133,6 +141,60 @@ struct Item {
 }
 
 const NO_GROUP: u16 = u16::MAX;
+
+/// Longest audit field kept, in bytes; longer values are cut at a character boundary.
+pub const MAX_AUDIT_FIELD: usize = 127;
+
+/// What the audit record of a deleted task says about it besides its id, as the cloud listed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFields<'a> {
+    /// SDRS `job_type`, KPS `operate_type`.
+    pub kind: &'a str,
+    /// SDRS `resource_name`, KPS `keypair_name`.
+    pub resource: &'a str,
+    /// SDRS `failure_status`; KPS: the state part of `operate_type` (`FAILED` of `FAILED_UNBIND`).
+    pub status: &'a str,
+    /// SDRS `error_code`, KPS `task_error_code`.
+    pub error_code: &'a str,
+    /// SDRS `begin_time`, KPS `task_time`: RFC 3339 in UTC to the millisecond, or as listed when
+    /// it cannot be read.
+    pub task_time: Cow<'a, str>,
+}
+
+impl<'a> AuditFields<'a> {
+    fn of_job(job: &'a FailureJob) -> Self {
+        Self {
+            kind: &job.job_type,
+            resource: &job.resource_name,
+            status: &job.failure_status,
+            error_code: &job.error_code,
+            task_time: Cow::Borrowed(&job.begin_time),
+        }
+    }
+
+    fn of_task(task: &'a FailedTask) -> Self {
+        let status = task.operate_type.split_once('_').map_or("", |(state, _)| state);
+        Self {
+            kind: &task.operate_type,
+            resource: &task.keypair_name,
+            status,
+            error_code: &task.task_error_code,
+            task_time: Cow::Borrowed(&task.task_time),
+        }
+    }
+}
+
+/// Most distinct (type, status, error code) triples a snapshot tells apart; later ones show empty.
+const MAX_KINDS: usize = 128 * 128 - 1;
+
+/// `value` cut to at most [`MAX_AUDIT_FIELD`] bytes, at a character boundary.
+fn cut(value: &str) -> &str {
+    let mut end = value.len().min(MAX_AUDIT_FIELD);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
 
 /// Most targets one lane can tell apart (the CRD allows 16 per policy).
 pub const MAX_LANE_TARGETS: usize = 32;
@@ -163,7 +225,7 @@ impl Coverage<'_> {
                 Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
                 Target::KpsAll | Target::KpsMatching(_) => false,
             });
-            snapshot.add(&job.job_id, millis(&job.begin_time), group, covers);
+            snapshot.add(&job.job_id, millis(&job.begin_time), group, covers, AuditFields::of_job(&job));
         }
     }
 
@@ -175,7 +237,7 @@ impl Coverage<'_> {
                 Target::KpsMatching(m) => kps_matches(m, &task, self.now),
                 Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
             });
-            snapshot.add(&task.task_id, millis(&task.task_time), None, covers);
+            snapshot.add(&task.task_id, millis(&task.task_time), None, covers, AuditFields::of_task(&task));
         }
     }
 }
@@ -199,12 +261,76 @@ pub struct Snapshot {
     groups: Vec<Arc<str>>,
     /// Item index by id hash, for tasks with an id.
     index: HashMap<u64, u32>,
+    /// Whether covered tasks keep their audit fields.
+    audit: bool,
+    /// The distinct (type, status, error code) triples of the audit fields, and their index by hash.
+    kinds: Vec<[Box<str>; 3]>,
+    kind_index: HashMap<u64, u16>,
 }
 
 impl Snapshot {
+    /// An empty snapshot that keeps the audit fields of every task a target covers, for a run
+    /// that deletes. ([`Snapshot::default`] keeps none: a dry run deletes nothing to audit.)
+    pub fn with_audit() -> Self {
+        Self { audit: true, ..Self::default() }
+    }
+
+    /// The index of a (type, status, error code) triple, added to the table when new.
+    fn kind(&mut self, fields: [&str; 3]) -> u16 {
+        static HASHER: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+        let hash = HASHER.hash_one(fields);
+        let same = |known: &[Box<str>; 3]| known.iter().zip(fields).all(|(a, b)| &**a == b);
+        if let Some(&i) = self.kind_index.get(&hash)
+            && self.kinds.get(usize::from(i)).is_some_and(same)
+        {
+            return i;
+        }
+        if let Some(i) = self.kinds.iter().position(same) {
+            return i as u16;
+        }
+        if self.kinds.len() >= MAX_KINDS {
+            return MAX_KINDS as u16;
+        }
+        self.kinds.push(fields.map(Box::from));
+        let i = (self.kinds.len() - 1) as u16;
+        self.kind_index.entry(hash).or_insert(i);
+        i
+    }
+
+    /// Appends `id` and, when kept, its audit fields to the arena; returns where they start, the
+    /// id's length and the fields' length. The fields are two characters for the triple's index
+    /// (7 bits each), then the resource name and the time as listed (only when `created_ms` says it
+    /// could not be read), each as one length character (at most [`MAX_AUDIT_FIELD`]) and its bytes;
+    /// every character written for an index or a length is ASCII.
+    fn push_record(
+        &mut self,
+        id: &str,
+        created_ms: i64,
+        covers: u32,
+        audit: &AuditFields<'_>,
+    ) -> Option<(u32, u32, u16)> {
+        let id_start = u32::try_from(self.ids.len()).ok()?;
+        let id_len = u32::try_from(id.len()).ok()?;
+        self.ids.push_str(id);
+        if !self.audit || covers == 0 {
+            return Some((id_start, id_len, 0));
+        }
+        let kind = self.kind([audit.kind, audit.status, audit.error_code]);
+        self.ids.push(char::from((kind >> 7) as u8));
+        self.ids.push(char::from((kind & 0x7f) as u8));
+        let raw_time = if created_ms == i64::MAX { &*audit.task_time } else { "" };
+        let mut audit_len = 2u16;
+        for field in [audit.resource, raw_time].map(cut) {
+            self.ids.push(char::from(field.len() as u8));
+            self.ids.push_str(field);
+            audit_len += 1 + field.len() as u16;
+        }
+        Some((id_start, id_len, audit_len))
+    }
+
     /// Adds a task. A task that several lists show (a looser reading of the SDRS list call) is
     /// kept once, with the group of the group's list. Tasks without an id are all kept.
-    fn add(&mut self, id: &str, created_ms: i64, group: Option<&str>, covers: u32) {
+    fn add(&mut self, id: &str, created_ms: i64, group: Option<&str>, covers: u32, audit: AuditFields<'_>) {
         let group = match group {
             None => NO_GROUP,
             Some(g) => match self.groups.iter().position(|known| &**known == g) {
@@ -219,23 +345,58 @@ impl Snapshot {
         if !id.is_empty()
             && let Some(&i) = self.index.get(&id_hash(id))
         {
-            let known = &mut self.items[i as usize];
+            let known = self.items[i as usize];
             if known.group == NO_GROUP && group != NO_GROUP {
-                known.group = group;
-                known.covers = covers;
+                // Now covered, it may need audit fields it was not given: keep its record anew.
+                let (id_start, id_len, audit_len) = match known.audit_len == 0 && self.audit && covers != 0 {
+                    true => self.push_record(id, known.created_ms, covers, &audit).unwrap_or((
+                        known.id_start,
+                        known.id_len,
+                        0,
+                    )),
+                    false => (known.id_start, known.id_len, known.audit_len),
+                };
+                self.items[i as usize] = Item { group, covers, id_start, id_len, audit_len, ..known };
             }
             return;
         }
-        let (Ok(id_start), Ok(id_len), Ok(position)) =
-            (u32::try_from(self.ids.len()), u32::try_from(id.len()), u32::try_from(self.items.len()))
-        else {
+        let Ok(position) = u32::try_from(self.items.len()) else { return };
+        let Some((id_start, id_len, audit_len)) = self.push_record(id, created_ms, covers, &audit) else {
             return;
         };
-        self.ids.push_str(id);
         if !id.is_empty() {
             self.index.insert(id_hash(id), position);
         }
-        self.items.push(Item { created_ms, id_start, id_len, covers, group });
+        self.items.push(Item { created_ms, id_start, id_len, audit_len, covers, group });
+    }
+
+    /// The audit fields of the task at `index`; `None` when the snapshot keeps none for it.
+    pub fn audit_at(&self, index: u32) -> Option<AuditFields<'_>> {
+        let item = self.items.get(index as usize)?;
+        if item.audit_len == 0 {
+            return None;
+        }
+        let start = item.id_start as usize + item.id_len as usize;
+        let record = self.ids.get(start..start + usize::from(item.audit_len))?.as_bytes();
+        let kind = usize::from(*record.first()?) << 7 | usize::from(*record.get(1)?);
+        let [kind, status, error_code] =
+            self.kinds.get(kind).map_or(["", "", ""], |k| [&*k[0], &*k[1], &*k[2]]);
+        let mut at = start + 2;
+        let mut field = || {
+            let len = usize::from(*self.ids.as_bytes().get(at)?);
+            let value = self.ids.get(at + 1..at + 1 + len)?;
+            at += 1 + len;
+            Some(value)
+        };
+        let resource = field()?;
+        let raw_time = field()?;
+        let task_time = match item.created_ms {
+            i64::MAX => Cow::Borrowed(raw_time),
+            ms => Cow::Owned(
+                Timestamp::from_millisecond(ms).map_or_else(|_| raw_time.to_string(), |t| format!("{t:.3}")),
+            ),
+        };
+        Some(AuditFields { kind, resource, status, error_code, task_time })
     }
 
     pub fn len(&self) -> usize {
@@ -263,14 +424,16 @@ impl Snapshot {
     /// How many of `indexes` (into `self`) name tasks that `later` no longer holds. Tasks without an
     /// id cannot be told apart: they count as gone when `later` holds none.
     pub fn gone_in(&self, indexes: &[u32], later: &Snapshot) -> usize {
+        self.gone(indexes, later).count()
+    }
+
+    /// Those of `indexes` (into `self`) that name tasks `later` no longer holds; see [`Self::gone_in`].
+    pub fn gone<'s>(&'s self, indexes: &'s [u32], later: &'s Snapshot) -> impl Iterator<Item = u32> + 's {
         let later_has_blank = later.items.iter().any(|i| i.id_len == 0);
-        indexes
-            .iter()
-            .filter(|&&i| {
-                let id = self.id_at(i);
-                if id.is_empty() { !later_has_blank } else { !later.index.contains_key(&id_hash(id)) }
-            })
-            .count()
+        indexes.iter().copied().filter(move |&i| {
+            let id = self.id_at(i);
+            if id.is_empty() { !later_has_blank } else { !later.index.contains_key(&id_hash(id)) }
+        })
     }
 
     /// How many tasks lane target `lane_index` covers.
@@ -689,5 +852,79 @@ mod tests {
         );
         let plan = plan_target(&Target::SdrsAll, 0, &groups, 0, false);
         assert_eq!((plan.calls, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
+    }
+
+    #[test]
+    fn an_item_stays_24_bytes() {
+        assert_eq!(std::mem::size_of::<Item>(), 24);
+    }
+
+    #[test]
+    fn a_snapshot_for_a_deleting_run_keeps_the_audit_fields_of_covered_tasks() {
+        let m = Target::KpsMatching(KpsMatch {
+            operate_types: vec!["FAILED_UNBIND".into()],
+            ..KpsMatch::default()
+        });
+        let long = "é".repeat(100);
+        let mut snap = Snapshot::with_audit();
+        let tasks = vec![
+            FailedTask {
+                task_error_code: "KPS.0001".into(),
+                ..task("t1", "FAILED_UNBIND", "kp-1", "1600000000")
+            },
+            task("t2", "FAILED_RESET", "kp-2", "1600000000"),
+            task("t3", "FAILED_UNBIND", &long, "not a time"),
+            FailedTask {
+                task_error_code: "KPS.0001".into(),
+                ..task("t4", "FAILED_UNBIND", "kp-4", "1700000000000")
+            },
+        ];
+        Coverage { targets: &[&m], now: now() }.add_tasks(&mut snap, tasks);
+        assert_eq!(
+            snap.audit_at(0),
+            Some(AuditFields {
+                kind: "FAILED_UNBIND",
+                resource: "kp-1",
+                status: "FAILED",
+                error_code: "KPS.0001",
+                task_time: "2020-09-13T12:26:40.000Z".into()
+            })
+        );
+        assert_eq!(snap.audit_at(1), None, "not covered: nothing to audit");
+        let odd = snap.audit_at(2).unwrap();
+        let cut_name = odd.resource;
+        assert!(cut_name.len() <= MAX_AUDIT_FIELD && long.starts_with(cut_name) && !cut_name.is_empty());
+        assert_eq!((odd.error_code, &*odd.task_time), ("", "not a time"), "an unreadable time as listed");
+        let t4 = snap.audit_at(3).unwrap();
+        assert_eq!((t4.kind, t4.status, t4.error_code), ("FAILED_UNBIND", "FAILED", "KPS.0001"));
+        assert_eq!(&*t4.task_time, "2023-11-14T22:13:20.000Z");
+        assert_eq!(snap.kinds.len(), 2, "t1 and t4 share their type, status and error code");
+        assert_eq!((snap.id_at(0), snap.id_at(1), snap.id_at(2)), ("t1", "t2", "t3"), "ids are intact");
+        // A dry run's snapshot keeps none.
+        let dry = kps_snapshot(&[&m], vec![task("t1", "FAILED_UNBIND", "kp-1", "")]);
+        assert_eq!(dry.audit_at(0), None);
+    }
+
+    #[test]
+    fn a_failure_first_listed_uncovered_gets_its_audit_fields_from_its_groups_list() {
+        let pg = Target::SdrsProtectionGroups(vec!["g1".into()]);
+        let mut snap = Snapshot::with_audit();
+        let coverage = Coverage { targets: &[&pg], now: now() };
+        let b = FailureJob {
+            job_type: "createProtectedInstance".into(),
+            error_code: "SDRS.1".into(),
+            ..job("b", "protected_instances", "createFail", "tmp-b", "2026-11-01T00:00:00.000Z")
+        };
+        coverage.add_jobs(&mut snap, None, vec![b.clone()]);
+        assert_eq!(snap.audit_at(0), None);
+        coverage.add_jobs(&mut snap, Some("g1"), vec![b]);
+        let fields = snap.audit_at(0).unwrap();
+        assert_eq!(
+            (fields.kind, fields.resource, fields.status),
+            ("createProtectedInstance", "tmp-b", "createFail")
+        );
+        assert_eq!((fields.error_code, &*fields.task_time), ("SDRS.1", "2026-11-01T00:00:00.000Z"));
+        assert_eq!(snap.id_at(0), "b");
+        assert_eq!(snap.gone(&[0], &Snapshot::default()).collect::<Vec<_>>(), vec![0]);
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 /// A validated policy, ready to plan and execute.
 #[derive(Clone, Debug)]
 pub struct PurgePolicy {
+    /// Names the policy in audit records: `namespace/name`, or the file `taskreaper purge` read.
+    pub name: String,
     pub projects: Vec<Project>,
     pub targets: Vec<Target>,
     /// List and report only; never send a DELETE.
@@ -81,8 +83,9 @@ pub struct KpsMatch {
 impl PurgePolicy {
     /// The run's view of a compiled policy. Every target [`crate::api::validate`] accepts has a
     /// purge form, so this cannot fail and never widens a target.
-    pub fn new(valid: &ValidatedSpec) -> Self {
+    pub fn new(name: String, valid: &ValidatedSpec) -> Self {
         Self {
+            name,
             projects: valid
                 .projects
                 .iter()
@@ -132,7 +135,7 @@ mod tests {
         let policy: crate::api::FailedTaskCleanupPolicy =
             serde_saphyr::from_str(crate::api::EXAMPLE_POLICY).unwrap();
         let valid = crate::api::validate(&policy.spec).unwrap();
-        let purge = PurgePolicy::new(&valid);
+        let purge = PurgePolicy::new("team-a/p".into(), &valid);
         let regions: Vec<&str> = purge.projects.iter().map(|p| p.region.as_str()).collect();
         assert_eq!(regions, ["cn-north-4", "cn-east-3"]);
         assert_eq!(purge.targets.len(), policy.spec.targets.len());
