@@ -687,8 +687,9 @@ fn kps_matching(types: &[KpsOperateType], pattern: &str) -> Target {
 
 /// Logs of the code under test, shown for failing tests (RUST_LOG overrides the default).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("taskreaper=info,taskreaper::audit=warn,warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("taskreaper=info,taskreaper::audit=warn,warn")
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
 }
 

@@ -247,8 +247,9 @@ pub fn init_tracing() {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("taskreaper=info,taskreaper::audit=warn,warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("taskreaper=info,taskreaper::audit=warn,warn")
+    });
     let shown = tracing_subscriber::fmt::layer().with_ansi(false).with_test_writer().with_filter(filter);
     let captured = tracing_subscriber::fmt::layer()
         .with_ansi(false)
