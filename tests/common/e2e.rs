@@ -316,6 +316,7 @@ impl RunningController {
             instance: None,
             max_concurrent_reconciles: 32,
             workload_identity: None,
+            iam_endpoint: Some(emulator.url()),
         };
         let mut settings = settings;
         tweak(&mut settings);
