@@ -20,8 +20,8 @@ use super::policy::{
     ENDPOINT_ORIGIN_PATTERN, ENDPOINT_PATH_MESSAGE, ENDPOINT_QUERY_MESSAGE, ENDPOINT_USERINFO_MESSAGE,
     ENDPOINT_USERINFO_PATTERN, Endpoints, FailedTaskCleanupPolicySpec, IDENTITY_PROVIDER_ID_PATTERN,
     KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_DISCOVERED_PROJECTS_LIMIT, MAX_DISCOVERY_REGIONS,
-    MAX_PROJECTS, ProjectDiscovery, MAX_TARGETS, MIN_INTERVAL, Schedule, Scope,
-    SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
+    MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, ProjectDiscovery, Schedule, Scope, SdrsFailureStatus,
+    SdrsResourceType, Service, Target, TaskMatch,
 };
 
 /// Where a policy's credentials come from.
@@ -208,7 +208,9 @@ pub enum SpecError {
     )]
     CountDiscoveryRegions { count: usize },
     /// A discovery region appears twice.
-    #[error("spec.projectDiscovery.regions lists {region:?} more than once; each region may appear only once")]
+    #[error(
+        "spec.projectDiscovery.regions lists {region:?} more than once; each region may appear only once"
+    )]
     DuplicateDiscoveryRegion { region: String },
     /// Compiling the discovery name pattern failed.
     #[error(

@@ -171,7 +171,8 @@ mod tests {
         let err = to_projects(&d, Vec::new()).unwrap_err();
         assert_eq!(err.reason, Reason::InvalidSpec);
         assert!(err.message.contains("found no project in cn-north-4"), "{}", err.message);
-        let found = vec![Discovered { id: "p".into(), name: "cn-east-3_a".into(), region: "cn-east-3".into() }];
+        let found =
+            vec![Discovered { id: "p".into(), name: "cn-east-3_a".into(), region: "cn-east-3".into() }];
         assert_eq!(to_projects(&d, found).unwrap(), [Project { id: "p".into(), region: "cn-east-3".into() }]);
         assert_eq!(note(&d, 1), "1 project discovered at IAM in cn-north-4");
         assert_eq!(note(&valid(&[], true), 3), "3 projects discovered at IAM");
@@ -194,14 +195,21 @@ mod tests {
         let d = valid(&["cn-north-4"], false);
         let creds = Credentials::Token { auth_token: crate::cloud::credentials::Secret::new("t") };
         let t0: Timestamp = "2026-11-22T05:30:00Z".parse().unwrap();
-        let answer = vec![Discovered { id: "p".into(), name: "cn-north-4".into(), region: "cn-north-4".into() }];
+        let answer =
+            vec![Discovered { id: "p".into(), name: "cn-north-4".into(), region: "cn-north-4".into() }];
         discovery.cache.put((creds.identity(), d.key()), t0, answer);
         let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
         let got = discovery.projects(&d, &creds, at(299)).await.unwrap();
         assert_eq!(got, [Project { id: "p".into(), region: "cn-north-4".into() }]);
         let other = valid(&["cn-east-3"], false);
-        assert_eq!(discovery.projects(&other, &creds, at(1)).await.unwrap_err().reason, Reason::CloudUnavailable);
-        assert_eq!(discovery.projects(&d, &creds, at(300)).await.unwrap_err().reason, Reason::CloudUnavailable);
+        assert_eq!(
+            discovery.projects(&other, &creds, at(1)).await.unwrap_err().reason,
+            Reason::CloudUnavailable
+        );
+        assert_eq!(
+            discovery.projects(&d, &creds, at(300)).await.unwrap_err().reason,
+            Reason::CloudUnavailable
+        );
         let refused = ProjectDiscovery::new(&HttpConfig::default(), Some("https://iam.example.com"));
         assert_eq!(refused.projects(&d, &creds, t0).await.unwrap_err().reason, Reason::EndpointNotAllowed);
     }

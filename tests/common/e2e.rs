@@ -726,6 +726,7 @@ pub fn policy_at(
         region: "cn-north-4".into(),
         endpoints: Some(Endpoints { sdrs: Some(url.to_string()), kps: Some(url.to_string()) }),
         projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
+        project_discovery: None,
         targets,
         schedule: Schedule { interval: Some("1h".into()), ..Schedule::default() },
         suspend: false,
