@@ -128,6 +128,7 @@ pub struct FailedTaskCleanupPolicySpec {
 
     /// Default Huawei Cloud region of every project, such as cn-north-4. It selects the endpoints
     /// https://sdrs.{region}.myhuaweicloud.com and https://kms.{region}.myhuaweicloud.com.
+    /// Projects found by projectDiscovery use their own region instead.
     #[schemars(length(max = 32))]
     #[x_kube(validation = region_rule())]
     pub region: String,

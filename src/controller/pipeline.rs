@@ -545,6 +545,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cloud_that_was_away_is_retried_without_stalling() {
+        let away = Blocked { reason: Reason::CloudUnavailable, message: "IAM: timeout".into() };
+        assert_eq!(away.retry(), Some(SECRET_RETRY_MAX));
+        let now = "2026-11-22T00:00:00Z".parse().unwrap();
+        let observed = Observed { generation: Some(1), next_run: None, handled_request: None, now };
+        let status = next_status(&FailedTaskCleanupPolicyStatus::default(), &observed, &away.verdict(), None);
+        assert_eq!(status.reason(ConditionType::Ready), Some(Reason::CloudUnavailable));
+        assert_eq!(status.condition(ConditionType::Stalled).map(|c| c.status.as_str()), Some("False"));
+        let invalid = Blocked { reason: Reason::InvalidSpec, message: "3 projects match".into() };
+        assert_eq!(invalid.retry(), None);
+        let status =
+            next_status(&FailedTaskCleanupPolicyStatus::default(), &observed, &invalid.verdict(), None);
+        assert_eq!(status.reason(ConditionType::Stalled), Some(Reason::InvalidSpec));
+    }
+
+    #[test]
     fn credentials_are_found_or_explained() {
         assert_eq!(credentials("creds", None).unwrap_err().reason, Reason::CredentialsNotFound);
         let empty = BTreeMap::new();

@@ -343,12 +343,17 @@ pub fn next_status(
     match verdict {
         Verdict::Blocked { reason, message } => {
             set_condition(conditions, ConditionType::Ready, false, *reason, message.clone(), generation, now);
+            // A cloud that was away (IAM, for project discovery) needs no change from the user:
+            // the pass is retried, and the policy is not stalled.
+            let stalled = !matches!(reason, Reason::CloudUnavailable | Reason::Throttled);
+            let (stalled_reason, stalled_message) =
+                if stalled { (*reason, message.clone()) } else { (Reason::AsExpected, String::new()) };
             set_condition(
                 conditions,
                 ConditionType::Stalled,
-                true,
-                *reason,
-                message.clone(),
+                stalled,
+                stalled_reason,
+                stalled_message,
                 generation,
                 now,
             );
