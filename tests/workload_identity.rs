@@ -4,7 +4,8 @@
 //! discover projects; the federation cache refreshes across expiry with new TokenRequest tokens; a
 //! token for another audience is refused. And the controller itself: a policy naming a ServiceAccount
 //! of its namespace purges with temporary credentials, refreshes them, and stalls with a clear reason
-//! for a ServiceAccount it may not request tokens for.
+//! for a ServiceAccount it may not request tokens for; a policy by region discovers its project at IAM
+//! with the same temporary credentials.
 //!
 //! Run: `TASKREAPER_CONTROL_PLANE_BIN=/path/to/bin cargo test --test workload_identity`
 
