@@ -1,7 +1,8 @@
 //! One run of one policy, as a visible pipeline that the controller and the `purge` and `demo`
 //! commands share: prepare (validate and compile), honour suspend, read the credentials, build the
 //! cloud client (endpoint allowlist), decide whether a run is due, discover the projects (for
-//! `spec.projectDiscovery`, see [`super::discover`]), execute, and compute the next status. What differs between callers comes in through [`Host`]: where the Secret comes from,
+//! `spec.projectDiscovery`, see [`super::discover`]), execute, and compute the next status. What
+//! differs between callers comes in through [`Host`]: where the Secret comes from,
 //! whether a run is due, where a status goes. Does cloud I/O, and whatever I/O the host does.
 
 use super::schedule;
@@ -232,7 +233,8 @@ pub struct Finished {
 }
 
 /// The one pass over a policy that every caller shares: prepare, suspend, credentials, cloud
-/// client, due?, discovered projects, execute, next status. Each status along the way goes to [`Host::write`] when it
+/// client, due?, discovered projects, execute, next status. Each status along the way goes to
+/// [`Host::write`] when it
 /// differs from the one before; `now` is when the pass (and a run it starts) began.
 pub async fn run_policy<H: Host>(
     policy: &FailedTaskCleanupPolicy,
