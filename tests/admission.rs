@@ -304,6 +304,61 @@ const CASES: &[Case] = &[
             "must be the name of a ServiceAccount in this namespace",
         ],
     },
+    Case {
+        name: "projects-and-discovery",
+        mutate: |p| spec(p)["projectDiscovery"] = json!({"regions": ["cn-north-4"]}),
+        expected: &["spec", "give exactly one of projects (a list of project ids) or projectDiscovery"],
+    },
+    Case {
+        name: "neither-projects-nor-discovery",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+        },
+        expected: &["spec", "give exactly one of projects (a list of project ids) or projectDiscovery"],
+    },
+    Case {
+        name: "discovery-without-regions",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+            spec(p)["projectDiscovery"] = json!({"namePattern": "^cn-"});
+        },
+        expected: &[
+            "spec.projectDiscovery.regions",
+            "needs regions (such as [cn-north-4]) unless allProjects is true",
+        ],
+    },
+    Case {
+        name: "discovery-region-twice",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+            spec(p)["projectDiscovery"] = json!({"regions": ["cn-north-4", "cn-north-4"]});
+        },
+        expected: &["spec.projectDiscovery.regions", "each region may appear only once"],
+    },
+    Case {
+        name: "discovery-bad-region",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+            spec(p)["projectDiscovery"] = json!({"regions": ["North China"]});
+        },
+        expected: &["spec.projectDiscovery.regions", "must be Huawei Cloud region ids such as cn-north-4"],
+    },
+    Case {
+        name: "discovery-too-many-projects",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+            spec(p)["projectDiscovery"] = json!({"regions": ["cn-north-4"], "maxProjects": 300});
+        },
+        expected: &["spec.projectDiscovery.maxProjects", "less than or equal to 256"],
+    },
+    Case {
+        name: "discovery-bad-name-pattern",
+        mutate: |p| {
+            spec(p).as_object_mut().map(|s| s.remove("projects"));
+            spec(p)["projectDiscovery"] = json!({"allProjects": true, "namePattern": "(unclosed"});
+        },
+        expected: &["spec.projectDiscovery.namePattern", "must be a valid RE2 regular expression"],
+    },
 ];
 
 #[tokio::test]
@@ -383,6 +438,15 @@ const VALID_VARIANTS: &[Variant] = &[
     ("workload-identity-controller-token", |p| {
         spec(p).as_object_mut().map(|s| s.remove("credentialsRef"));
         spec(p)["workloadIdentity"] = json!({"useControllerToken": true, "identityProviderId": "k8s"});
+    }),
+    ("discovery-by-region", |p| {
+        spec(p).as_object_mut().map(|s| s.remove("projects"));
+        spec(p)["projectDiscovery"] =
+            json!({"regions": ["cn-north-4", "ap-southeast-1"], "maxProjects": 256});
+    }),
+    ("discovery-all-projects", |p| {
+        spec(p).as_object_mut().map(|s| s.remove("projects"));
+        spec(p)["projectDiscovery"] = json!({"allProjects": true, "namePattern": "_team-", "maxProjects": 1});
     }),
     ("dry-run-suspended", |p| {
         spec(p)["dryRun"] = json!(true);

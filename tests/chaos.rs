@@ -432,6 +432,7 @@ impl InProcess {
             instance: Some("chaos".into()),
             max_concurrent_reconciles: 32,
             workload_identity: None,
+            iam_endpoint: None,
         };
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::default());

@@ -208,3 +208,56 @@ async fn crd_prints_what_crds_holds() {
     let checked_in = include_str!("../crds/failedtaskcleanuppolicies.taskreaper.io.yaml");
     assert_eq!(String::from_utf8_lossy(&out.stdout), checked_in);
 }
+
+/// `purge` with a policy that names a region instead of project ids: the projects come from the
+/// emulator's IAM (`--iam-endpoint`), signed with the same keys; other regions are left alone.
+#[tokio::test]
+async fn purge_discovers_the_projects_of_a_region_at_iam() {
+    const OTHER: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    let config = Config {
+        access_keys: BTreeMap::from([(AK.to_string(), Secret::new(SK))]),
+        tls: true,
+        ..Config::default()
+    };
+    let seed = Seed::Generated { projects: vec![PROJECT.into(), OTHER.into()], tasks_per_kind: 2, seed: 5 };
+    let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), config, seed).await.expect("emulator");
+    emu.iam().name_projects([
+        (PROJECT.to_string(), "cn-north-4".to_string()),
+        (OTHER.to_string(), "cn-east-3".to_string()),
+    ]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = write(dir.path(), "ca.pem", emu.ca_pem().expect("TLS emulator"));
+    let creds = write(dir.path(), "creds.yaml", &format!("accessKeyId: {AK}\nsecretAccessKey: {SK}\n"));
+    let url = emu.url();
+    let text = policy(&url, false)
+        .replace(&format!("projects: [{{id: {PROJECT}}}]"), "projectDiscovery: {regions: [cn-north-4]}");
+    assert!(text.contains("projectDiscovery"));
+    let file = write(dir.path(), "discover.yaml", &text);
+    let tasks = |p: &str| emu.store().failed_tasks(p).len();
+    let other_before = (tasks(OTHER), emu.store().failure_jobs(OTHER).len());
+    let args = ["purge", "-f", &file, "--endpoint-allowlist", "127.0.0.1", "--ca-bundle", &ca];
+
+    // The default IAM endpoint is not on this allowlist: refused before any call.
+    let out = taskreaper(&[&args[..], &["--credentials", &creds]].concat()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(ready(&status_of(&out)), ("False".into(), "EndpointNotAllowed".into()));
+    assert_eq!(emu.store().calls().total, 0);
+
+    // Wrong keys: IAM refuses them, and the secret is shown nowhere.
+    let wrong = write(dir.path(), "wrong.yaml", &format!("accessKeyId: {AK}\nsecretAccessKey: not-{SK}\n"));
+    let out = taskreaper(&[&args[..], &["--credentials", &wrong, "--iam-endpoint", &url]].concat()).await;
+    assert_eq!(ready(&status_of(&out)), ("False".into(), "AuthenticationFailed".into()));
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!shown.contains(SK), "{shown}");
+    assert!(tasks(PROJECT) > 0);
+
+    let out = taskreaper(&[&args[..], &["--credentials", &creds, "--iam-endpoint", &url]].concat()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = status_of(&out);
+    assert_eq!(ready(&status), ("True".into(), "Purged".into()), "{status}");
+    let rows = status["lastRun"]["targets"].as_array().expect("rows");
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["project"] == PROJECT), "{status}");
+    assert_eq!(tasks(PROJECT), 0);
+    assert!(emu.store().failure_jobs(PROJECT).is_empty());
+    assert_eq!((tasks(OTHER), emu.store().failure_jobs(OTHER).len()), other_before, "cn-east-3 untouched");
+}

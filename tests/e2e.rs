@@ -568,6 +568,85 @@ async fn several_projects_get_one_row_per_project_and_target() {
     env.finish().await;
 }
 
+/// A policy that gives regions instead of project ids: IAM (signed with the policy's Secret keys)
+/// lists the projects at the start of the run, each discovered project is purged, projects of
+/// other regions are left alone, the rows name the discovered ids and Ready says how many were
+/// discovered. Then every project of the credentials, filtered by region and name.
+#[tokio::test]
+async fn a_policy_with_regions_instead_of_project_ids_purges_every_discovered_project() {
+    let projects = [PROJECT_A, PROJECT_B, PROJECT_C];
+    let env = Env::with_credentials("e2e-discovery", generated(&projects, 2)).await;
+    env.emulator.iam().name_projects([
+        (PROJECT_A.to_string(), "cn-north-4".to_string()),
+        (PROJECT_B.to_string(), "cn-north-4_team-a".to_string()),
+        (PROJECT_C.to_string(), "cn-east-3".to_string()),
+    ]);
+    let store = env.emulator.store();
+    let count = |p: &str| (store.failure_jobs(p).len() + store.failed_tasks(p).len()) as u64;
+    let (in_a, in_b, in_c) = (count(PROJECT_A), count(PROJECT_B), count(PROJECT_C));
+    assert!(in_a > 0 && in_b > 0 && in_c > 0);
+
+    let mut policy = env.policy("by-region", &[], vec![sdrs_all(), kps_all()]);
+    policy.spec.project_discovery = Some(taskreaper::api::ProjectDiscovery {
+        regions: vec!["cn-north-4".into()],
+        all_projects: None,
+        name_pattern: None,
+        max_projects: 64,
+    });
+    env.create(&policy).await;
+    let policy = env.wait_ready("by-region", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    assert_settled_run(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted, run.remaining), (in_a, in_a, Some(0)), "{yaml}");
+    let rows: Vec<&str> = run.targets.iter().map(|t| t.project.as_str()).collect();
+    assert_eq!(rows, [PROJECT_A, PROJECT_A], "the discovered project, once per target: {yaml}");
+    assert_eq!(
+        ready_message(&policy),
+        format!("1 project discovered at IAM in cn-north-4; 1 project: {in_a} deleted, 0 remaining")
+    );
+    assert_eq!(count(PROJECT_A), 0);
+    assert_eq!((count(PROJECT_B), count(PROJECT_C)), (in_b, in_c), "other projects are left alone");
+    let iam_calls = env.emulator.iam().calls();
+    assert_eq!(iam_calls.get("GET /v3/projects"), Some(&1), "{iam_calls:?}");
+
+    // Every project of the credentials in cn-north-4 whose name matches: the sub-project only.
+    let mut policy = env.policy("all-projects", &[], vec![sdrs_all(), kps_all()]);
+    policy.spec.project_discovery = Some(taskreaper::api::ProjectDiscovery {
+        regions: vec!["cn-north-4".into()],
+        all_projects: Some(true),
+        name_pattern: Some("_team-".into()),
+        max_projects: 64,
+    });
+    env.create(&policy).await;
+    let policy = env.wait_ready("all-projects", "True", "Purged").await;
+    let yaml = status_yaml(&policy);
+    let run = last_run(&policy);
+    assert_eq!((run.found, run.deleted), (in_b, in_b), "{yaml}");
+    assert!(run.targets.iter().all(|t| t.project == PROJECT_B), "{yaml}");
+    assert_eq!((count(PROJECT_B), count(PROJECT_C)), (0, in_c), "cn-east-3 is never touched");
+    assert_eq!(env.emulator.iam().calls().get("GET /v3/auth/projects"), Some(&1));
+
+    // More matches than maxProjects stop the run with a message naming the count.
+    let mut policy = env.policy("too-many", &[], vec![kps_all()]);
+    policy.spec.project_discovery = Some(taskreaper::api::ProjectDiscovery {
+        regions: Vec::new(),
+        all_projects: Some(true),
+        name_pattern: None,
+        max_projects: 2,
+    });
+    env.create(&policy).await;
+    let policy = env.wait_ready("too-many", "False", "InvalidSpec").await;
+    assert!(
+        ready_message(&policy).contains("3 projects match, more than the 2 allowed"),
+        "{}",
+        status_yaml(&policy)
+    );
+    assert_eq!(count(PROJECT_C), in_c);
+    env.assert_secret_never_shown("by-region").await;
+    env.finish().await;
+}
+
 // --- 7-8: dry run and the deletion bound ------------------------------------------------------
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! discover projects; the federation cache refreshes across expiry with new TokenRequest tokens; a
 //! token for another audience is refused. And the controller itself: a policy naming a ServiceAccount
 //! of its namespace purges with temporary credentials, refreshes them, and stalls with a clear reason
-//! for a ServiceAccount it may not request tokens for.
+//! for a ServiceAccount it may not request tokens for; a policy by region discovers its project at IAM
+//! with the same temporary credentials.
 //!
 //! Run: `TASKREAPER_CONTROL_PLANE_BIN=/path/to/bin cargo test --test workload_identity`
 
@@ -282,6 +283,30 @@ async fn the_controller_purges_with_a_service_account_identity_and_refreshes_it(
     let issued = env.emulator.iam().issued();
     assert_eq!(issued.len(), 2, "a new exchange after expiry: {issued:?}");
     assert!(issued[1].calls >= 2);
+
+    // Projects by region with temporary credentials: IAM lists them, signed with the security token.
+    env.emulator.iam().name_projects([(PROJECT_A.to_string(), "cn-north-4".to_string())]);
+    let seeded = taskreaper::emulator::generate(&[PROJECT_A.to_string()], 1, 13, env.emulator.store().now());
+    env.emulator.store().load(seeded);
+    assert!(!env.emulator.store().failed_tasks(PROJECT_A).is_empty());
+    let mut by_region = with_identity("wi-discovery", SERVICE_ACCOUNT);
+    by_region.spec.projects.clear();
+    by_region.spec.project_discovery = Some(taskreaper::api::ProjectDiscovery {
+        regions: vec!["cn-north-4".into()],
+        all_projects: None,
+        name_pattern: None,
+        max_projects: 64,
+    });
+    env.create(&by_region).await;
+    let discovered = env.wait_ready("wi-discovery", "True", "Purged").await;
+    assert!(
+        ready_message(&discovered).starts_with("1 project discovered at IAM in cn-north-4; "),
+        "{}",
+        ready_message(&discovered)
+    );
+    assert!(env.emulator.store().failed_tasks(PROJECT_A).is_empty(), "the discovered project is purged");
+    let iam_calls = env.emulator.iam().calls();
+    assert!(iam_calls.get("GET /v3/projects").is_some_and(|n| *n >= 1), "{iam_calls:?}");
 
     // A ServiceAccount the controller may not request tokens for, and one that does not exist.
     env.create(&with_identity("not-granted", "not-granted")).await;

@@ -123,9 +123,15 @@ fn schema_bounds_defaults_and_enums() {
     required.sort();
     assert_eq!(
         required,
-        ["projects", "region", "schedule", "targets"],
-        "credentials: credentialsRef or workloadIdentity"
+        ["region", "schedule", "targets"],
+        "credentials: credentialsRef or workloadIdentity; projects or projectDiscovery"
     );
+    let discovery = child(spec, "projectDiscovery");
+    assert_eq!(child(discovery, "regions").min_items, Some(1));
+    assert_eq!(child(discovery, "regions").max_items, Some(16));
+    let max_projects = child(discovery, "maxProjects");
+    assert_eq!((max_projects.minimum, max_projects.maximum), (Some(1.0), Some(256.0)));
+    assert_eq!(max_projects.default.as_ref().map(|d| d.0.clone()), Some(serde_json::json!(64)));
     assert_eq!(child(spec, "projects").min_items, Some(1));
     assert_eq!(child(spec, "projects").max_items, Some(64));
     assert_eq!(child(spec, "targets").min_items, Some(1));

@@ -22,12 +22,13 @@ pub use crd::{crd, crd_yaml, write_crd};
 pub use duration::{DurationError, parse_duration};
 pub use policy::{
     CredentialsRef, Endpoints, FailedTaskCleanupPolicy, FailedTaskCleanupPolicySpec, KpsOperateType, Project,
-    Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch, WorkloadIdentity,
+    ProjectDiscovery, Schedule, Scope, SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
+    WorkloadIdentity,
 };
 pub use status::{
     CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetOutcome, TargetResult,
 };
 pub use validate::{
-    CredentialSource, EndpointProblem, ScheduleKind, SpecError, ValidMatch, ValidProject, ValidSchedule,
-    ValidTarget, ValidatedSpec, endpoint_problems, validate,
+    CredentialSource, EndpointProblem, ScheduleKind, SpecError, ValidDiscovery, ValidMatch, ValidProject,
+    ValidSchedule, ValidTarget, ValidatedSpec, endpoint_problems, validate,
 };

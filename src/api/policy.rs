@@ -22,6 +22,12 @@ pub const MAX_DELETIONS_PER_RUN_LIMIT: u32 = 1_000_000;
 pub const MIN_INTERVAL: &str = "1m";
 /// Most projects one policy may list.
 pub const MAX_PROJECTS: usize = 64;
+/// Most regions `spec.projectDiscovery.regions` may list.
+pub const MAX_DISCOVERY_REGIONS: usize = 16;
+/// Default of `spec.projectDiscovery.maxProjects`.
+pub const DEFAULT_MAX_DISCOVERED_PROJECTS: u32 = 64;
+/// Upper bound of `spec.projectDiscovery.maxProjects`.
+pub const MAX_DISCOVERED_PROJECTS_LIMIT: u32 = 256;
 /// Most targets one policy may list.
 pub const MAX_TARGETS: usize = 16;
 /// Most protection group ids one target may list.
@@ -103,6 +109,8 @@ pub const ENDPOINT_ORIGIN_PATTERN: &str = "^[^:/?#]+://[^/?#]*/?([?#].*)?$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.credentialsRef) != has(self.workloadIdentity)")
     .message("give exactly one credential source: credentialsRef (a Secret with keys) or workloadIdentity (a ServiceAccount token exchanged at IAM for temporary credentials)"))]
+#[x_kube(validation = Rule::new("has(self.projects) != has(self.projectDiscovery)")
+    .message("give exactly one of projects (a list of project ids) or projectDiscovery (regions whose projects IAM lists at each run)"))]
 pub struct FailedTaskCleanupPolicySpec {
     /// The Secret, in the same namespace as this policy, that holds the Huawei Cloud credentials:
     /// either accessKeyId and secretAccessKey (plus securityToken for temporary credentials),
@@ -120,6 +128,7 @@ pub struct FailedTaskCleanupPolicySpec {
 
     /// Default Huawei Cloud region of every project, such as cn-north-4. It selects the endpoints
     /// https://sdrs.{region}.myhuaweicloud.com and https://kms.{region}.myhuaweicloud.com.
+    /// Projects found by projectDiscovery use their own region instead.
     #[schemars(length(max = 32))]
     #[x_kube(validation = region_rule())]
     pub region: String,
@@ -131,11 +140,20 @@ pub struct FailedTaskCleanupPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
 
-    /// The Huawei Cloud projects to clean, each listed once (1 to 64 entries).
+    /// The Huawei Cloud projects to clean, each listed once (1 to 64 entries). Exactly one of
+    /// projects and projectDiscovery is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.id == p.id))")
         .message("each project id may appear only once in projects"))]
     pub projects: Vec<Project>,
+
+    /// Instead of projects: the projects are found at each run by asking Huawei Cloud IAM, with
+    /// the policy's own credentials, for the projects of the given regions (or every project the
+    /// credentials can use, with allProjects), kept for 5 minutes. Exactly one of projects and
+    /// projectDiscovery is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_discovery: Option<ProjectDiscovery>,
 
     /// What to delete in every project (1 to 16 entries). Each target names a service (SDRS or
     /// KPS) and a scope: All (the service's batch delete), ProtectionGroups (SDRS only: the batch
@@ -266,6 +284,53 @@ pub struct Project {
     #[schemars(length(max = 32))]
     #[x_kube(validation = region_rule())]
     pub region: Option<String>,
+}
+
+/// Which projects IAM is asked for at each run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.regions) || (has(self.allProjects) && self.allProjects)")
+    .message("projectDiscovery needs regions (such as [cn-north-4]) unless allProjects is true")
+    .reason(RuleReason::FieldValueRequired)
+    .field_path(".regions"))]
+pub struct ProjectDiscovery {
+    /// Region ids such as cn-north-4, each listed once (1 to 16 entries). Without allProjects:
+    /// the main project of each region (the project named after the region; a region without
+    /// one fails the run). With allProjects: only projects in these regions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 16), inner(length(max = 32)))]
+    #[x_kube(
+        validation = Rule::new(format!("self.all(r, r.matches('{REGION_PATTERN}'))"))
+            .message("regions must be Huawei Cloud region ids such as cn-north-4 or ap-southeast-1"),
+        validation = Rule::new("self.all(r, self.exists_one(q, q == r))")
+            .message("each region may appear only once in projectDiscovery.regions"),
+    )]
+    pub regions: Vec<String>,
+
+    /// Every project the credentials can use (IAM's GET /v3/auth/projects), sub-projects such as
+    /// cn-north-4_team included, filtered by regions when given. Defaults to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_projects: Option<bool>,
+
+    /// An RE2 regular expression searched for in each discovered project's name (a region's main
+    /// project is named after the region, a sub-project {region}_{name}), such as _team- ;
+    /// projects whose name does not match are left alone. Unanchored unless it uses ^ or $.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("'x'.matches(self) == 'x'.matches(self)")
+        .message("projectDiscovery.namePattern must be a valid RE2 regular expression, such as ^cn-north-4_"))]
+    pub name_pattern: Option<String>,
+
+    /// Most projects a discovery may yield (1 to 256). When IAM lists more matching projects the
+    /// run does not start and Ready says how many matched: narrow regions or namePattern, or raise
+    /// this. Defaults to 64.
+    #[serde(default = "default_max_discovered_projects")]
+    #[schemars(range(min = 1, max = 256), extend("format" = "int32"))]
+    pub max_projects: u32,
+}
+
+fn default_max_discovered_projects() -> u32 {
+    DEFAULT_MAX_DISCOVERED_PROJECTS
 }
 
 /// The cloud service whose failed tasks a target deletes.

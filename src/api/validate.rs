@@ -19,8 +19,9 @@ use super::patterns::{
 use super::policy::{
     ENDPOINT_ORIGIN_PATTERN, ENDPOINT_PATH_MESSAGE, ENDPOINT_QUERY_MESSAGE, ENDPOINT_USERINFO_MESSAGE,
     ENDPOINT_USERINFO_PATTERN, Endpoints, FailedTaskCleanupPolicySpec, IDENTITY_PROVIDER_ID_PATTERN,
-    KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, Schedule, Scope,
-    SdrsFailureStatus, SdrsResourceType, Service, Target, TaskMatch,
+    KpsOperateType, MAX_DELETIONS_PER_RUN_LIMIT, MAX_DISCOVERED_PROJECTS_LIMIT, MAX_DISCOVERY_REGIONS,
+    MAX_PROJECTS, MAX_TARGETS, MIN_INTERVAL, ProjectDiscovery, Schedule, Scope, SdrsFailureStatus,
+    SdrsResourceType, Service, Target, TaskMatch,
 };
 
 /// Where a policy's credentials come from.
@@ -55,8 +56,11 @@ impl CredentialSource {
 pub struct ValidatedSpec {
     /// Where the credentials come from.
     pub credentials: CredentialSource,
-    /// Each project with its region resolved (its own, else `spec.region`).
+    /// Each project with its region resolved (its own, else `spec.region`); empty when the
+    /// projects are discovered.
     pub projects: Vec<ValidProject>,
+    /// How to discover the projects at each run, instead of `projects`.
+    pub discovery: Option<ValidDiscovery>,
     /// Each target with its filter compiled, in the order of `spec.targets`.
     pub targets: Vec<ValidTarget>,
     /// Endpoint overrides (none set means the regional defaults).
@@ -78,6 +82,32 @@ pub struct ValidProject {
     pub id: String,
     /// The project's region, or `spec.region` when it has none.
     pub region: String,
+}
+
+/// A parsed `spec.projectDiscovery`.
+#[derive(Clone, Debug)]
+pub struct ValidDiscovery {
+    /// Region ids, each once, in spec order.
+    pub regions: Vec<String>,
+    /// Every project of the credentials (filtered by `regions` when not empty).
+    pub all_projects: bool,
+    /// The compiled `namePattern`.
+    pub name_pattern: Option<Regex>,
+    /// Most projects a discovery may yield.
+    pub max_projects: usize,
+}
+
+impl ValidDiscovery {
+    /// A stable text of the selection, to key cached answers.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.regions.join(","),
+            self.all_projects,
+            self.name_pattern.as_ref().map_or("", Regex::as_str),
+            self.max_projects
+        )
+    }
 }
 
 /// A target whose scope and fields agree; a combination validation refuses has no value here.
@@ -167,6 +197,35 @@ pub enum SpecError {
     /// The project list is empty or too long.
     #[error("spec.projects must list between 1 and {MAX_PROJECTS} projects, not {count}")]
     CountProjects { count: usize },
+    /// Not exactly one of projects and projectDiscovery.
+    #[error(
+        "give exactly one of spec.projects (a list of project ids) or spec.projectDiscovery (regions whose projects IAM lists at each run)"
+    )]
+    ChooseProjectSource,
+    /// Discovery by region without regions.
+    #[error(
+        "spec.projectDiscovery.regions must list between 1 and {MAX_DISCOVERY_REGIONS} regions (or set allProjects: true), not {count}"
+    )]
+    CountDiscoveryRegions { count: usize },
+    /// A discovery region appears twice.
+    #[error(
+        "spec.projectDiscovery.regions lists {region:?} more than once; each region may appear only once"
+    )]
+    DuplicateDiscoveryRegion { region: String },
+    /// Compiling the discovery name pattern failed.
+    #[error(
+        "spec.projectDiscovery.namePattern {pattern:?}: {source}; write an RE2 expression such as ^cn-north-4_"
+    )]
+    CompileDiscoveryNamePattern {
+        pattern: String,
+        #[source]
+        source: Box<super::patterns::NamePatternError>,
+    },
+    /// maxProjects is out of range.
+    #[error(
+        "spec.projectDiscovery.maxProjects must be between 1 and {MAX_DISCOVERED_PROJECTS_LIMIT}, not {value}"
+    )]
+    CheckMaxProjects { value: u32 },
     /// Reading a project id failed.
     #[error(
         "spec.projects[{index}].id {id:?} must be a Huawei Cloud project id: 32 lowercase hexadecimal characters"
@@ -355,7 +414,17 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
             }
         }
     }
-    check_projects(spec, &mut errors);
+    let discovery = match (&spec.project_discovery, spec.projects.is_empty()) {
+        (None, _) => {
+            check_projects(spec, &mut errors);
+            None
+        }
+        (Some(d), true) => check_discovery(d, &mut errors),
+        (Some(_), false) => {
+            errors.push(SpecError::ChooseProjectSource);
+            None
+        }
+    };
 
     let count = spec.targets.len();
     if count == 0 || count > MAX_TARGETS {
@@ -382,6 +451,7 @@ pub fn validate(spec: &FailedTaskCleanupPolicySpec) -> Result<ValidatedSpec, Vec
                     region: p.region.clone().unwrap_or_else(|| spec.region.clone()),
                 })
                 .collect(),
+            discovery,
             targets,
             endpoints: spec.endpoints.clone().unwrap_or_default(),
             schedule,
@@ -462,6 +532,43 @@ fn check_projects(spec: &FailedTaskCleanupPolicySpec, errors: &mut Vec<SpecError
             check_region(&format!("spec.projects[{index}].region"), region, errors);
         }
     }
+}
+
+fn check_discovery(d: &ProjectDiscovery, errors: &mut Vec<SpecError>) -> Option<ValidDiscovery> {
+    let all_projects = d.all_projects.unwrap_or(false);
+    let count = d.regions.len();
+    if count > MAX_DISCOVERY_REGIONS || (count == 0 && !all_projects) {
+        errors.push(SpecError::CountDiscoveryRegions { count });
+    }
+    let mut seen = BTreeSet::new();
+    for (index, region) in d.regions.iter().enumerate() {
+        check_region(&format!("spec.projectDiscovery.regions[{index}]"), region, errors);
+        if !seen.insert(region.as_str()) {
+            errors.push(SpecError::DuplicateDiscoveryRegion { region: region.clone() });
+        }
+    }
+    if d.max_projects == 0 || d.max_projects > MAX_DISCOVERED_PROJECTS_LIMIT {
+        errors.push(SpecError::CheckMaxProjects { value: d.max_projects });
+    }
+    let name_pattern = match &d.name_pattern {
+        None => None,
+        Some(pattern) => match super::patterns::compile_name_pattern(pattern) {
+            Ok(re) => Some(re),
+            Err(source) => {
+                errors.push(SpecError::CompileDiscoveryNamePattern {
+                    pattern: pattern.clone(),
+                    source: Box::new(source),
+                });
+                None
+            }
+        },
+    };
+    Some(ValidDiscovery {
+        regions: d.regions.clone(),
+        all_projects,
+        name_pattern,
+        max_projects: usize::try_from(d.max_projects).unwrap_or(usize::MAX),
+    })
 }
 
 /// Checks one target; its compiled form when its scope and fields agree.

@@ -464,3 +464,61 @@ fn exactly_one_credential_source() {
         with(WorkloadIdentity { identity_provider_id: "k8s cluster".into(), ..identity(Some("a"), None) });
     assert!(messages(&bad_idp.validate().unwrap_err()).contains("identity provider id"));
 }
+
+#[test]
+fn projects_or_project_discovery() {
+    use crate::api::ProjectDiscovery;
+    let discovery = |regions: &[&str], all: Option<bool>| ProjectDiscovery {
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+        all_projects: all,
+        name_pattern: None,
+        max_projects: 64,
+    };
+    let with = |d: ProjectDiscovery| {
+        let mut spec = example().spec;
+        spec.projects.clear();
+        spec.project_discovery = Some(d);
+        spec
+    };
+    let valid = with(discovery(&["cn-north-4", "cn-east-3"], None)).validate().unwrap();
+    assert!(valid.projects.is_empty());
+    let d = valid.discovery.unwrap();
+    assert_eq!((d.regions.len(), d.all_projects, d.max_projects), (2, false, 64));
+    let all = with(ProjectDiscovery { name_pattern: Some("_team-".into()), ..discovery(&[], Some(true)) });
+    let d = all.validate().unwrap().discovery.unwrap();
+    assert!(d.all_projects && d.name_pattern.unwrap().is_match("cn-north-4_team-a"));
+
+    let both = errors_of(|s| s.project_discovery = Some(discovery(&["cn-north-4"], None)));
+    assert!(matches!(both[..], [SpecError::ChooseProjectSource]), "{}", messages(&both));
+    let no_regions = with(discovery(&[], None)).validate().unwrap_err();
+    assert!(
+        matches!(no_regions[..], [SpecError::CountDiscoveryRegions { count: 0 }]),
+        "{}",
+        messages(&no_regions)
+    );
+    assert!(messages(&no_regions).contains("or set allProjects: true"));
+    let twice = with(discovery(&["cn-north-4", "cn-north-4"], None)).validate().unwrap_err();
+    assert!(matches!(twice[..], [SpecError::DuplicateDiscoveryRegion { .. }]), "{}", messages(&twice));
+    let bad = with(discovery(&["North"], None)).validate().unwrap_err();
+    assert!(
+        matches!(&bad[..], [SpecError::ParseRegion { path, .. }] if path == "spec.projectDiscovery.regions[0]"),
+        "{}",
+        messages(&bad)
+    );
+    let pattern =
+        with(ProjectDiscovery { name_pattern: Some("(".into()), ..discovery(&["cn-north-4"], None) });
+    let errors = pattern.validate().unwrap_err();
+    assert!(matches!(errors[..], [SpecError::CompileDiscoveryNamePattern { .. }]), "{}", messages(&errors));
+    for max in [0, 257] {
+        let errors = with(ProjectDiscovery { max_projects: max, ..discovery(&["cn-north-4"], None) })
+            .validate()
+            .unwrap_err();
+        assert!(matches!(errors[..], [SpecError::CheckMaxProjects { .. }]), "{}", messages(&errors));
+    }
+    let read: FailedTaskCleanupPolicySpec = serde_saphyr::from_str(
+        "credentialsRef: {name: c}\nregion: cn-north-4\nprojectDiscovery: {regions: [cn-north-4]}\n\
+         targets: [{service: KPS, scope: All}]\nschedule: {interval: 1h}\n",
+    )
+    .unwrap();
+    assert_eq!(read.project_discovery.unwrap().max_projects, 64, "maxProjects defaults to 64");
+}

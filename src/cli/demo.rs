@@ -153,7 +153,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             serde_saphyr::from_str(yaml).map_err(|e| DemoError::ParseExample(file, Box::new(e)))?;
         policy.spec.endpoints = Some(Endpoints { sdrs: Some(emulator.url()), kps: Some(emulator.url()) });
         pick_protection_groups(&mut policy, &emulator);
-        let status = purge_once(&policy, file, &credentials, &http).await;
+        let status = purge_once(&policy, file, &credentials, &http, None).await;
         println!("{:<28} {}", file, summary(&status));
         if !is_ready(&status) {
             print_status(&status)?;

@@ -4,6 +4,7 @@
 use super::rate::RateArgs;
 use crate::api::{ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, ValidatedSpec};
 use crate::cloud::{Allowlist, CloudHttp, EndpointPolicy, HttpConfig, RateLimiters, SystemClock};
+use crate::controller::discover::ProjectDiscovery;
 use crate::controller::pipeline::{self, Due, Host, SecretData};
 use crate::controller::status::whole_seconds;
 use jiff::Timestamp;
@@ -29,6 +30,10 @@ pub struct PurgeArgs {
     /// Extra CA certificates (PEM) to trust for cloud endpoints.
     #[arg(long)]
     pub ca_bundle: Option<PathBuf>,
+    /// The IAM endpoint that lists the projects of a policy with spec.projectDiscovery (must pass
+    /// --endpoint-allowlist).
+    #[arg(long, env = "HUAWEICLOUD_SDK_IAM_ENDPOINT", default_value = crate::cloud::iam::DEFAULT_IAM_ENDPOINT)]
+    pub iam_endpoint: String,
     /// Most cloud calls in flight.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -85,6 +90,8 @@ struct Once<'a> {
     credentials: &'a BTreeMap<String, Vec<u8>>,
     /// Where the policy came from: how audit records name it.
     source: &'a str,
+    /// IAM, for a policy with `spec.projectDiscovery`.
+    discovery: Option<&'a ProjectDiscovery>,
 }
 
 impl Host for Once<'_> {
@@ -96,6 +103,10 @@ impl Host for Once<'_> {
 
     async fn secret(&mut self, _name: &str) -> Result<Option<SecretData>, Infallible> {
         Ok(Some(SecretData { data: self.credentials.clone(), version: None }))
+    }
+
+    fn discovery(&self) -> Option<&ProjectDiscovery> {
+        self.discovery
     }
 
     fn due(
@@ -115,15 +126,16 @@ impl Host for Once<'_> {
 
 /// Runs `policy` once with the given credential keys and returns the status a controller would
 /// write; a suspended policy makes no call and says Suspended. Audit records name the policy
-/// `source` (the file it was read from).
+/// `source` (the file it was read from). A policy with `spec.projectDiscovery` needs `discovery`.
 pub async fn purge_once(
     policy: &FailedTaskCleanupPolicy,
     source: &str,
     credentials: &BTreeMap<String, Vec<u8>>,
     http: &CloudHttp,
+    discovery: Option<&ProjectDiscovery>,
 ) -> FailedTaskCleanupPolicyStatus {
     let now = whole_seconds(Timestamp::now());
-    match pipeline::run_policy(policy, &mut Once { credentials, source }, http, now).await {
+    match pipeline::run_policy(policy, &mut Once { credentials, source, discovery }, http, now).await {
         Ok(finished) => finished.status,
         Err(never) => match never {},
     }
@@ -151,10 +163,11 @@ pub async fn run(args: PurgeArgs) -> Result<ExitCode, PurgeError> {
         max_in_flight: args.concurrency.max(1),
         ..Default::default()
     };
+    let discovery = ProjectDiscovery::new(&config, Some(&args.iam_endpoint));
     let http = CloudHttp::new(config, RateLimiters::new(args.rate.control()), Arc::new(SystemClock))
         .map_err(PurgeError::BuildCloudClient)?;
     let source = args.policy.file_name().unwrap_or(args.policy.as_os_str()).to_string_lossy();
-    let status = purge_once(&policy, &source, &credentials, &http).await;
+    let status = purge_once(&policy, &source, &credentials, &http, Some(&discovery)).await;
     print!(
         "{}",
         crate::api::to_yaml(&serde_json::json!({ "status": status })).map_err(PurgeError::PrintStatus)?

@@ -148,6 +148,7 @@ impl RunArgs {
                 credential_duration: Duration::from_secs(self.credential_duration_secs),
                 refresh: RefreshPolicy::default(),
             }),
+            iam_endpoint: Some(self.iam_endpoint.clone()),
         };
         let timing = self.lease_timing()?;
         let leader_election = self.leader_election.then(|| LeaderElection {

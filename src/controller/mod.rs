@@ -3,6 +3,7 @@
 //! policy's Secret is read with `get` when it runs and never watched or listed. Takes plain
 //! settings; the flags of `taskreaper run` live in `cli::run`.
 
+pub mod discover;
 pub mod events;
 pub mod identity;
 pub mod leader;
@@ -73,6 +74,9 @@ pub struct Settings {
     /// Temporary credentials from workload identity for policies that ask for it; `None` refuses
     /// them (the policy reports CredentialsNotFound).
     pub workload_identity: Option<identity::WorkloadIdentitySettings>,
+    /// The IAM endpoint for project discovery (`spec.projectDiscovery`); the global
+    /// `https://iam.myhuaweicloud.com` when `None`. It must pass the endpoint allowlist.
+    pub iam_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +132,10 @@ pub async fn serve_fenced(
         ),
         None => None,
     };
+    let discovery = discover::ProjectDiscovery::new(&settings.http, settings.iam_endpoint.as_deref());
     let ctx = Arc::new(Context {
         workload_identity,
+        discovery,
         client: client.clone(),
         reporter,
         metrics,

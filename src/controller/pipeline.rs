@@ -1,7 +1,8 @@
 //! One run of one policy, as a visible pipeline that the controller and the `purge` and `demo`
 //! commands share: prepare (validate and compile), honour suspend, read the credentials, build the
-//! cloud client (endpoint allowlist), decide whether a run is due, execute, and compute the next
-//! status. What differs between callers comes in through [`Host`]: where the Secret comes from,
+//! cloud client (endpoint allowlist), decide whether a run is due, discover the projects (for
+//! `spec.projectDiscovery`, see [`super::discover`]), execute, and compute the next status. What
+//! differs between callers comes in through [`Host`]: where the Secret comes from,
 //! whether a run is due, where a status goes. Does cloud I/O, and whatever I/O the host does.
 
 use super::schedule;
@@ -72,6 +73,13 @@ pub struct Blocked {
 }
 
 impl Blocked {
+    /// How soon a pass blocked this way looks again by itself: soon when the cloud (IAM, for
+    /// project discovery) was away or throttling; otherwise the user must act (a spec change is
+    /// watched; a Secret is retried by [`secret_retry`]).
+    pub fn retry(&self) -> Option<Duration> {
+        matches!(self.reason, Reason::CloudUnavailable | Reason::Throttled).then_some(SECRET_RETRY_MAX)
+    }
+
     pub fn verdict(&self) -> Verdict<'static> {
         Verdict::Blocked { reason: self.reason, message: self.message.clone() }
     }
@@ -163,6 +171,10 @@ pub trait Host {
         );
         async move { Ok(Err(Blocked { reason: Reason::CredentialsNotFound, message })) }
     }
+    /// IAM and its cached answers, for policies with `spec.projectDiscovery`; `None` refuses them.
+    fn discovery(&self) -> Option<&super::discover::ProjectDiscovery> {
+        None
+    }
     /// Decides whether a policy that can run runs now, from its compiled spec, its status, the
     /// version of its Secret and the clock.
     fn due(
@@ -221,7 +233,8 @@ pub struct Finished {
 }
 
 /// The one pass over a policy that every caller shares: prepare, suspend, credentials, cloud
-/// client, due?, execute, next status. Each status along the way goes to [`Host::write`] when it
+/// client, due?, discovered projects, execute, next status. Each status along the way goes to
+/// [`Host::write`] when it
 /// differs from the one before; `now` is when the pass (and a run it starts) began.
 pub async fn run_policy<H: Host>(
     policy: &FailedTaskCleanupPolicy,
@@ -238,7 +251,7 @@ pub async fn run_policy<H: Host>(
     };
 
     // Prepare.
-    let prepared = match prepare(host.policy_name(policy), &policy.spec) {
+    let mut prepared = match prepare(host.policy_name(policy), &policy.spec) {
         Ok(prepared) => prepared,
         Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
     };
@@ -260,11 +273,12 @@ pub async fn run_policy<H: Host>(
         source => (host.federated(source, now).await?, None),
     };
     let fence = host.fence();
-    let cloud = match resolved
-        .and_then(|credentials| cloud_api(&prepared, credentials, http))
-        .map(|cloud| cloud.with_fence(fence))
-    {
-        Ok(cloud) => cloud,
+    let credentials = match resolved {
+        Ok(credentials) => credentials,
+        Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
+    };
+    let mut cloud = match cloud_api(&prepared, credentials.clone(), http) {
+        Ok(cloud) => cloud.with_fence(fence.clone()),
         Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
     };
 
@@ -276,6 +290,30 @@ pub async fn run_policy<H: Host>(
             return Ok(Finished { outcome: Outcome::Waiting { next_run }, status });
         }
     };
+
+    // Discovered projects (a cached IAM answer, or a fresh one), whose endpoints pass the allowlist.
+    let mut discovered = None;
+    if let Some(discovery) = &valid.discovery {
+        let projects = match host.discovery() {
+            Some(d) => d.projects(discovery, &credentials, now).await,
+            None => Err(Blocked {
+                reason: Reason::InvalidSpec,
+                message: "spec.projectDiscovery is not supported here; list spec.projects instead".into(),
+            }),
+        };
+        let mut with_projects = prepared.clone();
+        let found = projects.and_then(|projects| {
+            discovered = Some(super::discover::note(discovery, projects.len()));
+            with_projects.policy.projects = projects;
+            cloud_api(&with_projects, credentials.clone(), http)
+        });
+        match found {
+            Ok(api) => cloud = api.with_fence(fence),
+            Err(blocked) => return block(host, status, &observed(None, None, now), blocked).await,
+        }
+        prepared = with_projects;
+    }
+    let valid = &prepared.valid;
 
     // Run, with what is left of the scheduled run's budget when this retries it.
     let created = policy.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
@@ -296,7 +334,12 @@ pub async fn run_policy<H: Host>(
     if auth_failed(&report) {
         next_run = next_run.map(|n| n.max(after_auth_retry(Some(now))));
     }
-    let verdict = Verdict::Ran { report: &report, started: now, dry_run: valid.dry_run };
+    let verdict = Verdict::Ran {
+        report: &report,
+        started: now,
+        dry_run: valid.dry_run,
+        discovered: discovered.as_deref(),
+    };
     apply(host, &mut status, &observed(next_run, request, finished), &verdict, Some(valid.max_deletions))
         .await?;
     let identity = valid.credentials.describe();
@@ -501,6 +544,22 @@ mod tests {
         assert_eq!(secret_retry(&stalled("True", Reason::EndpointNotAllowed), at(0)), None);
         assert_eq!(secret_retry(&stalled("False", Reason::AsExpected), at(0)), None);
         assert_eq!(secret_retry(&FailedTaskCleanupPolicyStatus::default(), at(0)), None);
+    }
+
+    #[test]
+    fn a_cloud_that_was_away_is_retried_without_stalling() {
+        let away = Blocked { reason: Reason::CloudUnavailable, message: "IAM: timeout".into() };
+        assert_eq!(away.retry(), Some(SECRET_RETRY_MAX));
+        let now = "2026-11-22T00:00:00Z".parse().unwrap();
+        let observed = Observed { generation: Some(1), next_run: None, handled_request: None, now };
+        let status = next_status(&FailedTaskCleanupPolicyStatus::default(), &observed, &away.verdict(), None);
+        assert_eq!(status.reason(ConditionType::Ready), Some(Reason::CloudUnavailable));
+        assert_eq!(status.condition(ConditionType::Stalled).map(|c| c.status.as_str()), Some("False"));
+        let invalid = Blocked { reason: Reason::InvalidSpec, message: "3 projects match".into() };
+        assert_eq!(invalid.retry(), None);
+        let status =
+            next_status(&FailedTaskCleanupPolicyStatus::default(), &observed, &invalid.verdict(), None);
+        assert_eq!(status.reason(ConditionType::Stalled), Some(Reason::InvalidSpec));
     }
 
     #[test]

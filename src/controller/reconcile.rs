@@ -42,6 +42,8 @@ pub struct Context {
     pub http: CloudHttp,
     /// Temporary credentials for policies with a workload identity; `None` when not enabled.
     pub workload_identity: Option<super::identity::WorkloadIdentity>,
+    /// IAM and its cached answers for policies with `spec.projectDiscovery`.
+    pub discovery: super::discover::ProjectDiscovery,
     /// Per policy uid: the Secret's resourceVersion when the cloud last rejected its credentials.
     pub auth_failures: Mutex<HashMap<String, Option<String>>>,
     /// Per policy uid: consecutive reconcile errors, for backoff.
@@ -159,6 +161,10 @@ struct Kube<'a> {
 }
 
 impl Host for Kube<'_> {
+    fn discovery(&self) -> Option<&super::discover::ProjectDiscovery> {
+        Some(&self.ctx.discovery)
+    }
+
     type Error = ReconcileError;
 
     fn fence(&self) -> Fence {
@@ -330,7 +336,7 @@ async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Res
             if changed {
                 events::blocked(&ctx.recorder(), policy, &blocked).await;
             }
-            None
+            blocked.retry()
         }
         Outcome::Suspended => None,
         Outcome::Waiting { next_run } => until(next_run, now),

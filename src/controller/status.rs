@@ -21,7 +21,13 @@ pub enum Verdict<'a> {
     /// A run has started.
     Running,
     /// A run finished.
-    Ran { report: &'a RunReport, started: Timestamp, dry_run: bool },
+    Ran {
+        report: &'a RunReport,
+        started: Timestamp,
+        dry_run: bool,
+        /// How the projects were discovered, when they were: added to the Ready message.
+        discovered: Option<&'a str>,
+    },
 }
 
 /// The inputs every status carries.
@@ -337,12 +343,17 @@ pub fn next_status(
     match verdict {
         Verdict::Blocked { reason, message } => {
             set_condition(conditions, ConditionType::Ready, false, *reason, message.clone(), generation, now);
+            // A cloud that was away (IAM, for project discovery) needs no change from the user:
+            // the pass is retried, and the policy is not stalled.
+            let stalled = !matches!(reason, Reason::CloudUnavailable | Reason::Throttled);
+            let (stalled_reason, stalled_message) =
+                if stalled { (*reason, message.clone()) } else { (Reason::AsExpected, String::new()) };
             set_condition(
                 conditions,
                 ConditionType::Stalled,
-                true,
-                *reason,
-                message.clone(),
+                stalled,
+                stalled_reason,
+                stalled_message,
                 generation,
                 now,
             );
@@ -416,8 +427,11 @@ pub fn next_status(
                 now,
             );
         }
-        Verdict::Ran { report, started, dry_run } => {
-            let (ready, reason, message) = run_verdict(report, *dry_run, max_deletions);
+        Verdict::Ran { report, started, dry_run, discovered } => {
+            let (ready, reason, mut message) = run_verdict(report, *dry_run, max_deletions);
+            if let Some(note) = discovered {
+                message = format!("{note}; {message}");
+            }
             set_condition(conditions, ConditionType::Ready, ready, reason, message.clone(), generation, now);
             let stalled = reason == Reason::AuthenticationFailed;
             let (stalled_reason, stalled_message) =
@@ -497,7 +511,8 @@ mod tests {
     #[test]
     fn a_clean_run_is_ready_with_counts() {
         let r = report(None);
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert_eq!(ready(&s).message, "2 projects: 10 deleted, 0 remaining");
@@ -514,7 +529,8 @@ mod tests {
     fn authentication_failure_stalls() {
         let r =
             report(Some(CallFailure::new(FailureKind::Authentication, Some(401), "APIGW.0301", "bad key")));
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(ready(&s).reason, "AuthenticationFailed");
         assert!(ready(&s).message.contains("HTTP 401 APIGW.0301: bad key"), "{}", ready(&s).message);
@@ -541,7 +557,7 @@ mod tests {
             next_status(
                 &Default::default(),
                 &ended,
-                &Verdict::Ran { report: &r, started, dry_run: false },
+                &Verdict::Ran { report: &r, started, dry_run: false, discovered: None },
                 None,
             )
         };
@@ -570,7 +586,12 @@ mod tests {
         // A clean run after the retry goes back to the schedule.
         let r = report(None);
         let failed = ran(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y"));
-        let ok = next_status(&failed, &ended, &Verdict::Ran { report: &r, started, dry_run: false }, None);
+        let ok = next_status(
+            &failed,
+            &ended,
+            &Verdict::Ran { report: &r, started, dry_run: false, discovered: None },
+            None,
+        );
         assert_eq!((retry_time(&ok), ok.next_schedule_time), (None, Some(Time(t("2026-11-22T01:00:00Z")))));
     }
 
@@ -579,7 +600,8 @@ mod tests {
         // Paging that never ends, a body too large or of the wrong shape: no HTTP error status, and
         // a retry gets the same answer.
         let r = report(Some(CallFailure::new(FailureKind::Rejected, None, "Permanent", "paging stopped")));
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         let error = s.last_run.as_ref().unwrap().targets[1].error.clone().unwrap();
         assert_eq!((error.class, error.http_status), (Some(FailureClass::Rejected), None));
@@ -597,7 +619,8 @@ mod tests {
     fn a_retry_shares_the_budget_of_the_run_it_retries() {
         let mut r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
         r.budget_spent = 400;
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let failed = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(failed.last_run.as_ref().unwrap().budget_used, 400);
         let (at, hourly) = (t("2026-11-22T00:00:30Z"), Some(t("2026-11-22T01:00:00Z")));
@@ -616,7 +639,12 @@ mod tests {
         );
         assert_eq!(budget_spent_before(&running, Some(at), true, at, 1000), 0, "unless asked by hand");
         let ok = report(None);
-        let v = Verdict::Ran { report: &ok, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v = Verdict::Ran {
+            report: &ok,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+        };
         let purged = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(budget_spent_before(&purged, hourly, false, at, 1000), 0, "nothing to retry");
     }
@@ -624,7 +652,8 @@ mod tests {
     #[test]
     fn the_retry_reads_the_class_kept_in_the_status_not_the_http_status() {
         let r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(retry_time(&s), Some(t("2026-11-22T00:00:30Z")));
         let with_class = |class: Option<FailureClass>| {
@@ -646,7 +675,12 @@ mod tests {
         let ran = next_status(
             &Default::default(),
             &observed("2026-11-22T00:00:05Z"),
-            &Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false },
+            &Verdict::Ran {
+                report: &r,
+                started: t("2026-11-22T00:00:00Z"),
+                dry_run: false,
+                discovered: None,
+            },
             None,
         );
         let waited = next_status(&ran, &observed("2026-11-22T00:30:00Z"), &Verdict::Waiting, None);
@@ -658,7 +692,12 @@ mod tests {
     #[test]
     fn times_are_whole_seconds_so_a_stored_status_compares_equal() {
         let r = report(None);
-        let ran = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00.700Z"), dry_run: false };
+        let ran = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00.700Z"),
+            dry_run: false,
+            discovered: None,
+        };
         // A jittered next run is not a whole number of seconds.
         let o =
             Observed { next_run: Some(t("2026-11-22T01:03:20.250Z")), ..observed("2026-11-22T00:00:05.9Z") };
@@ -698,7 +737,8 @@ mod tests {
         let mut r = report(None);
         r.targets[0].unsafe_ids = 2;
         r.targets[1].unsafe_ids = 1;
-        let v = Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false };
+        let v =
+            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert!(

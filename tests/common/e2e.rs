@@ -317,6 +317,7 @@ impl RunningController {
             instance: None,
             max_concurrent_reconciles: 32,
             workload_identity: None,
+            iam_endpoint: Some(emulator.url()),
         };
         let mut settings = settings;
         tweak(&mut settings);
@@ -726,6 +727,7 @@ pub fn policy_at(
         region: "cn-north-4".into(),
         endpoints: Some(Endpoints { sdrs: Some(url.to_string()), kps: Some(url.to_string()) }),
         projects: projects.iter().map(|id| Project { id: (*id).into(), region: None }).collect(),
+        project_discovery: None,
         targets,
         schedule: Schedule { interval: Some("1h".into()), ..Schedule::default() },
         suspend: false,
