@@ -750,6 +750,7 @@ async fn a_missing_secret_stalls_until_it_is_created() {
     env.create_secret(AK, SK).await;
     let policy = env.wait_ready_within("no-secret", "True", "Purged", SECRET_PICKUP).await;
     assert_settled_run(&policy);
+    assert_eq!(last_run(&policy).credentials.as_deref(), Some("Secret hwcloud-credentials"));
     assert_eq!(last_run(&policy).deleted, 7, "{}", status_yaml(&policy));
     assert!(env.task_ids(PROJECT_A).is_empty());
     env.wait_event("no-secret", "Normal", "Purged", |note| note.contains("7 deleted")).await;

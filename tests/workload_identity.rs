@@ -257,7 +257,14 @@ async fn the_controller_purges_with_a_service_account_identity_and_refreshes_it(
     let before = env.emulator.store().failed_tasks(PROJECT_A).len();
     assert!(before > 0);
     env.create(&with_identity("wi", SERVICE_ACCOUNT)).await;
-    env.wait_ready("wi", "True", "Purged").await;
+    let purged = env.wait_ready("wi", "True", "Purged").await;
+    let credentials =
+        purged.status.as_ref().and_then(|s| s.last_run.as_ref()).and_then(|r| r.credentials.clone());
+    assert_eq!(
+        credentials.as_deref(),
+        Some(format!("ServiceAccount {SERVICE_ACCOUNT} via identity provider {IDP}").as_str()),
+        "the status says whose credentials the run used"
+    );
     env.wait_event("wi", "Normal", "Purged", |note| {
         note.ends_with(&format!(
             "(credentials: ServiceAccount {SERVICE_ACCOUNT} via identity provider {IDP})"

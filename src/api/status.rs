@@ -117,6 +117,11 @@ pub struct RunSummary {
     #[schemars(extend("format" = "int64"))]
     pub unsafe_ids: u64,
 
+    /// Whose credentials the run used, never a secret: "Secret <name>", or "ServiceAccount <name>
+    /// via identity provider <id>" (or the controller's own token) for workload identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
+
     /// One entry per project and target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetResult>,

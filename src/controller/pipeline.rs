@@ -334,15 +334,16 @@ pub async fn run_policy<H: Host>(
     if auth_failed(&report) {
         next_run = next_run.map(|n| n.max(after_auth_retry(Some(now))));
     }
+    let identity = valid.credentials.describe();
     let verdict = Verdict::Ran {
         report: &report,
         started: now,
         dry_run: valid.dry_run,
         discovered: discovered.as_deref(),
+        credentials: Some(&identity),
     };
     apply(host, &mut status, &observed(next_run, request, finished), &verdict, Some(valid.max_deletions))
         .await?;
-    let identity = valid.credentials.describe();
     Ok(Finished {
         outcome: Outcome::Ran { report, started: now, finished, secret_version, identity },
         status,

@@ -27,6 +27,8 @@ pub enum Verdict<'a> {
         dry_run: bool,
         /// How the projects were discovered, when they were: added to the Ready message.
         discovered: Option<&'a str>,
+        /// Whose credentials the run used ([`crate::api::CredentialSource::describe`]).
+        credentials: Option<&'a str>,
     },
 }
 
@@ -243,6 +245,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
         failed_calls: report.failed_calls,
         budget_used: report.budget_spent,
         unsafe_ids: report.unsafe_ids(),
+        credentials: None,
         targets: report
             .targets
             .iter()
@@ -427,7 +430,7 @@ pub fn next_status(
                 now,
             );
         }
-        Verdict::Ran { report, started, dry_run, discovered } => {
+        Verdict::Ran { report, started, dry_run, discovered, credentials } => {
             let (ready, reason, mut message) = run_verdict(report, *dry_run, max_deletions);
             if let Some(note) = discovered {
                 message = format!("{note}; {message}");
@@ -451,7 +454,10 @@ pub fn next_status(
                 next.last_successful_time = Some(api_time(now));
             }
             next.total_deleted = prev.total_deleted.saturating_add(report.deleted());
-            next.last_run = Some(run_summary(report, *started, now));
+            next.last_run = Some(RunSummary {
+                credentials: credentials.map(str::to_string),
+                ..run_summary(report, *started, now)
+            });
             let next_run = earliest(observed.next_run, retry_time(&next));
             next.next_schedule_time = next_run.map(api_time);
         }
@@ -511,8 +517,13 @@ mod tests {
     #[test]
     fn a_clean_run_is_ready_with_counts() {
         let r = report(None);
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert_eq!(ready(&s).message, "2 projects: 10 deleted, 0 remaining");
@@ -529,8 +540,13 @@ mod tests {
     fn authentication_failure_stalls() {
         let r =
             report(Some(CallFailure::new(FailureKind::Authentication, Some(401), "APIGW.0301", "bad key")));
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(ready(&s).reason, "AuthenticationFailed");
         assert!(ready(&s).message.contains("HTTP 401 APIGW.0301: bad key"), "{}", ready(&s).message);
@@ -557,7 +573,7 @@ mod tests {
             next_status(
                 &Default::default(),
                 &ended,
-                &Verdict::Ran { report: &r, started, dry_run: false, discovered: None },
+                &Verdict::Ran { report: &r, started, dry_run: false, discovered: None, credentials: None },
                 None,
             )
         };
@@ -589,7 +605,7 @@ mod tests {
         let ok = next_status(
             &failed,
             &ended,
-            &Verdict::Ran { report: &r, started, dry_run: false, discovered: None },
+            &Verdict::Ran { report: &r, started, dry_run: false, discovered: None, credentials: None },
             None,
         );
         assert_eq!((retry_time(&ok), ok.next_schedule_time), (None, Some(Time(t("2026-11-22T01:00:00Z")))));
@@ -600,8 +616,13 @@ mod tests {
         // Paging that never ends, a body too large or of the wrong shape: no HTTP error status, and
         // a retry gets the same answer.
         let r = report(Some(CallFailure::new(FailureKind::Rejected, None, "Permanent", "paging stopped")));
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         let error = s.last_run.as_ref().unwrap().targets[1].error.clone().unwrap();
         assert_eq!((error.class, error.http_status), (Some(FailureClass::Rejected), None));
@@ -619,8 +640,13 @@ mod tests {
     fn a_retry_shares_the_budget_of_the_run_it_retries() {
         let mut r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
         r.budget_spent = 400;
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let failed = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(failed.last_run.as_ref().unwrap().budget_used, 400);
         let (at, hourly) = (t("2026-11-22T00:00:30Z"), Some(t("2026-11-22T01:00:00Z")));
@@ -644,6 +670,7 @@ mod tests {
             started: t("2026-11-22T00:00:00Z"),
             dry_run: false,
             discovered: None,
+            credentials: None,
         };
         let purged = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(budget_spent_before(&purged, hourly, false, at, 1000), 0, "nothing to retry");
@@ -652,8 +679,13 @@ mod tests {
     #[test]
     fn the_retry_reads_the_class_kept_in_the_status_not_the_http_status() {
         let r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(retry_time(&s), Some(t("2026-11-22T00:00:30Z")));
         let with_class = |class: Option<FailureClass>| {
@@ -680,6 +712,7 @@ mod tests {
                 started: t("2026-11-22T00:00:00Z"),
                 dry_run: false,
                 discovered: None,
+                credentials: None,
             },
             None,
         );
@@ -697,6 +730,7 @@ mod tests {
             started: t("2026-11-22T00:00:00.700Z"),
             dry_run: false,
             discovered: None,
+            credentials: None,
         };
         // A jittered next run is not a whole number of seconds.
         let o =
@@ -737,8 +771,13 @@ mod tests {
         let mut r = report(None);
         r.targets[0].unsafe_ids = 2;
         r.targets[1].unsafe_ids = 1;
-        let v =
-            Verdict::Ran { report: &r, started: t("2026-11-22T00:00:00Z"), dry_run: false, discovered: None };
+        let v = Verdict::Ran {
+            report: &r,
+            started: t("2026-11-22T00:00:00Z"),
+            dry_run: false,
+            discovered: None,
+            credentials: None,
+        };
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert!(
