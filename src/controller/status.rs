@@ -476,6 +476,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A finished run that was not a dry run, of projects given by id, with no credentials named.
+    fn finished_run(report: &RunReport, started: Timestamp) -> Verdict<'_> {
+        Verdict::Ran { report, started, dry_run: false, discovered: None, credentials: None }
+    }
+
     fn observed(now: &str) -> Observed {
         Observed {
             generation: Some(2),
@@ -517,13 +522,7 @@ mod tests {
     #[test]
     fn a_clean_run_is_ready_with_counts() {
         let r = report(None);
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert_eq!(ready(&s).message, "2 projects: 10 deleted, 0 remaining");
@@ -540,13 +539,7 @@ mod tests {
     fn authentication_failure_stalls() {
         let r =
             report(Some(CallFailure::new(FailureKind::Authentication, Some(401), "APIGW.0301", "bad key")));
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(ready(&s).reason, "AuthenticationFailed");
         assert!(ready(&s).message.contains("HTTP 401 APIGW.0301: bad key"), "{}", ready(&s).message);
@@ -570,12 +563,7 @@ mod tests {
         let ended = observed("2026-11-22T00:00:05Z");
         let ran = |failure: CallFailure| {
             let r = report(Some(failure));
-            next_status(
-                &Default::default(),
-                &ended,
-                &Verdict::Ran { report: &r, started, dry_run: false, discovered: None, credentials: None },
-                None,
-            )
+            next_status(&Default::default(), &ended, &finished_run(&r, started), None)
         };
         let retry = Some(Time(t("2026-11-22T00:00:30Z")));
         for (kind, status) in [
@@ -602,12 +590,7 @@ mod tests {
         // A clean run after the retry goes back to the schedule.
         let r = report(None);
         let failed = ran(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y"));
-        let ok = next_status(
-            &failed,
-            &ended,
-            &Verdict::Ran { report: &r, started, dry_run: false, discovered: None, credentials: None },
-            None,
-        );
+        let ok = next_status(&failed, &ended, &finished_run(&r, started), None);
         assert_eq!((retry_time(&ok), ok.next_schedule_time), (None, Some(Time(t("2026-11-22T01:00:00Z")))));
     }
 
@@ -616,13 +599,7 @@ mod tests {
         // Paging that never ends, a body too large or of the wrong shape: no HTTP error status, and
         // a retry gets the same answer.
         let r = report(Some(CallFailure::new(FailureKind::Rejected, None, "Permanent", "paging stopped")));
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         let error = s.last_run.as_ref().unwrap().targets[1].error.clone().unwrap();
         assert_eq!((error.class, error.http_status), (Some(FailureClass::Rejected), None));
@@ -640,13 +617,7 @@ mod tests {
     fn a_retry_shares_the_budget_of_the_run_it_retries() {
         let mut r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
         r.budget_spent = 400;
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let failed = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(failed.last_run.as_ref().unwrap().budget_used, 400);
         let (at, hourly) = (t("2026-11-22T00:00:30Z"), Some(t("2026-11-22T01:00:00Z")));
@@ -665,13 +636,7 @@ mod tests {
         );
         assert_eq!(budget_spent_before(&running, Some(at), true, at, 1000), 0, "unless asked by hand");
         let ok = report(None);
-        let v = Verdict::Ran {
-            report: &ok,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&ok, t("2026-11-22T00:00:00Z"));
         let purged = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(budget_spent_before(&purged, hourly, false, at, 1000), 0, "nothing to retry");
     }
@@ -679,13 +644,7 @@ mod tests {
     #[test]
     fn the_retry_reads_the_class_kept_in_the_status_not_the_http_status() {
         let r = report(Some(CallFailure::new(FailureKind::Unavailable, Some(503), "x", "y")));
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!(retry_time(&s), Some(t("2026-11-22T00:00:30Z")));
         let with_class = |class: Option<FailureClass>| {
@@ -707,13 +666,7 @@ mod tests {
         let ran = next_status(
             &Default::default(),
             &observed("2026-11-22T00:00:05Z"),
-            &Verdict::Ran {
-                report: &r,
-                started: t("2026-11-22T00:00:00Z"),
-                dry_run: false,
-                discovered: None,
-                credentials: None,
-            },
+            &finished_run(&r, t("2026-11-22T00:00:00Z")),
             None,
         );
         let waited = next_status(&ran, &observed("2026-11-22T00:30:00Z"), &Verdict::Waiting, None);
@@ -725,13 +678,7 @@ mod tests {
     #[test]
     fn times_are_whole_seconds_so_a_stored_status_compares_equal() {
         let r = report(None);
-        let ran = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00.700Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let ran = finished_run(&r, t("2026-11-22T00:00:00.700Z"));
         // A jittered next run is not a whole number of seconds.
         let o =
             Observed { next_run: Some(t("2026-11-22T01:03:20.250Z")), ..observed("2026-11-22T00:00:05.9Z") };
@@ -771,13 +718,7 @@ mod tests {
         let mut r = report(None);
         r.targets[0].unsafe_ids = 2;
         r.targets[1].unsafe_ids = 1;
-        let v = Verdict::Ran {
-            report: &r,
-            started: t("2026-11-22T00:00:00Z"),
-            dry_run: false,
-            discovered: None,
-            credentials: None,
-        };
+        let v = finished_run(&r, t("2026-11-22T00:00:00Z"));
         let s = next_status(&Default::default(), &observed("2026-11-22T00:00:05Z"), &v, None);
         assert_eq!((ready(&s).status.as_str(), ready(&s).reason.as_str()), ("True", "Purged"));
         assert!(
