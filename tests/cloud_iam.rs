@@ -4,7 +4,9 @@
 //! point, refreshes across expiry, keeps valid credentials when a refresh fails, and the cloud
 //! refuses expired ones.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::iam::{AUDIENCE, IDP, ISSUER, federated_iam};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -18,13 +20,8 @@ use taskreaper::cloud::federation::{FederationCache, FederationError, Freshness,
 use taskreaper::cloud::iam::{IamClient, IamError};
 use taskreaper::cloud::{Allowlist, CloudHttp, EndpointPolicy, ErrorClass, HttpConfig, KpsClient, RateLimit};
 use taskreaper::cloud::{RateLimiters, RetryPolicy, SdrsClient};
-use taskreaper::emulator::{
-    Clock, Config, Emulator, IamSettings, LocalIssuer, OidcProvider, Seed, TokenClaims,
-};
+use taskreaper::emulator::{Clock, Config, Emulator, IamSettings, LocalIssuer, Seed, TokenClaims};
 
-const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-const AUDIENCE: &str = "iam.myhuaweicloud.com";
-const IDP: &str = "k8s-cluster";
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
 const EAST: &str = "1b2c3d4e5f60718293a4b5c6d7e8f901";
 
@@ -40,20 +37,8 @@ async fn start(issuer: &LocalIssuer, max_duration: Duration) -> Emulator {
     let config = Config {
         clock: Clock::Fixed(t0()),
         iam: IamSettings {
-            providers: BTreeMap::from([(
-                IDP.to_string(),
-                OidcProvider {
-                    issuer: ISSUER.into(),
-                    audiences: vec![AUDIENCE.into()],
-                    jwks: issuer.jwks().expect("a JWKS"),
-                },
-            )]),
-            projects: BTreeMap::from([
-                (PROJECT.to_string(), "cn-north-4".to_string()),
-                (EAST.to_string(), "cn-east-3".to_string()),
-            ]),
             min_duration: Duration::from_secs(1),
-            max_duration,
+            ..federated_iam(issuer, PROJECT, EAST, max_duration)
         },
         ..Config::default()
     };

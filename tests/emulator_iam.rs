@@ -3,6 +3,9 @@
 //! signature, issuer, audience or expiry, temporary keys accepted by SDRS and KPS with their signed
 //! `X-Security-Token` and refused once expired, and the project lists by region and in full.
 
+mod common;
+
+use common::iam::{AUDIENCE, IDP, ISSUER, federated_iam};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,12 +17,9 @@ use taskreaper::cloud::credentials::Secret;
 use taskreaper::cloud::signing;
 use taskreaper::emulator::{
     ADMIN_PREFIX, Clock, Config, Emulator, IAM_AUTH_PROJECTS, IAM_ID_TOKEN, IAM_PROJECTS,
-    IAM_SECURITY_TOKENS, IamSettings, LocalIssuer, OidcProvider, Seed, TokenClaims, iam_code,
+    IAM_SECURITY_TOKENS, IamSettings, LocalIssuer, Seed, TokenClaims, iam_code,
 };
 
-const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-const AUDIENCE: &str = "iam.myhuaweicloud.com";
-const IDP: &str = "k8s-cluster";
 const SUBJECT: &str = "system:serviceaccount:team-a:cleaner";
 const PROJECT: &str = "0605767b5c00d4bb2f10c01a1e3b3a7e";
 const EAST: &str = "1b2c3d4e5f60718293a4b5c6d7e8f901";
@@ -49,20 +49,8 @@ async fn start(issuer: &LocalIssuer) -> Emulator {
         access_keys: BTreeMap::from([(AK.to_string(), Secret::new(SK))]),
         clock: Clock::Fixed(start_time()),
         iam: IamSettings {
-            providers: BTreeMap::from([(
-                IDP.to_string(),
-                OidcProvider {
-                    issuer: ISSUER.into(),
-                    audiences: vec![AUDIENCE.into()],
-                    jwks: issuer.jwks().expect("a JWKS"),
-                },
-            )]),
-            projects: BTreeMap::from([
-                (PROJECT.to_string(), "cn-north-4".to_string()),
-                (EAST.to_string(), "cn-east-3".to_string()),
-            ]),
             min_duration: Duration::from_secs(1),
-            max_duration: Duration::from_secs(120),
+            ..federated_iam(issuer, PROJECT, EAST, Duration::from_secs(120))
         },
         ..Config::default()
     };

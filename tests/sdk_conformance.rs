@@ -12,6 +12,7 @@ mod harness;
 #[path = "sdk/signer_cases.rs"]
 mod signer_cases;
 
+use common::iam::{AUDIENCE as OIDC_AUDIENCE, IDP as IDP_ID, ISSUER as OIDC_ISSUER, federated_iam};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,9 +24,9 @@ use taskreaper::cloud::model::{FailedTask, FailureJob, SERVER_GROUPS};
 use taskreaper::cloud::signing::{self, Request};
 use taskreaper::emulator::{
     ADMIN_PREFIX, Config, Emulator, GROUP_STATUSES, GROUPS_PER_PROJECT, IAM_ID_TOKEN, IAM_PROJECTS,
-    IAM_SECURITY_TOKENS, IN_GROUP_RESOURCE_TYPES, IamSettings, KPS_ONE, KPS_TASKS, KpsTaskTime, LocalIssuer,
-    Modes, ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, OidcProvider, SDRS_BATCH, SDRS_GROUP_BATCH,
-    SDRS_GROUPS, SDRS_ONE, SdrsListing, Seed, SeededJob, TokenClaims, gateway_code, route_key,
+    IAM_SECURITY_TOKENS, IN_GROUP_RESOURCE_TYPES, KPS_ONE, KPS_TASKS, KpsTaskTime, LocalIssuer, Modes,
+    ODD_KPS_OPERATE_TYPE, ODD_SDRS_RESOURCE_TYPE, SDRS_BATCH, SDRS_GROUP_BATCH, SDRS_GROUPS, SDRS_ONE,
+    SdrsListing, Seed, SeededJob, TokenClaims, gateway_code, route_key,
 };
 
 /// How many randomized requests the signer comparison covers.
@@ -662,33 +663,12 @@ async fn the_emulator_command_serves_the_official_sdk() {
     );
 }
 
-const OIDC_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-const OIDC_AUDIENCE: &str = "iam.myhuaweicloud.com";
-const IDP_ID: &str = "k8s-cluster";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:team-a:cleaner";
 
 /// An emulator whose IAM trusts `issuer` as identity provider [`IDP_ID`] and names [`PROJECT`]
 /// `cn-north-4` and [`BYSTANDER`] `cn-east-3`; temporary keys last at most `max_duration`.
 async fn start_federated_emulator(issuer: &LocalIssuer, max_duration: Duration) -> Emulator {
-    let config = Config {
-        iam: IamSettings {
-            providers: BTreeMap::from([(
-                IDP_ID.to_string(),
-                OidcProvider {
-                    issuer: OIDC_ISSUER.into(),
-                    audiences: vec![OIDC_AUDIENCE.into()],
-                    jwks: issuer.jwks().expect("a JWKS"),
-                },
-            )]),
-            projects: BTreeMap::from([
-                (PROJECT.to_string(), "cn-north-4".to_string()),
-                (BYSTANDER.to_string(), "cn-east-3".to_string()),
-            ]),
-            max_duration,
-            ..IamSettings::default()
-        },
-        ..Config::default()
-    };
+    let config = Config { iam: federated_iam(issuer, PROJECT, BYSTANDER, max_duration), ..Config::default() };
     let seed = Seed::Generated {
         projects: vec![PROJECT.to_string(), BYSTANDER.to_string()],
         tasks_per_kind: PER_KIND,

@@ -5,4 +5,5 @@
 pub mod binary;
 pub mod control_plane;
 pub mod e2e;
+pub mod iam;
 pub mod recorder;
