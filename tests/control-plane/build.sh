@@ -12,13 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-log() { printf 'control-plane: %s\n' "$*" >&2; }
-die() { printf 'control-plane: error: %s\n' "$*" >&2; exit 1; }
-
-# Reads the version a go.mod `require` line pins for a module.
-mod_version() {
-    awk -v m="$1" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$here/go.mod"
-}
+tool=control-plane
+source "$root/tests/tools/lib.sh"
 
 k8s_version="$(mod_version k8s.io/kubernetes)"
 etcd_version="$(mod_version go.etcd.io/etcd/server/v3)"

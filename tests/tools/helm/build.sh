@@ -12,13 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 
-log() { printf 'helm: %s\n' "$*" >&2; }
-die() { printf 'helm: error: %s\n' "$*" >&2; exit 1; }
-
-# Reads the version a go.mod `require` line pins for a module.
-mod_version() {
-    awk -v m="$1" '($1 == m && $2 ~ /^v/) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$here/go.mod"
-}
+tool=helm
+source "$root/tests/tools/lib.sh"
 
 version="$(mod_version helm.sh/helm/v3)"
 client_go="$(mod_version k8s.io/client-go)"

@@ -13,11 +13,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 
-log() { printf 'monitoring-crds: %s\n' "$*" >&2; }
-die() { printf 'monitoring-crds: error: %s\n' "$*" >&2; exit 1; }
+tool=monitoring-crds
+source "$root/tests/tools/lib.sh"
 
 module=github.com/prometheus-operator/prometheus-operator
-version="$(awk -v m="$module" '($1 == m && $2 ~ /^v/) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$here/go.mod")"
+version="$(mod_version "$module")"
 [[ -n "$version" ]] || die "cannot read the $module version from $here/go.mod"
 
 files=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml)
