@@ -146,7 +146,7 @@ fn schema_bounds_defaults_and_enums() {
         child(spec, path).enum_.iter().flatten().map(|v| v.0.as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(enum_values("targets.[].service"), ["SDRS", "KPS"]);
-    assert_eq!(enum_values("targets.[].scope"), ["All", "ProtectionGroups", "Matching"]);
+    assert_eq!(enum_values("targets.[].scope"), ["All", "GroupLevel", "ProtectionGroups", "Matching"]);
     use crate::cloud::model::{KPS_OPERATE_TYPES, SDRS_FAILURE_STATUSES, SDRS_RESOURCE_TYPES};
     assert_eq!(enum_values("targets.[].match.resourceTypes.[]"), SDRS_RESOURCE_TYPES);
     assert_eq!(enum_values("targets.[].match.failureStatuses.[]"), SDRS_FAILURE_STATUSES);

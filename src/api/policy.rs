@@ -363,8 +363,12 @@ impl std::fmt::Display for Service {
 /// Which failed tasks of a service a target deletes.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
-    /// Every failed task the service's batch delete clears (for SDRS: protection-group level).
+    /// Every failed task of the service: for SDRS the protection-group-level batch delete and then
+    /// the batch delete of every protection group listed; for KPS the delete-all.
     All,
+    /// SDRS only: the protection-group-level failures (resource type server_groups), through
+    /// exactly one call, `DELETE /v1/{project_id}/task-center/failure-jobs/batch`.
+    GroupLevel,
     /// SDRS only: the failed tasks of each protection group in protectionGroupIds.
     ProtectionGroups,
     /// The failed tasks selected by match, deleted one by one.
@@ -376,6 +380,7 @@ impl Scope {
     pub const fn as_str(self) -> &'static str {
         match self {
             Scope::All => "All",
+            Scope::GroupLevel => "GroupLevel",
             Scope::ProtectionGroups => "ProtectionGroups",
             Scope::Matching => "Matching",
         }
@@ -396,6 +401,10 @@ impl Scope {
         .field_path(".protectionGroupIds"),
     validation = Rule::new("self.scope != 'ProtectionGroups' || self.service == 'SDRS'")
         .message("scope ProtectionGroups exists only for service SDRS; use All or Matching for KPS")
+        .reason(RuleReason::FieldValueForbidden)
+        .field_path(".scope"),
+    validation = Rule::new("self.scope != 'GroupLevel' || self.service == 'SDRS'")
+        .message("scope GroupLevel exists only for service SDRS; use All or Matching for KPS")
         .reason(RuleReason::FieldValueForbidden)
         .field_path(".scope"),
     validation = Rule::new("self.scope != 'Matching' || has(self.match)")
@@ -423,9 +432,14 @@ pub struct Target {
     /// The service: SDRS (Storage Disaster Recovery Service) or KPS (Key Pair Service).
     pub service: Service,
 
-    /// Which failed tasks to delete. All: everything the service's batch delete clears (for
-    /// SDRS only protection-group level failures, resource type server_groups). ProtectionGroups
-    /// (SDRS only): every failed task of each protection group in protectionGroupIds.
+    /// Which failed tasks to delete. All: every failed task of the service; for SDRS the
+    /// protection-group-level batch DELETE .../task-center/failure-jobs/batch, then
+    /// DELETE .../task-center/{server_group_id}/failure-jobs/batch for every protection group
+    /// listed (protection-group-level, protected-instance, replication and drill failures alike);
+    /// for KPS DELETE /v3/{project_id}/failed-tasks. GroupLevel (SDRS only): only the
+    /// protection-group-level failures (resource type server_groups), through the one call
+    /// DELETE .../task-center/failure-jobs/batch. ProtectionGroups (SDRS only): every failed task
+    /// of each protection group in protectionGroupIds, through that group's batch DELETE.
     /// Matching: the failed tasks selected by match, deleted one by one, at most
     /// spec.maxDeletionsPerRun per run.
     pub scope: Scope,

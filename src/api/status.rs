@@ -117,6 +117,12 @@ pub struct RunSummary {
     #[schemars(extend("format" = "int64"))]
     pub unsafe_ids: u64,
 
+    /// Failed tasks the list after their calls still showed although the cloud accepted their
+    /// DELETE, sent twice; summed over every target, omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int64"))]
+    pub not_removed: u64,
+
     /// Whose credentials the run used, never a secret: "Secret <name>", or "ServiceAccount <name>
     /// via identity provider <id>" (or the controller's own token) for workload identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +190,13 @@ pub struct TargetResult {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(extend("format" = "int64"))]
     pub unsafe_ids: u64,
+
+    /// Failed tasks this target covers that the list after its calls still showed although the
+    /// cloud accepted their DELETE, sent twice. They count in remaining, never in deleted; the
+    /// row fails with code NotRemoved and the policy is retried soon. Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int64"))]
+    pub not_removed: u64,
 
     /// The failed call, when outcome is Failed or Throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]

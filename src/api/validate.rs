@@ -115,6 +115,8 @@ impl ValidDiscovery {
 pub enum ValidTarget {
     /// Every SDRS failure, through the batch endpoints.
     SdrsAll,
+    /// The protection-group-level SDRS failures, through the group-level batch endpoint.
+    SdrsGroupLevel,
     /// The failures of the listed protection groups.
     SdrsProtectionGroups(Vec<String>),
     /// SDRS failures that match, deleted one by one; empty lists match everything.
@@ -334,6 +336,8 @@ pub enum TargetProblem {
     ProtectionGroupIdsNotAllowed,
     #[error("scope ProtectionGroups exists only for service SDRS; use All or Matching for KPS")]
     ProtectionGroupsNeedSdrs,
+    #[error("scope GroupLevel exists only for service SDRS; use All or Matching for KPS")]
+    GroupLevelNeedsSdrs,
     #[error("scope Matching needs match: the filter that selects which failed tasks to delete")]
     MatchMissing,
     #[error("match is only allowed with scope Matching; remove it or set scope: Matching")]
@@ -602,6 +606,7 @@ fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> O
     let m = target.filter.clone().unwrap_or_default();
     Some(match (target.service, target.scope) {
         (Service::Sdrs, Scope::All) => ValidTarget::SdrsAll,
+        (Service::Sdrs, Scope::GroupLevel) => ValidTarget::SdrsGroupLevel,
         (Service::Sdrs, Scope::ProtectionGroups) => {
             ValidTarget::SdrsProtectionGroups(target.protection_group_ids.clone().unwrap_or_default())
         }
@@ -611,8 +616,8 @@ fn check_target(index: usize, target: &Target, errors: &mut Vec<SpecError>) -> O
             filter: filter.unwrap_or_default(),
         },
         (Service::Kps, Scope::All) => ValidTarget::KpsAll,
-        // target_problems refuses ProtectionGroups for KPS.
-        (Service::Kps, Scope::ProtectionGroups) => return None,
+        // target_problems refuses ProtectionGroups and GroupLevel for KPS.
+        (Service::Kps, Scope::ProtectionGroups | Scope::GroupLevel) => return None,
         (Service::Kps, Scope::Matching) => ValidTarget::KpsMatching {
             operate_types: m.operate_types.unwrap_or_default(),
             filter: filter.unwrap_or_default(),
@@ -633,6 +638,9 @@ pub fn target_problems(target: &Target) -> Vec<TargetProblem> {
     }
     if groups && target.service != Service::Sdrs {
         problems.push(TargetProblem::ProtectionGroupsNeedSdrs);
+    }
+    if target.scope == Scope::GroupLevel && target.service != Service::Sdrs {
+        problems.push(TargetProblem::GroupLevelNeedsSdrs);
     }
     if matching && target.filter.is_none() {
         problems.push(TargetProblem::MatchMissing);

@@ -1,5 +1,6 @@
 //! Kubernetes Events for what happened to a policy: one per run (plus a Warning when the run left
-//! tasks alone because of unsafe ids), and one when a policy becomes blocked. Does Kubernetes I/O;
+//! tasks alone because of unsafe ids, and one when the cloud kept tasks whose DELETE it accepted),
+//! and one when a policy becomes blocked. Does Kubernetes I/O;
 //! a failed event is logged, never fatal.
 
 use std::collections::BTreeMap;
@@ -87,6 +88,34 @@ pub async fn ran(
     if let Some(note) = status.last_run.as_ref().and_then(unsafe_ids_note) {
         publish(recorder, policy, EventType::Warning, UNSAFE_TASK_IDS, note).await;
     }
+    if let Some(note) = status.last_run.as_ref().and_then(not_removed_note) {
+        publish(recorder, policy, EventType::Warning, TASKS_NOT_REMOVED, note).await;
+    }
+}
+
+/// The reason of the Warning a run earns when the cloud accepted DELETEs of tasks that the list
+/// after them still showed.
+pub const TASKS_NOT_REMOVED: &str = "TasksNotRemoved";
+
+/// The note of the [`TASKS_NOT_REMOVED`] event: counts per project and service; `None` when the
+/// cloud removed every task whose DELETE it accepted.
+pub fn not_removed_note(run: &RunSummary) -> Option<String> {
+    if run.not_removed == 0 {
+        return None;
+    }
+    let mut per: BTreeMap<(&str, Service), u64> = BTreeMap::new();
+    for row in run.targets.iter().filter(|t| t.not_removed > 0) {
+        *per.entry((row.project.as_str(), row.service)).or_default() += row.not_removed;
+    }
+    let counts: Vec<String> =
+        per.iter().map(|((project, service), n)| format!("{project} {service}: {n}")).collect();
+    let s = if run.not_removed == 1 { "" } else { "s" };
+    Some(format!(
+        "the cloud accepted the DELETE of {} failed task{s} twice and still lists them; they count as \
+         remaining, not deleted, and the policy runs again soon ({})",
+        run.not_removed,
+        counts.join(", ")
+    ))
 }
 
 /// The note of the [`UNSAFE_TASK_IDS`] event: counts per project and service, never the ids
@@ -149,6 +178,7 @@ mod tests {
             remaining: Some(3),
             unmeasured: None,
             unsafe_ids,
+            not_removed: 0,
             error: None,
         };
         let mut run = RunSummary {

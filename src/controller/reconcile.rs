@@ -425,5 +425,8 @@ fn record(
         };
         m.targets.get_or_create(&labels).inc();
         m.deleted.get_or_create(&labels).inc_by(t.deleted.unwrap_or(0));
+        if t.not_removed > 0 {
+            m.not_removed.get_or_create(&labels).inc_by(t.not_removed);
+        }
     }
 }

@@ -5,7 +5,7 @@
 use crate::api::conditions::{ConditionType, Reason};
 use crate::api::status::{CallError, FailedTaskCleanupPolicyStatus, FailureClass, RunSummary, TargetResult};
 use crate::controller::schedule;
-use crate::purge::{CallFailure, FailureKind, RunReport};
+use crate::purge::{CallFailure, FailureKind, NOT_REMOVED, RunReport};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -152,7 +152,8 @@ fn outcome_verdict(report: &RunReport, dry_run: bool, max_deletions: Option<u64>
         let reason = match failure.kind {
             FailureKind::Authentication => Reason::AuthenticationFailed,
             FailureKind::Throttled => Reason::Throttled,
-            _ if failed < report.targets.len() => Reason::PartialFailure,
+            // The cloud answered; it did not do what it said.
+            _ if failed < report.targets.len() || failure.code == NOT_REMOVED => Reason::PartialFailure,
             FailureKind::Unavailable => Reason::CloudUnavailable,
             FailureKind::Rejected => Reason::PartialFailure,
         };
@@ -245,6 +246,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
         failed_calls: report.failed_calls,
         budget_used: report.budget_spent,
         unsafe_ids: report.unsafe_ids(),
+        not_removed: report.not_removed(),
         credentials: None,
         targets: report
             .targets
@@ -261,6 +263,7 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
                 remaining: t.remaining,
                 unmeasured: t.unmeasured.clone(),
                 unsafe_ids: t.unsafe_ids,
+                not_removed: t.not_removed,
                 error: t.error.as_ref().map(call_error),
             })
             .collect(),
@@ -504,6 +507,7 @@ mod tests {
             remaining: Some(if error.is_some() { 5 } else { 0 }),
             unmeasured: None,
             unsafe_ids: 0,
+            not_removed: 0,
             limited: false,
             error,
         };

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub run_seconds: Histogram,
     pub targets: Family<TargetLabels, Counter>,
     pub deleted: Family<TargetLabels, Counter>,
+    /// Covered tasks still listed after the cloud accepted their DELETE twice.
+    pub not_removed: Family<TargetLabels, Counter>,
     pub failed_calls: Counter,
     pub status_writes: Counter,
     /// Current rate of each client-side limiter, refreshed from [`Self::track_rate_limiters`] at
@@ -155,6 +157,7 @@ impl Default for Metrics {
         let run_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let targets = Family::default();
         let deleted = Family::default();
+        let not_removed = Family::default();
         let failed_calls = Counter::default();
         let status_writes = Counter::default();
         let rate_limit = Family::default();
@@ -188,6 +191,11 @@ impl Default for Metrics {
         registry.register("run_duration_seconds", "Wall time of purge runs", run_seconds.clone());
         registry.register("targets", "Project x target results by outcome", targets.clone());
         registry.register("deleted_tasks", "Failed tasks measured as deleted", deleted.clone());
+        registry.register(
+            "not_removed_tasks",
+            "Failed tasks still listed after the cloud accepted their DELETE twice",
+            not_removed.clone(),
+        );
         registry.register(
             "failed_calls",
             "Cloud calls that failed after their retries",
@@ -234,6 +242,7 @@ impl Default for Metrics {
             run_seconds,
             targets,
             deleted,
+            not_removed,
             failed_calls,
             status_writes,
             rate_limit,

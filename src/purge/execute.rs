@@ -10,21 +10,21 @@
 //! page in compact form ([`Snapshot`]).
 
 use super::audit::{self, Origin};
-use super::plan::{self, Coverage, DeleteCall, Groups, ListQuery, Page, Scope, Snapshot};
+use super::plan::{self, Coverage, DeleteCall, Groups, ListQuery, Page, Scope, Snapshot, TargetPlan};
 use super::policy::{Project, PurgePolicy, Target};
-use super::report::{CallFailure, Outcome, RunReport, TargetReport, outcome_of};
+use super::report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport, outcome_of};
 use crate::api::Service;
 use crate::cloud::DeleteOutcome;
 use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use tokio::sync::Semaphore;
 
-/// Most deletes one target has waiting for the cloud client at once; the client bounds what is on
-/// the wire.
+/// Most deletes one target has waiting for the cloud client at once (a bounded pool, never one
+/// future per task); the client bounds what is on the wire.
 const PENDING_DELETES: usize = 64;
 
 /// The cloud calls a purge needs. A 404 on a single delete is success
@@ -128,7 +128,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
             } else {
                 Outcome::Purged
             };
-            if planned.calls.is_empty() {
+            if !planned.has_calls() {
                 let would_delete = if self.policy.dry_run { planned.selected.len() as u64 } else { 0 };
                 rows.push(TargetReport {
                     found: Some(found),
@@ -143,46 +143,38 @@ impl<A: FailedTaskApi> Run<'_, A> {
                 before.remove(&planned.selected);
                 continue;
             }
-            let pending = Semaphore::new(PENDING_DELETES);
-            let results: Vec<Result<DeleteOutcome, CallFailure>> =
-                join_all(planned.calls.iter().map(|call| self.delete(&pending, project, call))).await;
-            let after = self.snapshot(project, &mut scope, coverage).await;
             let origin = Origin { policy: &self.policy.name, project: &project.id, service };
-            match (&snapshot, &after) {
-                // A single delete removed its task when the service said it did.
-                (Ok(before), _) if matches!(target, Target::SdrsMatching(_) | Target::KpsMatching(_)) => {
-                    // The calls are the selected tasks', in the same order.
-                    for (&i, result) in planned.selected.iter().zip(&results) {
-                        if let Ok(DeleteOutcome::Deleted) = result {
-                            audit_deleted(&origin, before, i);
-                        }
-                    }
-                }
-                // A batch removed the covered tasks the list after it no longer shows.
-                (Ok(before), Ok(after)) => {
-                    for i in before.gone(&planned.found, after) {
-                        audit_deleted(&origin, before, i);
-                    }
-                }
-                _ => {}
-            }
-            let failures: Vec<CallFailure> = results.into_iter().filter_map(Result::err).collect();
-            let measured = match (&snapshot, &after) {
-                (Ok(before), Ok(after)) => TargetReport {
+            let lists = (&mut scope, coverage);
+            let verified = self.delete_and_verify(project, target, &planned, before, &origin, lists);
+            let Verified { after, failure, not_removed } = verified.await;
+            let before = &*before;
+            let measured = match &after {
+                Ok(after) => TargetReport {
                     found: Some(found),
                     deleted: Some(before.gone_in(&planned.found, after) as u64),
                     remaining: Some(after.covered(lane_index) as u64),
+                    not_removed,
                     ..row(outcome)
                 },
-                (_, Err(failure)) | (Err(failure), _) => TargetReport {
+                Err(failure) => TargetReport {
                     found: Some(found),
                     error: Some(failure.clone()),
                     unmeasured: Some("the list after deleting failed".into()),
                     ..row(outcome_of(failure))
                 },
             };
-            snapshot = after;
-            let error = failures.into_iter().next().or(measured.error.clone());
+            let error = failure
+                .or(measured.error.clone())
+                .or_else(|| (not_removed > 0).then(|| not_removed_failure(not_removed)));
+            if not_removed > 0 {
+                tracing::warn!(
+                    policy = %self.policy.name,
+                    project = %project.id,
+                    service = service.as_str(),
+                    not_removed,
+                    "the cloud accepted DELETEs of failed tasks it still lists"
+                );
+            }
             rows.push(TargetReport {
                 outcome: error.as_ref().map_or(measured.outcome, outcome_of),
                 limited: planned.limited,
@@ -190,8 +182,126 @@ impl<A: FailedTaskApi> Run<'_, A> {
                 error,
                 ..measured
             });
+            snapshot = after;
         }
         rows
+    }
+
+    /// Sends `planned`'s calls, lists again and checks task by task what the list after them still
+    /// shows: a task whose DELETE the cloud accepted but still listed is sent its call once more,
+    /// after that list, and the project listed again. Writes the audit record of every task the
+    /// list after its accepted DELETE no longer shows, and only those.
+    async fn delete_and_verify(
+        &self,
+        project: &Project,
+        target: &Target,
+        planned: &TargetPlan,
+        before: &Snapshot,
+        origin: &Origin<'_>,
+        (scope, coverage): (&mut Scope, Coverage<'_>),
+    ) -> Verified {
+        // Of each selected task (by position in `planned.selected`), what its last DELETE answered.
+        let mut answers = vec![Answer::NotSent; planned.selected.len()];
+        let mut failure =
+            self.send(project, planned.calls(target, before), planned, target, before, &mut answers).await;
+        let mut after = self.snapshot(project, scope, coverage).await;
+        let mut repeat: Vec<usize> = Vec::new();
+        if let Ok(listed) = &after {
+            repeat = self.confirm(before, planned, &answers, listed, origin);
+        }
+        if !repeat.is_empty() {
+            let again: Vec<u32> = repeat.iter().map(|&k| planned.selected[k]).collect();
+            for &k in &repeat {
+                answers[k] = Answer::NotSent;
+            }
+            let calls: Vec<DeleteCall> = match planned.singles {
+                true => again.iter().map(|&i| plan::removal(target, before, i)).collect(),
+                false => again
+                    .iter()
+                    .map(|&i| plan::removal(target, before, i))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            let retry = TargetPlan { selected: again, singles: planned.singles, ..TargetPlan::default() };
+            let mut retry_answers = vec![Answer::NotSent; retry.selected.len()];
+            let second =
+                self.send(project, calls.into_iter(), &retry, target, before, &mut retry_answers).await;
+            failure = failure.or(second);
+            after = self.snapshot(project, scope, coverage).await;
+            if let Ok(listed) = &after {
+                let kept = self.confirm(before, &retry, &retry_answers, listed, origin);
+                return Verified { after, failure, not_removed: kept.len() as u64 };
+            }
+        }
+        Verified { after, failure, not_removed: 0 }
+    }
+
+    /// Audits the selected tasks whose DELETE was accepted and that `after` no longer shows;
+    /// returns the positions of those it still shows (not removed).
+    fn confirm(
+        &self,
+        before: &Snapshot,
+        planned: &TargetPlan,
+        answers: &[Answer],
+        after: &Snapshot,
+        origin: &Origin<'_>,
+    ) -> Vec<usize> {
+        let mut kept = Vec::new();
+        for (k, (&i, answer)) in planned.selected.iter().zip(answers).enumerate() {
+            match (answer, after.holds(before.id_at(i))) {
+                (Answer::NotSent, _) => {}
+                (_, true) => kept.push(k),
+                (Answer::Deleted, false) => audit_deleted(origin, before, i),
+                (Answer::AlreadyGone, false) => {}
+            }
+        }
+        kept
+    }
+
+    /// Sends `calls`, at most [`PENDING_DELETES`] at a time, and records in `answers` (by position
+    /// in `planned.selected`) what the call that removes each selected task answered. Returns the
+    /// first failure.
+    async fn send(
+        &self,
+        project: &Project,
+        calls: impl Iterator<Item = DeleteCall> + Send,
+        planned: &TargetPlan,
+        target: &Target,
+        before: &Snapshot,
+        answers: &mut [Answer],
+    ) -> Option<CallFailure> {
+        let mut replies = stream::iter(calls.enumerate())
+            .map(|(k, call)| async move {
+                let reply = self.delete(project, &call).await;
+                (k, call, reply)
+            })
+            .buffer_unordered(PENDING_DELETES);
+        let mut first_failure = None;
+        let mut accepted: BTreeMap<DeleteCall, Answer> = BTreeMap::new();
+        while let Some((k, call, reply)) = replies.next().await {
+            let answer = match reply {
+                Ok(DeleteOutcome::Deleted) => Answer::Deleted,
+                Ok(DeleteOutcome::AlreadyGone) => Answer::AlreadyGone,
+                Err(failure) => {
+                    first_failure.get_or_insert(failure);
+                    Answer::NotSent
+                }
+            };
+            match planned.singles {
+                true => answers[k] = answer,
+                false => {
+                    accepted.insert(call, answer);
+                }
+            }
+        }
+        if !planned.singles {
+            for (k, &i) in planned.selected.iter().enumerate() {
+                answers[k] =
+                    accepted.get(&plan::removal(target, before, i)).copied().unwrap_or(Answer::NotSent);
+            }
+        }
+        first_failure
     }
 
     /// Lists what `scope` covers in one project, keeping each page in compact form as it arrives.
@@ -257,13 +367,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
         .await
     }
 
-    async fn delete(
-        &self,
-        pending: &Semaphore,
-        project: &Project,
-        call: &DeleteCall,
-    ) -> Result<DeleteOutcome, CallFailure> {
-        let _turn = pending.acquire().await;
+    async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<DeleteOutcome, CallFailure> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.api.delete(project, call).await;
         if result.is_err() {
@@ -285,6 +389,40 @@ impl<A: FailedTaskApi> Run<'_, A> {
         }
         result
     }
+}
+
+/// What the last DELETE that removes a selected task answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Not sent, or it failed.
+    NotSent,
+    Deleted,
+    /// A single delete answered 404.
+    AlreadyGone,
+}
+
+/// What a target's calls left, as the list after them shows it.
+struct Verified {
+    after: Result<Snapshot, CallFailure>,
+    /// The first call that failed.
+    failure: Option<CallFailure>,
+    /// Covered tasks still listed after their DELETE was accepted twice.
+    not_removed: u64,
+}
+
+/// The code of the failure a row gets for tasks the cloud kept after accepting their DELETE.
+pub const NOT_REMOVED: &str = "NotRemoved";
+
+fn not_removed_failure(n: u64) -> CallFailure {
+    let s = if n == 1 { "" } else { "s" };
+    CallFailure::new(
+        FailureKind::Unavailable,
+        None,
+        NOT_REMOVED,
+        &format!(
+            "the cloud kept {n} failed task{s} after accepting their DELETE twice; they are retried on the next run"
+        ),
+    )
 }
 
 /// The audit record of the task at `index` of `before`, which a run deleted.
@@ -334,6 +472,9 @@ mod tests {
         loose: bool,
         /// Ids that left the cloud, by whatever hand.
         gone: Mutex<Vec<String>>,
+        /// For each DELETE in turn while any are left: true accepts it (2xx) without deleting
+        /// anything, as a flaky gateway in front of the service can.
+        ignore: Mutex<Vec<bool>>,
     }
 
     impl Fake {
@@ -392,6 +533,13 @@ mod tests {
 
         async fn delete(&self, project: &Project, call: &DeleteCall) -> Result<DeleteOutcome, CallFailure> {
             self.deletes.lock().unwrap().push(call.clone());
+            let ignored = {
+                let mut ignore = self.ignore.lock().unwrap();
+                !ignore.is_empty() && ignore.remove(0)
+            };
+            if ignored {
+                return Ok(DeleteOutcome::Deleted);
+            }
             let mut gone = self.gone.lock().unwrap();
             let gone_before = gone.len();
             let mut jobs = self.jobs.lock().unwrap();
@@ -600,9 +748,56 @@ mod tests {
         assert_eq!(fake.gone.lock().unwrap().len(), 4, "the delete went out");
     }
 
+    #[tokio::test]
+    async fn a_batch_accepted_but_not_done_is_sent_once_more() {
+        let fake = Fake { ignore: Mutex::new(vec![true]), ..seeded() };
+        let policy = policy(&["p0"], vec![Target::KpsAll], false, 9);
+        let (report, records) = audit_records(execute(&fake, &policy, now(), policy.max_deletions)).await;
+        let row = &report.targets[0];
+        assert_eq!(
+            (row.outcome, row.deleted, row.remaining, row.not_removed),
+            (Outcome::Purged, Some(4), Some(0), 0)
+        );
+        assert_eq!(*fake.deletes.lock().unwrap(), [DeleteCall::KpsDeleteAll, DeleteCall::KpsDeleteAll]);
+        assert_eq!(records.len(), 4, "audited once each, after the list that shows them gone");
+        assert_eq!(report.calls, 5, "list, delete-all, list, delete-all, list");
+    }
+
+    #[tokio::test]
+    async fn tasks_the_cloud_keeps_after_two_accepted_deletes_fail_the_row_and_are_not_audited() {
+        let fake = Fake { ignore: Mutex::new(vec![true, true]), ..seeded() };
+        let policy = policy(&["p0"], vec![Target::SdrsGroupLevel], false, 9);
+        let (report, records) = audit_records(execute(&fake, &policy, now(), policy.max_deletions)).await;
+        let row = &report.targets[0];
+        assert_eq!((row.found, row.deleted, row.remaining, row.not_removed), (Some(2), Some(0), Some(2), 2));
+        assert_eq!(row.outcome, Outcome::Failed);
+        let error = row.error.as_ref().unwrap();
+        assert_eq!((error.kind, error.code.as_str()), (FailureKind::Unavailable, NOT_REMOVED));
+        assert!(error.message.contains("kept 2 failed tasks"), "{}", error.message);
+        assert!(records.is_empty(), "nothing left the cloud: {records:#?}");
+        assert_eq!(*fake.deletes.lock().unwrap(), [DeleteCall::SdrsBatch, DeleteCall::SdrsBatch]);
+    }
+
+    #[tokio::test]
+    async fn single_deletes_are_audited_only_once_the_list_shows_them_gone() {
+        // t0 and t2 are accepted and kept on the first pass; t0 is kept again on the second.
+        let ignore = vec![true, false, true, false, true, false];
+        let fake = Fake { ignore: Mutex::new(ignore), ..seeded() };
+        let policy = policy(&["p0"], vec![Target::KpsMatching(KpsMatch::default())], false, 4);
+        let (report, records) = audit_records(execute(&fake, &policy, now(), policy.max_deletions)).await;
+        let row = &report.targets[0];
+        assert_eq!((row.deleted, row.remaining, row.not_removed), (Some(3), Some(1), 1));
+        assert_eq!(row.error.as_ref().unwrap().code, NOT_REMOVED);
+        let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, BTreeSet::from(["p0-t1", "p0-t2", "p0-t3"]));
+        assert_eq!(fake.deletes.lock().unwrap().len(), 6, "four, then the two kept once more");
+        assert_eq!(report.budget_spent, 4, "a repeat spends no budget");
+    }
+
     fn arb_target() -> impl Strategy<Value = Target> {
         prop_oneof![
             Just(Target::SdrsAll),
+            Just(Target::SdrsGroupLevel),
             Just(Target::KpsAll),
             Just(instances()),
             Just(Target::SdrsMatching(SdrsMatch::default())),
@@ -624,11 +819,13 @@ mod tests {
             budget in 0u64..8,
             vanish in 0usize..2,
             loose in any::<bool>(),
+            ignore in prop::collection::vec(any::<bool>(), 0..24),
         ) {
-            let fake = Fake { vanish, loose, ..seeded() };
+            let fake = Fake { vanish, loose, ignore: Mutex::new(ignore), ..seeded() };
             let policy = policy(&["p0", "p1"], targets, false, budget);
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let report = runtime.block_on(execute(&fake, &policy, now(), policy.max_deletions));
+            let (report, records) =
+                runtime.block_on(audit_records(execute(&fake, &policy, now(), policy.max_deletions)));
             let gone = fake.gone.lock().unwrap().clone();
             let unique: BTreeSet<&String> = gone.iter().collect();
             prop_assert_eq!(unique.len(), gone.len(), "a task left the cloud twice");
@@ -636,10 +833,25 @@ mod tests {
             if vanish == 0 {
                 prop_assert_eq!(report.deleted(), gone.len() as u64);
             }
-            let singles = fake.deletes.lock().unwrap().iter().filter(|c| is_single(c)).count() as u64;
-            prop_assert!(singles <= budget, "{} single deletes over a budget of {}", singles, budget);
+            let singles: BTreeSet<DeleteCall> =
+                fake.deletes.lock().unwrap().iter().filter(|c| is_single(c)).cloned().collect();
+            prop_assert!(singles.len() as u64 <= budget, "{} tasks deleted one by one over a budget of {}", singles.len(), budget);
             for row in &report.targets {
                 prop_assert!(row.deleted.unwrap_or(0) <= row.found.unwrap_or(0));
+                if row.not_removed > 0 {
+                    prop_assert_eq!(row.error.as_ref().map(|e| e.code.as_str()), Some(NOT_REMOVED));
+                }
+            }
+            // Every audit record names a task that left the cloud, once.
+            let audited: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+            let audited_once: BTreeSet<&str> = audited.iter().copied().collect();
+            prop_assert_eq!(audited_once.len(), audited.len(), "a task audited twice");
+            for id in &audited {
+                prop_assert!(unique.contains(&id.to_string()), "{} audited but still in the cloud", id);
+            }
+            // A run with no failure, no limit and no unsafe id left nothing its targets cover.
+            if report.worst_failure().is_none() && !report.limited() && report.unsafe_ids() == 0 {
+                prop_assert_eq!(report.remaining(), Some(0), "{:?}", report);
             }
         }
     }

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod report;
 
 pub use cloud::CloudApi;
-pub use execute::{FailedTaskApi, execute};
+pub use execute::{FailedTaskApi, NOT_REMOVED, execute};
 pub use fence::{Fence, Refusal};
 pub use policy::{KpsMatch, Project, PurgePolicy, SdrsMatch, Target};
 pub use report::{CallFailure, FailureKind, Outcome, RunReport, TargetReport, outcome_of};

@@ -99,6 +99,7 @@ pub fn scope(target: &Target) -> Scope {
     let all_groups = || Groups::All(BTreeSet::new());
     match target {
         Target::SdrsAll => Scope { group_level: true, groups: all_groups(), kps: false },
+        Target::SdrsGroupLevel => Scope { group_level: true, groups: Groups::None, kps: false },
         Target::SdrsProtectionGroups(ids) => {
             Scope { group_level: false, groups: Groups::Ids(ids.iter().cloned().collect()), kps: false }
         }
@@ -221,6 +222,9 @@ impl Coverage<'_> {
         for job in jobs {
             let covers = self.bits(|t| match t {
                 Target::SdrsAll => true,
+                // What the group-level batch clears: the group-level list's server_groups failures
+                // (under the looser reading that list shows in-group failures too).
+                Target::SdrsGroupLevel => group.is_none() && job.resource_type == SERVER_GROUPS,
                 Target::SdrsProtectionGroups(ids) => group.is_some_and(|g| ids.iter().any(|id| id == g)),
                 Target::SdrsMatching(m) => sdrs_matches(m, &job, self.now),
                 Target::KpsAll | Target::KpsMatching(_) => false,
@@ -235,7 +239,10 @@ impl Coverage<'_> {
             let covers = self.bits(|t| match t {
                 Target::KpsAll => true,
                 Target::KpsMatching(m) => kps_matches(m, &task, self.now),
-                Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::SdrsMatching(_) => false,
+                Target::SdrsAll
+                | Target::SdrsGroupLevel
+                | Target::SdrsProtectionGroups(_)
+                | Target::SdrsMatching(_) => false,
             });
             snapshot.add(&task.task_id, millis(&task.task_time), None, covers, AuditFields::of_task(&task));
         }
@@ -436,6 +443,14 @@ impl Snapshot {
         })
     }
 
+    /// Whether the snapshot holds a task with `id`; any task without an id, for the empty id.
+    pub fn holds(&self, id: &str) -> bool {
+        match id {
+            "" => self.items.iter().any(|i| i.id_len == 0),
+            id => self.index.contains_key(&id_hash(id)),
+        }
+    }
+
     /// How many tasks lane target `lane_index` covers.
     pub fn covered(&self, lane_index: usize) -> usize {
         self.items.iter().filter(|i| i.covers & 1 << lane_index != 0).count()
@@ -515,13 +530,53 @@ pub struct TargetPlan {
     pub found: Vec<u32>,
     /// Indexes of the tasks the plan removes (or would, in a dry run).
     pub selected: Vec<u32>,
-    /// The calls to send; empty in a dry run.
-    pub calls: Vec<DeleteCall>,
+    /// The batch calls to send; empty in a dry run and for `Matching`.
+    pub batches: Vec<DeleteCall>,
+    /// `Matching`: every selected task gets a single delete, built when it is sent (see
+    /// [`TargetPlan::calls`]); false in a dry run.
+    pub singles: bool,
     /// The deletion budget cut this target short.
     pub limited: bool,
     /// Covered tasks left alone because their id (or their protection group's id) is not safe to
     /// put in a path; see [`is_safe_id`].
     pub unsafe_ids: u64,
+}
+
+impl TargetPlan {
+    /// Whether the plan sends anything.
+    pub fn has_calls(&self) -> bool {
+        self.singles || !self.batches.is_empty()
+    }
+
+    /// The calls of the plan, in order. Single deletes are built one at a time as they are taken,
+    /// so a plan of many holds each id only once, in the snapshot.
+    pub fn calls<'a>(
+        &'a self,
+        target: &'a Target,
+        snapshot: &'a Snapshot,
+    ) -> impl Iterator<Item = DeleteCall> + Send + 'a {
+        let singles = if self.singles { &self.selected[..] } else { &[] };
+        self.batches.iter().cloned().chain(singles.iter().map(move |&i| removal(target, snapshot, i)))
+    }
+}
+
+/// The call through which `target` removes the task at `index` of `snapshot`: its single delete for
+/// `Matching`, the batch of the list that showed it otherwise (the group-level batch for a failure
+/// the group-level list showed, its group's batch for one a group's list showed, the KPS
+/// delete-all).
+pub fn removal(target: &Target, snapshot: &Snapshot, index: u32) -> DeleteCall {
+    let id = || snapshot.id_at(index).to_string();
+    match target {
+        Target::SdrsMatching(_) => DeleteCall::SdrsDelete(id()),
+        Target::KpsMatching(_) => DeleteCall::KpsDelete(id()),
+        Target::KpsAll => DeleteCall::KpsDeleteAll,
+        Target::SdrsAll | Target::SdrsGroupLevel | Target::SdrsProtectionGroups(_) => {
+            match snapshot.items.get(index as usize).and_then(|item| snapshot.group(item)) {
+                None => DeleteCall::SdrsBatch,
+                Some(g) => DeleteCall::SdrsGroupBatch(g.to_string()),
+            }
+        }
+    }
 }
 
 /// Plans the target at `lane_index` of its lane against what its project holds now. A `Matching`
@@ -548,7 +603,9 @@ pub fn plan_target(
         let item = &items[i as usize];
         match target {
             Target::SdrsMatching(_) | Target::KpsMatching(_) => Some(snapshot.id(item)),
-            Target::SdrsAll | Target::SdrsProtectionGroups(_) => snapshot.group(item),
+            Target::SdrsAll | Target::SdrsGroupLevel | Target::SdrsProtectionGroups(_) => {
+                snapshot.group(item)
+            }
             Target::KpsAll => None,
         }
     };
@@ -559,30 +616,29 @@ pub fn plan_target(
             let take = usize::try_from(budget).unwrap_or(usize::MAX).min(deletable.len());
             (&deletable[..take], take < deletable.len())
         }
-        Target::SdrsAll | Target::SdrsProtectionGroups(_) | Target::KpsAll => (&deletable, false),
-    };
-    let calls = if dry_run || selected.is_empty() {
-        Vec::new()
-    } else {
-        let id = |&i: &u32| snapshot.id_at(i).to_string();
-        match target {
-            // The group-level batch for failures the group-level list showed, the per-group batch
-            // for each group whose list showed any.
-            Target::SdrsAll | Target::SdrsProtectionGroups(_) => selected
-                .iter()
-                .map(|&i| match snapshot.group(&items[i as usize]) {
-                    None => DeleteCall::SdrsBatch,
-                    Some(g) => DeleteCall::SdrsGroupBatch(g.to_string()),
-                })
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            Target::SdrsMatching(_) => selected.iter().map(|i| DeleteCall::SdrsDelete(id(i))).collect(),
-            Target::KpsAll => vec![DeleteCall::KpsDeleteAll],
-            Target::KpsMatching(_) => selected.iter().map(|i| DeleteCall::KpsDelete(id(i))).collect(),
+        Target::SdrsAll | Target::SdrsGroupLevel | Target::SdrsProtectionGroups(_) | Target::KpsAll => {
+            (&deletable, false)
         }
     };
-    TargetPlan { selected: selected.to_vec(), unsafe_ids: refused.len() as u64, found, calls, limited }
+    let sends = !dry_run && !selected.is_empty();
+    let singles = sends && matches!(target, Target::SdrsMatching(_) | Target::KpsMatching(_));
+    let batches = match sends && !singles {
+        true => selected
+            .iter()
+            .map(|&i| removal(target, snapshot, i))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        false => Vec::new(),
+    };
+    TargetPlan {
+        selected: selected.to_vec(),
+        unsafe_ids: refused.len() as u64,
+        found,
+        batches,
+        singles,
+        limited,
+    }
 }
 
 #[cfg(test)]
@@ -705,7 +761,7 @@ mod tests {
         );
         assert_eq!(snap.len(), 2);
         let plan = plan_target(&all, 0, &snap, 0, false);
-        assert_eq!(plan.calls, vec![DeleteCall::SdrsBatch, DeleteCall::SdrsGroupBatch("g1".into())]);
+        assert_eq!(plan.batches, vec![DeleteCall::SdrsBatch, DeleteCall::SdrsGroupBatch("g1".into())]);
         assert_eq!(names(&snap, &plan_target(&pg, 1, &snap, 0, false).found), ids(&["b"]));
     }
 
@@ -715,7 +771,7 @@ mod tests {
         let plan = plan_target(&Target::SdrsAll, 0, &snap, 0, false);
         assert_eq!(names(&snap, &plan.found), ids(&["a", "b", "c", "d", "e", "f"]));
         assert_eq!(
-            plan.calls,
+            plan.batches,
             vec![
                 DeleteCall::SdrsBatch,
                 DeleteCall::SdrsGroupBatch("g1".into()),
@@ -733,7 +789,29 @@ mod tests {
         // b is too young, c has the wrong name, d the wrong status, e no readable time, a the wrong
         // type; f (epoch milliseconds, October) matches.
         assert_eq!(names(&snap, &plan.selected), ids(&["f"]));
-        assert_eq!(plan.calls, vec![DeleteCall::SdrsDelete("f".into())]);
+        assert!(plan.singles && plan.batches.is_empty());
+        assert_eq!(plan.calls(&target, &snap).collect::<Vec<_>>(), vec![DeleteCall::SdrsDelete("f".into())]);
+    }
+
+    #[test]
+    fn group_level_sends_only_the_group_level_batch() {
+        let snap = sdrs_snapshot(&[&Target::SdrsGroupLevel], sdrs_lists());
+        let plan = plan_target(&Target::SdrsGroupLevel, 0, &snap, 0, false);
+        assert_eq!(names(&snap, &plan.found), ids(&["a"]));
+        assert_eq!(plan.batches, vec![DeleteCall::SdrsBatch]);
+        assert_eq!(
+            scope(&Target::SdrsGroupLevel),
+            Scope { group_level: true, groups: Groups::None, kps: false }
+        );
+        // Under the looser reading the group-level list shows in-group failures too: not covered.
+        let loose = sdrs_snapshot(
+            &[&Target::SdrsGroupLevel],
+            vec![(None, vec![job("a", SERVER_GROUPS, "", "", ""), job("b", "replications", "", "", "")])],
+        );
+        assert_eq!(
+            names(&loose, &plan_target(&Target::SdrsGroupLevel, 0, &loose, 0, false).found),
+            ids(&["a"])
+        );
     }
 
     #[test]
@@ -742,7 +820,7 @@ mod tests {
         let snap = sdrs_snapshot(&[&target], sdrs_lists());
         let plan = plan_target(&target, 0, &snap, 0, false);
         assert_eq!(names(&snap, &plan.found), ids(&["e", "f"]));
-        assert_eq!(plan.calls, vec![DeleteCall::SdrsGroupBatch("g2".into())]);
+        assert_eq!(plan.batches, vec![DeleteCall::SdrsGroupBatch("g2".into())]);
     }
 
     #[test]
@@ -757,7 +835,7 @@ mod tests {
     fn dry_run_selects_but_never_calls_and_imagines_its_deletes() {
         let mut snap = sdrs_snapshot(&[&Target::SdrsAll], sdrs_lists());
         let plan = plan_target(&Target::SdrsAll, 0, &snap, 0, true);
-        assert!(plan.calls.is_empty());
+        assert!(!plan.has_calls());
         assert_eq!(plan.selected.len(), 6);
         let all_but_b: Vec<u32> = plan.selected.iter().copied().filter(|&i| snap.id_at(i) != "b").collect();
         snap.remove(&all_but_b);
@@ -786,14 +864,14 @@ mod tests {
         let plan = plan_target(&m, 0, &snap, 2, false);
         assert_eq!(names(&snap, &plan.found), ids(&["new", "old", "older"]));
         assert_eq!(
-            plan.calls,
+            plan.calls(&m, &snap).collect::<Vec<_>>(),
             vec![DeleteCall::KpsDelete("older".into()), DeleteCall::KpsDelete("old".into())]
         );
         assert!(plan.limited);
         let none = plan_target(&m, 0, &snap, 0, false);
-        assert!(none.calls.is_empty() && none.selected.is_empty() && none.limited);
+        assert!(!none.has_calls() && none.selected.is_empty() && none.limited);
         let all = plan_target(&Target::KpsAll, 1, &snap, 0, false);
-        assert_eq!((all.calls, all.found.len()), (vec![DeleteCall::KpsDeleteAll], 6));
+        assert_eq!((all.batches, all.found.len()), (vec![DeleteCall::KpsDeleteAll], 6));
     }
 
     #[test]
@@ -837,11 +915,11 @@ mod tests {
             ],
         );
         let plan = plan_target(&m, 0, &snap, 10, false);
-        assert_eq!(plan.calls, vec![DeleteCall::KpsDelete("ok-1".into())]);
+        assert_eq!(plan.calls(&m, &snap).collect::<Vec<_>>(), vec![DeleteCall::KpsDelete("ok-1".into())]);
         assert_eq!((plan.found.len(), plan.unsafe_ids), (4, 3));
         // The delete-all puts no id in its path.
         let all = plan_target(&Target::KpsAll, 1, &snap, 0, false);
-        assert_eq!((all.calls, all.unsafe_ids), (vec![DeleteCall::KpsDeleteAll], 0));
+        assert_eq!((all.batches, all.unsafe_ids), (vec![DeleteCall::KpsDeleteAll], 0));
         // A protection group id that is not safe gets no per-group batch.
         let groups = sdrs_snapshot(
             &[&Target::SdrsAll],
@@ -851,7 +929,7 @@ mod tests {
             ],
         );
         let plan = plan_target(&Target::SdrsAll, 0, &groups, 0, false);
-        assert_eq!((plan.calls, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
+        assert_eq!((plan.batches, plan.unsafe_ids), (vec![DeleteCall::SdrsGroupBatch("g1".into())], 1));
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub struct Project {
 /// What to purge in each project.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// Every protection-group-level SDRS failure, through the batch endpoint.
+    /// Every SDRS failure: the group-level batch, then every protection group's batch.
     SdrsAll,
+    /// Every protection-group-level SDRS failure, through the group-level batch endpoint only.
+    SdrsGroupLevel,
     /// The failures of each listed protection group, through the per-group batch endpoint.
     SdrsProtectionGroups(Vec<String>),
     /// SDRS failures that match, deleted one by one.
@@ -45,7 +47,9 @@ pub enum Target {
 impl Target {
     pub fn service(&self) -> Service {
         match self {
-            Self::SdrsAll | Self::SdrsProtectionGroups(_) | Self::SdrsMatching(_) => Service::Sdrs,
+            Self::SdrsAll | Self::SdrsGroupLevel | Self::SdrsProtectionGroups(_) | Self::SdrsMatching(_) => {
+                Service::Sdrs
+            }
             Self::KpsAll | Self::KpsMatching(_) => Service::Kps,
         }
     }
@@ -53,6 +57,7 @@ impl Target {
     pub fn scope(&self) -> Scope {
         match self {
             Self::SdrsAll | Self::KpsAll => Scope::All,
+            Self::SdrsGroupLevel => Scope::GroupLevel,
             Self::SdrsProtectionGroups(_) => Scope::ProtectionGroups,
             Self::SdrsMatching(_) | Self::KpsMatching(_) => Scope::Matching,
         }
@@ -102,6 +107,7 @@ impl Target {
     fn new(target: &ValidTarget) -> Self {
         match target {
             ValidTarget::SdrsAll => Target::SdrsAll,
+            ValidTarget::SdrsGroupLevel => Target::SdrsGroupLevel,
             ValidTarget::SdrsProtectionGroups(ids) => Target::SdrsProtectionGroups(ids.clone()),
             ValidTarget::SdrsMatching { resource_types, failure_statuses, filter } => {
                 Target::SdrsMatching(SdrsMatch {

@@ -64,6 +64,9 @@ pub struct TargetReport {
     pub unmeasured: Option<String>,
     /// Covered tasks left alone because an id their removal needs is not safe in a path.
     pub unsafe_ids: u64,
+    /// Covered tasks the list after their calls still showed though the cloud accepted their
+    /// DELETE, after one more try.
+    pub not_removed: u64,
     /// `maxDeletionsPerRun` cut this target short.
     pub limited: bool,
     pub error: Option<CallFailure>,
@@ -86,6 +89,7 @@ impl TargetReport {
             remaining: None,
             unmeasured: None,
             unsafe_ids: 0,
+            not_removed: 0,
             limited: false,
             error: None,
         }
@@ -128,6 +132,11 @@ impl RunReport {
     /// Covered tasks left alone because of unsafe ids.
     pub fn unsafe_ids(&self) -> u64 {
         self.targets.iter().map(|t| t.unsafe_ids).sum()
+    }
+
+    /// Covered tasks the cloud kept after accepting their DELETE.
+    pub fn not_removed(&self) -> u64 {
+        self.targets.iter().map(|t| t.not_removed).sum()
     }
 
     /// Rows whose counts are unknown.
@@ -174,6 +183,7 @@ mod tests {
             remaining: Some(1),
             unmeasured: None,
             unsafe_ids: 0,
+            not_removed: 0,
             limited: false,
             error,
         }
