@@ -88,6 +88,13 @@ pub struct EmulatorArgs {
     /// Chance (0..1) that a list answer is cut short or not JSON.
     #[arg(long, default_value_t = 0.0)]
     pub malformed_rate: f64,
+    /// Chance (0..1) that any call, DELETEs included, is answered 200 with an HTML page and not
+    /// handled.
+    #[arg(long, default_value_t = 0.0)]
+    pub html_rate: f64,
+    /// Chance (0..1) that a DELETE is answered as a success without deleting anything.
+    #[arg(long, default_value_t = 0.0)]
+    pub ignore_delete_rate: f64,
     /// List answers also show tasks, and a protection group, whose ids are not safe in a URL path
     /// (empty, ., .., batch, a/b, ...). Changeable later with PUT /_emulator/faults.
     #[arg(long)]
@@ -183,6 +190,8 @@ impl EmulatorArgs {
                 retry_after_secs: self.retry_after_secs,
                 reset_rate: self.reset_rate,
                 malformed_rate: self.malformed_rate,
+                html_rate: self.html_rate,
+                ignore_delete_rate: self.ignore_delete_rate,
                 fail_next: Vec::new(),
                 hostile_ids: self.hostile_ids,
             },
@@ -300,6 +309,8 @@ mod tests {
             "--latency-ms=7",
             "--reset-rate=0.1",
             "--malformed-rate=0.2",
+            "--html-rate=0.05",
+            "--ignore-delete-rate=0.25",
             "--hostile-ids",
             "--tls",
             "--ca-out=/tmp/ca.pem",
@@ -322,6 +333,8 @@ mod tests {
                 retry_after_secs: 3,
                 reset_rate: 0.1,
                 malformed_rate: 0.2,
+                html_rate: 0.05,
+                ignore_delete_rate: 0.25,
                 fail_next: vec![],
                 hostile_ids: true,
             }

@@ -173,6 +173,25 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Bod
     Ok(value)
 }
 
+/// Reads the body of a DELETE answered 2xx: the services send none (or JSON without an error). An
+/// HTML page, or JSON carrying an `error_code`, is a gateway's error dressed as a success: the
+/// DELETE may not have been handled, so it is an error a retry may fix, never a deletion.
+pub(crate) fn delete_body(body: &[u8]) -> Result<(), BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let value: serde_json::Value = json(body)?;
+    match value.get("error_code").and_then(serde_json::Value::as_str) {
+        Some(code) => Err(BodyError {
+            path: "error_code".into(),
+            source: serde_json::Error::io(std::io::Error::other(format!(
+                "a 2xx answer to a DELETE carries error_code {code:?}"
+            ))),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl CloudHttp {
     /// Builds the HTTPS client: timeouts, extra CA roots, no redirects (a redirect could carry the
     /// token elsewhere).
@@ -604,6 +623,25 @@ mod tests {
         let config = HttpConfig { ca_bundle_pem: Some(b"not a pem".to_vec()), ..HttpConfig::default() };
         let err = CloudHttp::new(config, limiters, Arc::new(SystemClock)).unwrap_err();
         assert!(matches!(err, CloudError::EmptyCaBundle), "{err:?}");
+    }
+
+    #[test]
+    fn a_delete_answered_2xx_with_an_error_page_is_a_retryable_error() {
+        for fine in [&b""[..], b"  \n", b"{}", br#"{"request_id":"r"}"#] {
+            assert!(delete_body(fine).is_ok(), "{:?}", String::from_utf8_lossy(fine));
+        }
+        let call =
+            Call { service: crate::api::Service::Kps, operation: "DeleteFailedTask", project_id: "p".into() };
+        for page in [
+            &b"<html><body>Service maintenance</body></html>"[..],
+            br#"{"error_code":"APIGW.0101","error_msg":"x"}"#,
+        ] {
+            let BodyError { path, source } = delete_body(page).unwrap_err();
+            let error =
+                CloudError::Decode { call: call.clone(), attempts: 1, http_status: 200, path, source };
+            assert_eq!(error.class(), ErrorClass::Decode, "{error}");
+            assert!(error.class().is_retryable());
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use reqwest::Method;
 use crate::cloud::credentials::Credentials;
 use crate::cloud::endpoint::Service;
 use crate::cloud::error::{Call, CloudError};
-use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome, json};
+use crate::cloud::http::{ApiRequest, ClientContext, CloudHttp, DeleteOutcome, delete_body, json};
 use crate::cloud::model::{
     FailureJob, FailureJobFilter, FailureJobPage, MAX_PAGE, ProtectionGroup, ProtectionGroupPage,
 };
@@ -192,7 +192,7 @@ impl SdrsClient {
 
     async fn delete(&self, operation: &'static str, path: String) -> Result<(), CloudError> {
         let req = ApiRequest { operation, method: Method::DELETE, path, query: Vec::new() };
-        self.http.call(&self.ctx, &req, |_| Ok(())).await
+        self.http.call(&self.ctx, &req, delete_body).await
     }
 
     fn call(&self, operation: &'static str) -> Call {

@@ -31,6 +31,12 @@ pub struct Faults {
     pub reset_rate: f64,
     /// Chance (0..=1) that a successful list answer is cut short or replaced by HTML.
     pub malformed_rate: f64,
+    /// Chance (0..=1) that any call, DELETEs included, is answered 200 with an HTML page (a
+    /// gateway's error page) and not handled at all.
+    pub html_rate: f64,
+    /// Chance (0..=1) that a DELETE is answered as a success (204 for SDRS, 200 for KPS) without
+    /// deleting anything.
+    pub ignore_delete_rate: f64,
     /// Statuses for the next cloud calls, in order, before any random fault; 0 closes the
     /// connection without an answer.
     pub fail_next: Vec<u16>,
@@ -57,6 +63,8 @@ impl Faults {
             ("error_rate", self.error_rate),
             ("reset_rate", self.reset_rate),
             ("malformed_rate", self.malformed_rate),
+            ("html_rate", self.html_rate),
+            ("ignore_delete_rate", self.ignore_delete_rate),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(FaultsError::RateOutOfRange { name, value });
@@ -92,6 +100,10 @@ pub enum FaultAction {
     Reset,
     Status(u16),
     Malformed(Malformed),
+    /// 200 with an HTML page, the call not handled.
+    HtmlPage,
+    /// A DELETE answered as a success, nothing deleted.
+    IgnoreDelete,
 }
 
 /// The current faults and the generator their chances draw from.
@@ -119,9 +131,10 @@ impl FaultState {
         self.faults = faults;
     }
 
-    /// Decides the fate of the next call. `is_list` marks the calls whose body may be malformed.
-    /// The queue comes first; chances of zero draw nothing from the generator.
-    pub fn decide(&mut self, is_list: bool) -> FaultAction {
+    /// Decides the fate of the next call. `is_list` marks the calls whose body may be malformed,
+    /// `is_delete` the calls that may be accepted and ignored. The queue comes first; chances of
+    /// zero draw nothing from the generator.
+    pub fn decide(&mut self, is_list: bool, is_delete: bool) -> FaultAction {
         if !self.faults.fail_next.is_empty() {
             return match self.faults.fail_next.remove(0) {
                 RESET => FaultAction::Reset,
@@ -135,6 +148,12 @@ impl FaultState {
         if roll(self.faults.error_rate, &mut self.rng) {
             let status = self.faults.error_statuses.choose(&mut self.rng).copied();
             return FaultAction::Status(status.unwrap_or(DEFAULT_ERROR_STATUS));
+        }
+        if roll(self.faults.html_rate, &mut self.rng) {
+            return FaultAction::HtmlPage;
+        }
+        if is_delete && roll(self.faults.ignore_delete_rate, &mut self.rng) {
+            return FaultAction::IgnoreDelete;
         }
         if is_list && roll(self.faults.malformed_rate, &mut self.rng) {
             let kind = if self.rng.random_bool(0.5) { Malformed::Truncated } else { Malformed::Html };
@@ -151,44 +170,58 @@ mod tests {
     #[test]
     fn queue_is_served_in_order_then_normal() {
         let mut state = FaultState::new(Faults { fail_next: vec![429, 0, 503], ..Faults::default() }, 1);
-        assert_eq!(state.decide(false), FaultAction::Status(429));
-        assert_eq!(state.decide(true), FaultAction::Reset);
-        assert_eq!(state.decide(false), FaultAction::Status(503));
-        assert_eq!(state.decide(true), FaultAction::Serve);
+        assert_eq!(state.decide(false, false), FaultAction::Status(429));
+        assert_eq!(state.decide(true, false), FaultAction::Reset);
+        assert_eq!(state.decide(false, false), FaultAction::Status(503));
+        assert_eq!(state.decide(true, false), FaultAction::Serve);
         assert!(state.faults().fail_next.is_empty());
     }
 
     #[test]
     fn rates_of_one_always_fire_and_zero_never() {
         let mut state = FaultState::new(Faults { reset_rate: 1.0, ..Faults::default() }, 1);
-        assert!((0..50).all(|_| state.decide(false) == FaultAction::Reset));
+        assert!((0..50).all(|_| state.decide(false, false) == FaultAction::Reset));
         let mut state = FaultState::new(
             Faults { error_rate: 1.0, error_statuses: vec![500, 502], ..Faults::default() },
             1,
         );
-        let picked: Vec<FaultAction> = (0..200).map(|_| state.decide(false)).collect();
+        let picked: Vec<FaultAction> = (0..200).map(|_| state.decide(false, false)).collect();
         assert!(picked.contains(&FaultAction::Status(500)) && picked.contains(&FaultAction::Status(502)));
         assert!(picked.iter().all(|a| matches!(a, FaultAction::Status(500 | 502))));
         let mut state = FaultState::new(Faults { error_rate: 1.0, ..Faults::default() }, 1);
-        assert_eq!(state.decide(false), FaultAction::Status(DEFAULT_ERROR_STATUS));
+        assert_eq!(state.decide(false, false), FaultAction::Status(DEFAULT_ERROR_STATUS));
         let mut state = FaultState::new(Faults::default(), 1);
-        assert!((0..50).all(|_| state.decide(true) == FaultAction::Serve));
+        assert!((0..50).all(|_| state.decide(true, false) == FaultAction::Serve));
     }
 
     #[test]
     fn malformed_only_hits_lists() {
         let mut state = FaultState::new(Faults { malformed_rate: 1.0, ..Faults::default() }, 3);
-        assert_eq!(state.decide(false), FaultAction::Serve);
-        let kinds: Vec<FaultAction> = (0..100).map(|_| state.decide(true)).collect();
+        assert_eq!(state.decide(false, false), FaultAction::Serve);
+        let kinds: Vec<FaultAction> = (0..100).map(|_| state.decide(true, false)).collect();
         assert!(kinds.contains(&FaultAction::Malformed(Malformed::Truncated)));
         assert!(kinds.contains(&FaultAction::Malformed(Malformed::Html)));
+    }
+
+    #[test]
+    fn html_pages_hit_every_call_and_ignored_deletes_only_deletes() {
+        let mut state = FaultState::new(Faults { html_rate: 1.0, ..Faults::default() }, 3);
+        assert!(
+            [(false, false), (true, false), (false, true)]
+                .iter()
+                .all(|&(list, delete)| state.decide(list, delete) == FaultAction::HtmlPage)
+        );
+        let mut state = FaultState::new(Faults { ignore_delete_rate: 1.0, ..Faults::default() }, 3);
+        assert_eq!(state.decide(true, false), FaultAction::Serve);
+        assert_eq!(state.decide(false, true), FaultAction::IgnoreDelete);
+        assert!(Faults { ignore_delete_rate: 2.0, ..Faults::default() }.validate().is_err());
     }
 
     #[test]
     fn partial_rates_are_roughly_honoured_and_seeded() {
         let run = |seed| {
             let mut state = FaultState::new(Faults { error_rate: 0.3, ..Faults::default() }, seed);
-            (0..1000).map(|_| state.decide(false)).collect::<Vec<_>>()
+            (0..1000).map(|_| state.decide(false, false)).collect::<Vec<_>>()
         };
         let a = run(9);
         assert_eq!(a, run(9), "same seed, same faults");

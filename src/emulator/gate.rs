@@ -8,7 +8,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
 use crate::cloud::signing;
@@ -116,7 +116,8 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
         app.store.record_signature(&signature);
     }
 
-    let (latency, action) = app.store.next_fault(routes::is_list(&method, &template));
+    let is_delete = method == "DELETE";
+    let (latency, action) = app.store.next_fault(routes::is_list(&method, &template), is_delete);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -128,7 +129,10 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
             }
             return ApiError::injected(status, service, app.store.faults().retry_after_secs).render(&id);
         }
-        FaultAction::Serve | FaultAction::Malformed(_) => {}
+        FaultAction::Serve
+        | FaultAction::Malformed(_)
+        | FaultAction::HtmlPage
+        | FaultAction::IgnoreDelete => {}
     }
 
     let (parts, body) = req.into_parts();
@@ -186,6 +190,13 @@ pub(crate) async fn gate(State(app): State<App>, matched: MatchedPath, req: Requ
         }
     }
 
+    match action {
+        FaultAction::HtmlPage => return malformed(Response::new(Body::empty()), Malformed::Html).await,
+        // The success each service documents for a DELETE, with nothing deleted.
+        FaultAction::IgnoreDelete if service == Service::Kps => return StatusCode::OK.into_response(),
+        FaultAction::IgnoreDelete => return StatusCode::NO_CONTENT.into_response(),
+        _ => {}
+    }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     match action {
         FaultAction::Malformed(kind) if response.status() == StatusCode::OK => {

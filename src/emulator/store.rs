@@ -284,10 +284,10 @@ impl Store {
     }
 
     /// The latency to add and the fault to apply to the next cloud call.
-    pub(crate) fn next_fault(&self, is_list: bool) -> (Duration, FaultAction) {
+    pub(crate) fn next_fault(&self, is_list: bool, is_delete: bool) -> (Duration, FaultAction) {
         let mut state = lock(&self.inner.faults);
         let latency = state.faults().latency();
-        (latency, state.decide(is_list))
+        (latency, state.decide(is_list, is_delete))
     }
 
     /// Whether list answers show made-up tasks with unsafe ids ([`Faults::hostile_ids`]).
@@ -584,7 +584,7 @@ mod tests {
         let s = store();
         let other = s.clone();
         other.set_faults(Faults { fail_next: vec![500], latency_ms: 5, ..Faults::default() });
-        assert_eq!(s.next_fault(false), (Duration::from_millis(5), FaultAction::Status(500)));
+        assert_eq!(s.next_fault(false, false), (Duration::from_millis(5), FaultAction::Status(500)));
         assert_eq!(s.faults().fail_next, Vec::<u16>::new());
         other.record_call("GET", "/x", "p", "");
         assert_eq!(s.calls().total, 1);
