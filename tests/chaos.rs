@@ -277,6 +277,15 @@ struct Lab<'a> {
     front: Recorder,
 }
 
+/// The seed of the emulator's fault chances: `TASKREAPER_CHAOS_SEED` (decimal), or a fixed one, so
+/// a failing seed can be run again exactly.
+fn chaos_seed() -> u64 {
+    match std::env::var("TASKREAPER_CHAOS_SEED") {
+        Ok(seed) => seed.trim().parse().expect("TASKREAPER_CHAOS_SEED must be a decimal u64"),
+        Err(_) => 0x00c0_ffee,
+    }
+}
+
 impl<'a> Lab<'a> {
     async fn start(cp: &'a ControlPlane, prefix: &str, faults: Faults) -> Lab<'a> {
         let ns = cp.new_namespace(prefix).await;
@@ -285,7 +294,7 @@ impl<'a> Lab<'a> {
             access_keys: BTreeMap::from([(AK.to_string(), SecretValue::new(SK))]),
             tls: false,
             faults,
-            fault_seed: 0x00c0_ffee,
+            fault_seed: chaos_seed(),
             ..emulator::Config::default()
         };
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -488,6 +497,8 @@ struct Ledger {
     deleted: u64,
     /// Targets of those runs whose counts could not be measured (a list failed).
     unmeasured: u64,
+    /// Sum of lastRun.notRemoved: tasks the emulator kept after accepting their DELETE twice.
+    not_removed: u64,
     last_run: Option<RunSummary>,
     /// Problems found, as they were found.
     violations: Vec<String>,
@@ -585,9 +596,19 @@ impl Watch {
                 ledger.runs += 1;
                 ledger.deleted += run.deleted;
                 ledger.unmeasured += run.targets.iter().filter(|t| t.deleted.is_none()).count() as u64;
+                ledger.not_removed += run.not_removed;
                 let mut problems = check_run(run);
                 let mine: Vec<&Seeded> = targets.get(&name).map(|t| t.iter().collect()).unwrap_or_default();
                 let left = gone(store, &mine);
+                // Ready=True after a run says every task the policy covers is gone: nothing adds
+                // failed tasks during the test, so what the emulator holds now it held then.
+                if purged(policy) && left < mine.len() as u64 {
+                    problems.push(format!(
+                        "Ready=True with {} of the policy's {} targeted tasks still in the emulator",
+                        mine.len() as u64 - left,
+                        mine.len()
+                    ));
+                }
                 if ledger.deleted > left {
                     problems.push(format!(
                         "the runs so far claim {} deleted, but only {left} of the policy's targets left the emulator",
@@ -618,6 +639,11 @@ impl Watch {
     fn unmeasured(&self, name: &str) -> u64 {
         let ledgers = self.ledgers.lock().unwrap_or_else(PoisonError::into_inner);
         ledgers.get(name).map_or(0, |l| l.unmeasured)
+    }
+
+    fn not_removed(&self, name: &str) -> u64 {
+        let ledgers = self.ledgers.lock().unwrap_or_else(PoisonError::into_inner);
+        ledgers.get(name).map_or(0, |l| l.not_removed)
     }
 
     fn relists(&self) -> u64 {
@@ -847,7 +873,11 @@ async fn purges_exactly_the_targets_through_injected_faults() {
         error_statuses: vec![503, 503, 429],
         retry_after_secs: 1,
         reset_rate: 0.03,
-        malformed_rate: 0.02,
+        malformed_rate: 0.0,
+        // On every call, DELETEs included: a 200 whose body is the gateway's HTML page.
+        html_rate: 0.02,
+        // A DELETE answered 2xx that deleted nothing.
+        ignore_delete_rate: 0.10,
         fail_next: Vec::new(),
         hostile_ids: false,
     };
@@ -924,22 +954,26 @@ async fn purges_exactly_the_targets_through_injected_faults() {
         lines.push(format!(
             "  {name}: {} targeted, {actually} purged; {runs} runs seen in {writes} status writes \
              ({} runs needed); totalDeleted {} = sum of lastRun.deleted {deleted}; {} target rows \
-             unmeasured (a list failed), whose deletions no status counts",
+             unmeasured (a list failed), whose deletions no status counts; {} not removed after an \
+             accepted DELETE",
             targets[&name].len(),
             runs_needed[&name],
             final_status.total_deleted,
             watch.unmeasured(&name),
+            watch.not_removed(&name),
         ));
     }
     watch_task.abort();
 
     let calls = lab.store().calls();
     println!(
-        "chaos: injected 20% 503, 10% 429 (Retry-After 1 s), 3% resets, 2% malformed lists, 50 ms latency\n\
+        "chaos: seed {}: injected on every call 20% 503, 10% 429 (Retry-After 1 s), 3% resets, 2% 200 \
+         with an HTML page, 50 ms latency; 10% of DELETEs answered 2xx without deleting\n\
          chaos: {} tasks targeted, {} purged in {} (bound {PURGE_BOUND:?}); {} untargeted, {untargeted_deleted} \
          of them deleted or named by a DELETE\n{}\n\
          chaos: calls made {} vs ideal {ideal} ({:.2}x; bound {CALL_FACTOR}x); DELETE requests {}; \
          watch relists {}",
+        chaos_seed(),
         targeted.len(),
         gone(lab.store(), &targeted),
         secs(took),

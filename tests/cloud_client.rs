@@ -324,6 +324,27 @@ async fn garbage_bodies_are_retried_and_bounded() {
 }
 
 #[tokio::test]
+async fn a_delete_answered_200_with_an_html_page_is_retried_and_never_taken_for_a_deletion() {
+    let emu = emulator(false).await;
+    emu.store().add_failed_tasks(PROJECT, tasks(2));
+    let id = emu.store().failed_tasks(PROJECT)[0].task_id.clone();
+    emu.store().set_faults(Faults { html_rate: 1.0, ..Faults::default() });
+    let client = kps(&http_for(&emu, |c| c.retry = fast_retry(3)), &emu, aksk());
+    let err = client.delete_failed_task(&id).await.expect_err("every answer is an HTML page");
+    assert_eq!(err.class(), ErrorClass::Decode);
+    assert_eq!(err.attempts(), 3);
+    let err = client.delete_all_failed_tasks().await.expect_err("the delete-all too");
+    assert_eq!(err.class(), ErrorClass::Decode);
+    assert_eq!(emu.store().failed_tasks(PROJECT).len(), 2, "an HTML page deletes nothing");
+
+    // A DELETE the emulator accepts without deleting is a success to the client: only the list
+    // after it can tell, which is the executor's to take.
+    emu.store().set_faults(Faults { ignore_delete_rate: 1.0, ..Faults::default() });
+    client.delete_failed_task(&id).await.expect("answered 200");
+    assert_eq!(emu.store().failed_tasks(PROJECT).len(), 2, "nothing was deleted");
+}
+
+#[tokio::test]
 async fn authentication_failures_are_not_retried() {
     let emu = emulator(false).await;
     let http = http_for(&emu, |_| {});

@@ -22,10 +22,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use tokio::sync::Semaphore;
 
 /// Most deletes one target has waiting for the cloud client at once (a bounded pool, never one
 /// future per task); the client bounds what is on the wire.
 const PENDING_DELETES: usize = 64;
+
+/// Most project x service lanes of one run in progress at once, and most protection-group lists
+/// one snapshot has in progress at once: both bounded like the deletes, whatever the policy names
+/// or the cloud holds.
+const LANES: usize = 16;
+const PENDING_LISTS: usize = 16;
 
 /// The cloud calls a purge needs. A 404 on a single delete is success
 /// ([`DeleteOutcome::AlreadyGone`]); a batch delete that succeeds is [`DeleteOutcome::Deleted`].
@@ -53,6 +60,9 @@ struct Run<'a, A> {
     budget: Mutex<u64>,
     calls: AtomicU64,
     failed_calls: AtomicU64,
+    /// Turns of the lanes ([`LANES`]) and of the protection-group lists ([`PENDING_LISTS`]).
+    lanes: Semaphore,
+    lists: Semaphore,
 }
 
 /// Runs one purge of `policy`, with `budget` single deletes at most (normally `maxDeletionsPerRun`).
@@ -71,6 +81,8 @@ pub async fn execute<A: FailedTaskApi>(
         budget: Mutex::new(budget),
         calls: AtomicU64::new(0),
         failed_calls: AtomicU64::new(0),
+        lanes: Semaphore::new(LANES),
+        lists: Semaphore::new(PENDING_LISTS),
     };
     let lanes = (0..policy.projects.len())
         .flat_map(|p| [Service::Sdrs, Service::Kps].into_iter().map(move |s| (p, s)))
@@ -90,6 +102,8 @@ pub async fn execute<A: FailedTaskApi>(
 impl<A: FailedTaskApi> Run<'_, A> {
     /// The targets of one service in one project, in spec order.
     async fn lane(&self, p: usize, service: Service) -> Vec<TargetReport> {
+        // The semaphore is never closed.
+        let _turn = self.lanes.acquire().await.ok();
         let project = &self.policy.projects[p];
         let lane: Vec<(usize, &Target)> =
             self.policy.targets.iter().enumerate().filter(|(_, t)| t.service() == service).collect();
@@ -357,6 +371,7 @@ impl<A: FailedTaskApi> Run<'_, A> {
         coverage: Coverage<'_>,
         snapshot: &Mutex<Snapshot>,
     ) -> Result<(), CallFailure> {
+        let _turn = self.lists.acquire().await.ok();
         let query = ListQuery::SdrsJobs { group: group.map(str::to_string) };
         self.list(project, query, &mut |page| {
             if let Page::SdrsJobs(jobs) = page {
