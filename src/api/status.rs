@@ -128,8 +128,10 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
 
-    /// One entry per project and target.
+    /// One entry per project and target, at most 128 of them (failed ones first); the rest
+    /// summed per project and service (see summedRows).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
     pub targets: Vec<TargetResult>,
 }
 
@@ -198,6 +200,13 @@ pub struct TargetResult {
     #[schemars(extend("format" = "int64"))]
     pub not_removed: u64,
 
+    /// On a row that sums others, so that the status stays under its size ceiling: how many
+    /// rows of this project and service it stands for (targetIndex is the first of them; scope
+    /// is All when they differ). Failed rows are kept one by one first. Omitted on a plain row.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[schemars(extend("format" = "int32"))]
+    pub summed_rows: u32,
+
     /// The failed call, when outcome is Failed or Throttled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CallError>,
@@ -205,6 +214,10 @@ pub struct TargetResult {
 
 /// Whether a count is zero, so that it is left out of the status.
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

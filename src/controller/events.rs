@@ -179,6 +179,7 @@ mod tests {
             unmeasured: None,
             unsafe_ids,
             not_removed: 0,
+            summed_rows: 0,
             error: None,
         };
         let mut run = RunSummary {

@@ -242,13 +242,25 @@ impl Host for Kube<'_> {
     }
 
     async fn write(&mut self, status: &FailedTaskCleanupPolicyStatus) -> Result<(), ReconcileError> {
-        let patch = serde_json::json!({
-            "apiVersion": FailedTaskCleanupPolicy::api_version(&()),
-            "kind": FailedTaskCleanupPolicy::kind(&()),
-            "status": status,
-        });
+        let patch = |status: &FailedTaskCleanupPolicyStatus| {
+            serde_json::json!({
+                "apiVersion": FailedTaskCleanupPolicy::api_version(&()),
+                "kind": FailedTaskCleanupPolicy::kind(&()),
+                "status": status,
+            })
+        };
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let written = self.api.patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch)).await;
+        let name = self.policy.name_any();
+        let written = match self.api.patch_status(&name, &params, &Patch::Apply(&patch(status))).await {
+            // Refused for its size: the rows go, the run's sums and conditions stay; never kept
+            // pending to fail again.
+            Err(error) if too_large(&error) => {
+                tracing::warn!(policy = %name, %error, "status refused for its size; writing it without lastRun.targets");
+                let shrunk = status::without_rows(status);
+                self.api.patch_status(&name, &params, &Patch::Apply(&patch(&shrunk))).await
+            }
+            other => other,
+        };
         let mut unwritten = self.ctx.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
         match written {
             Ok(written) => {
@@ -277,6 +289,12 @@ impl Host for Kube<'_> {
             }
         }
     }
+}
+
+/// Whether the API server refused a write for its size (413 from the API server, or etcd's
+/// "request is too large").
+fn too_large(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if e.code == 413 || e.message.contains("too large"))
 }
 
 async fn reconcile_inner(policy: &FailedTaskCleanupPolicy, ctx: &Context) -> Result<Action, ReconcileError> {

@@ -234,6 +234,84 @@ fn call_error(f: &CallFailure) -> CallError {
     }
 }
 
+/// Most rows `lastRun.targets` lists one by one; the CRD's `maxItems` on it leaves room for the
+/// per-project-and-service rows that sum the rest.
+pub const MAX_ROWS: usize = 128;
+/// Longest error message and unmeasured note a row keeps, in bytes.
+pub const MAX_ROW_TEXT: usize = 200;
+/// Longest error message a row that sums others keeps, in bytes.
+const MAX_SUM_TEXT: usize = 64;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The rows of a run bounded so the status always fits: failed rows first, then the others, each
+/// kept as it is up to [`MAX_ROWS`]; the rest summed into one row per project and service
+/// (`summedRows` says how many it stands for, `targetIndex` is the first of them). Texts are cut
+/// by bytes.
+fn bounded_rows(mut rows: Vec<TargetResult>) -> Vec<TargetResult> {
+    for row in &mut rows {
+        row.unmeasured = row.unmeasured.take().map(|t| cut(t, MAX_ROW_TEXT));
+        if let Some(error) = &mut row.error {
+            error.message = cut(std::mem::take(&mut error.message), MAX_ROW_TEXT);
+            error.code = cut(std::mem::take(&mut error.code), 64);
+        }
+    }
+    if rows.len() <= MAX_ROWS {
+        return rows;
+    }
+    // Stable: within failed and not failed, the report's order (project, then target) stays.
+    rows.sort_by_key(|r| r.error.is_none());
+    let rest = rows.split_off(MAX_ROWS);
+    let mut sums: Vec<TargetResult> = Vec::new();
+    for row in rest {
+        match sums.iter_mut().find(|s| s.project == row.project && s.service == row.service) {
+            Some(sum) => {
+                let add = |a: Option<u64>, b: Option<u64>| Some(a? + b?);
+                sum.found = add(sum.found, row.found);
+                sum.deleted = add(sum.deleted, row.deleted);
+                sum.remaining = add(sum.remaining, row.remaining);
+                sum.would_delete += row.would_delete;
+                sum.unsafe_ids += row.unsafe_ids;
+                sum.not_removed += row.not_removed;
+                sum.summed_rows += 1;
+                if sum.scope != row.scope {
+                    sum.scope = crate::api::Scope::All;
+                }
+                if sum.error.is_none() && row.error.is_some() {
+                    (sum.outcome, sum.error) = (row.outcome, row.error);
+                }
+            }
+            None => sums.push(TargetResult { summed_rows: 1, unmeasured: None, ..row }),
+        }
+    }
+    for sum in &mut sums {
+        if let Some(error) = &mut sum.error {
+            error.message = cut(std::mem::take(&mut error.message), MAX_SUM_TEXT);
+        }
+    }
+    rows.extend(sums);
+    rows
+}
+
+/// `status` without the rows of its last run, for a write the API server refused for its size.
+pub fn without_rows(status: &FailedTaskCleanupPolicyStatus) -> FailedTaskCleanupPolicyStatus {
+    let mut shrunk = status.clone();
+    if let Some(run) = &mut shrunk.last_run {
+        run.targets.clear();
+    }
+    shrunk
+}
+
 /// The `lastRun` summary of a report.
 pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp) -> RunSummary {
     RunSummary {
@@ -248,25 +326,28 @@ pub fn run_summary(report: &RunReport, started: Timestamp, completed: Timestamp)
         unsafe_ids: report.unsafe_ids(),
         not_removed: report.not_removed(),
         credentials: None,
-        targets: report
-            .targets
-            .iter()
-            .map(|t| TargetResult {
-                project: t.project.clone(),
-                target_index: u32::try_from(t.target_index).unwrap_or(u32::MAX),
-                service: t.service,
-                scope: t.scope,
-                outcome: t.outcome,
-                found: t.found,
-                deleted: t.deleted,
-                would_delete: t.would_delete,
-                remaining: t.remaining,
-                unmeasured: t.unmeasured.clone(),
-                unsafe_ids: t.unsafe_ids,
-                not_removed: t.not_removed,
-                error: t.error.as_ref().map(call_error),
-            })
-            .collect(),
+        targets: bounded_rows(
+            report
+                .targets
+                .iter()
+                .map(|t| TargetResult {
+                    project: t.project.clone(),
+                    target_index: u32::try_from(t.target_index).unwrap_or(u32::MAX),
+                    service: t.service,
+                    scope: t.scope,
+                    outcome: t.outcome,
+                    found: t.found,
+                    deleted: t.deleted,
+                    would_delete: t.would_delete,
+                    remaining: t.remaining,
+                    unmeasured: t.unmeasured.clone(),
+                    unsafe_ids: t.unsafe_ids,
+                    not_removed: t.not_removed,
+                    summed_rows: 0,
+                    error: t.error.as_ref().map(call_error),
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -537,6 +618,50 @@ mod tests {
         assert_eq!(s.last_run.as_ref().unwrap().targets.len(), 2);
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+    }
+
+    #[test]
+    fn a_run_of_4096_failed_rows_fits_the_status_ceiling() {
+        let long = "x".repeat(512);
+        let failure = CallFailure::new(FailureKind::Unavailable, Some(503), "SDRS.0001", &long);
+        let targets: Vec<TargetReport> = (0..256)
+            .flat_map(|p| (0..16).map(move |t| (p, t)))
+            .map(|(p, t)| TargetReport {
+                project_index: p,
+                target_index: t,
+                project: format!("{p:032x}"),
+                service: if t % 2 == 0 { Service::Sdrs } else { Service::Kps },
+                scope: Scope::Matching,
+                outcome: TargetOutcome::Failed,
+                found: None,
+                deleted: None,
+                would_delete: 0,
+                remaining: None,
+                unmeasured: Some(long.clone()),
+                unsafe_ids: 0,
+                not_removed: 0,
+                limited: false,
+                error: Some(failure.clone()),
+            })
+            .collect();
+        let report = RunReport { targets, failed_calls: 4096, calls: 4096, budget_spent: 0 };
+        let start = t("2026-11-22T00:00:00Z");
+        let summary = run_summary(&report, start, start);
+        let bytes = serde_json::to_vec(&summary).unwrap().len();
+        assert!(bytes < 256 * 1024, "{bytes} bytes");
+        // The first 8 projects (128 rows) are kept one by one; the other 248 get one row per service.
+        assert_eq!(summary.targets.len(), MAX_ROWS + (256 - MAX_ROWS / 16) * 2);
+        let summed: u32 = summary.targets.iter().map(|r| r.summed_rows.max(1)).sum();
+        assert_eq!(summed, 4096, "every row is kept or summed");
+        assert!(summary.targets.iter().all(|r| r.error.as_ref().unwrap().message.len() <= MAX_ROW_TEXT));
+        assert!(
+            without_rows(&FailedTaskCleanupPolicyStatus { last_run: Some(summary), ..Default::default() })
+                .last_run
+                .unwrap()
+                .targets
+                .is_empty()
+        );
+        println!("4096 failed rows with 512-byte messages: lastRun is {bytes} bytes");
     }
 
     #[test]
