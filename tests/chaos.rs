@@ -7,8 +7,11 @@
 //!
 //! 1. [`purges_exactly_the_targets_through_injected_faults`]: three policies over three projects
 //!    (SDRS All, Matching and ProtectionGroups; KPS All and Matching) plus a project no policy
-//!    names; the emulator injects 20% 503, 10% 429 with Retry-After, 3% connection resets, 2%
-//!    malformed list bodies and 50 ms latency. A run that still fails after the client's own
+//!    names; the emulator injects on every call, DELETEs included, 20% 503, 10% 429 with
+//!    Retry-After, 3% connection resets, 2% answers of 200 with an HTML page and 50 ms latency, and
+//!    answers 10% of DELETEs 2xx without deleting anything; `TASKREAPER_CHAOS_SEED` picks the seed of
+//!    those chances. At every status write: counts no larger than what left the emulator, and
+//!    Ready=True only with every task the policy targets gone. A run that still fails after the client's own
 //!    retries would be retried by the controller 30 s later, doubling (`schedule::retry_run`,
 //!    `RETRY_MIN` is a constant with no setting); to stay within the time budget the test asks for
 //!    the next run at once with `taskreaper.io/requested-at` instead. Every status write is
@@ -828,8 +831,8 @@ const MAX_RUNS: usize = 8;
 /// Bound on the whole purge under faults, from the policies' creation.
 const PURGE_BOUND: Duration = Duration::from_secs(90);
 /// Calls made may be at most this many times the ideal. Per attempt, a call fails with about
-/// p = 1 - 0.97 * 0.70 * 0.98 = 0.33 (resets, error statuses, malformed lists), so it takes
-/// 1 / (1 - p) = 1.5 attempts on average; a run that still fails is repeated, which lists again
+/// p = 1 - 0.97 * 0.70 * 0.98 = 0.33 (resets, error statuses, HTML pages), so it takes
+/// 1 / (1 - p) = 1.5 attempts on average (a DELETE accepted but ignored adds a list and a repeat); a run that still fails is repeated, which lists again
 /// (about half of a run's calls are lists). Expected: about 2x; 4x allows for bad luck without
 /// allowing, say, retry storms or re-deleting what is gone.
 const CALL_FACTOR: u64 = 4;
