@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::pipeline::Blocked;
 use crate::api::{
     ConditionType, FailedTaskCleanupPolicy, FailedTaskCleanupPolicyStatus, Reason, RunSummary, Service,
+    TargetResult,
 };
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -103,12 +104,7 @@ pub fn not_removed_note(run: &RunSummary) -> Option<String> {
     if run.not_removed == 0 {
         return None;
     }
-    let mut per: BTreeMap<(&str, Service), u64> = BTreeMap::new();
-    for row in run.targets.iter().filter(|t| t.not_removed > 0) {
-        *per.entry((row.project.as_str(), row.service)).or_default() += row.not_removed;
-    }
-    let counts: Vec<String> =
-        per.iter().map(|((project, service), n)| format!("{project} {service}: {n}")).collect();
+    let counts = per_project_and_service(run, |t| t.not_removed);
     let s = if run.not_removed == 1 { "" } else { "s" };
     Some(format!(
         "the cloud accepted the DELETE of {} failed task{s} twice and still lists them; they count as \
@@ -124,12 +120,7 @@ pub fn unsafe_ids_note(run: &RunSummary) -> Option<String> {
     if run.unsafe_ids == 0 {
         return None;
     }
-    let mut per: BTreeMap<(&str, Service), u64> = BTreeMap::new();
-    for row in run.targets.iter().filter(|t| t.unsafe_ids > 0) {
-        *per.entry((row.project.as_str(), row.service)).or_default() += row.unsafe_ids;
-    }
-    let counts: Vec<String> =
-        per.iter().map(|((project, service), n)| format!("{project} {service}: {n}")).collect();
+    let counts = per_project_and_service(run, |t| t.unsafe_ids);
     let s = if run.unsafe_ids == 1 { "" } else { "s" };
     Some(format!(
         "{} failed task{s} left alone because the cloud listed them with ids that are not safe in a URL \
@@ -138,6 +129,15 @@ pub fn unsafe_ids_note(run: &RunSummary) -> Option<String> {
         run.unsafe_ids,
         counts.join(", ")
     ))
+}
+
+/// `count` of the run's rows summed per project and service, as "p1 SDRS: 3" entries.
+fn per_project_and_service(run: &RunSummary, count: impl Fn(&TargetResult) -> u64) -> Vec<String> {
+    let mut per: BTreeMap<(&str, Service), u64> = BTreeMap::new();
+    for row in run.targets.iter().filter(|t| count(t) > 0) {
+        *per.entry((row.project.as_str(), row.service)).or_default() += count(row);
+    }
+    per.iter().map(|((project, service), n)| format!("{project} {service}: {n}")).collect()
 }
 
 /// When a policy becomes blocked: a Warning named after the reason.
