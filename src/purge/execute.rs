@@ -224,23 +224,21 @@ impl<A: FailedTaskApi> Run<'_, A> {
             repeat = self.confirm(before, planned, &answers, listed, origin);
         }
         if !repeat.is_empty() {
+            // The kept tasks' calls once more: their single deletes, or the batches that remove them.
             let again: Vec<u32> = repeat.iter().map(|&k| planned.selected[k]).collect();
-            for &k in &repeat {
-                answers[k] = Answer::NotSent;
-            }
-            let calls: Vec<DeleteCall> = match planned.singles {
-                true => again.iter().map(|&i| plan::removal(target, before, i)).collect(),
-                false => again
-                    .iter()
-                    .map(|&i| plan::removal(target, before, i))
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
+            let batches = match planned.singles {
+                true => BTreeSet::new(),
+                false => again.iter().map(|&i| plan::removal(target, before, i)).collect::<BTreeSet<_>>(),
             };
-            let retry = TargetPlan { selected: again, singles: planned.singles, ..TargetPlan::default() };
+            let retry = TargetPlan {
+                selected: again,
+                singles: planned.singles,
+                batches: batches.into_iter().collect(),
+                ..TargetPlan::default()
+            };
             let mut retry_answers = vec![Answer::NotSent; retry.selected.len()];
-            let second =
-                self.send(project, calls.into_iter(), &retry, target, before, &mut retry_answers).await;
+            let calls = retry.calls(target, before);
+            let second = self.send(project, calls, &retry, target, before, &mut retry_answers).await;
             failure = failure.or(second);
             after = self.snapshot(project, scope, coverage).await;
             if let Ok(listed) = &after {
