@@ -10,7 +10,7 @@
 //! shutdown is taken within about that long, instead of after it would have lapsed.
 
 use crate::purge::Fence;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
@@ -62,6 +62,24 @@ pub struct Elector {
     fence: Fence,
     /// Set to 1 while this replica leads, 0 otherwise.
     gauge: Option<Gauge>,
+    /// Another holder's Lease as this replica last saw it, and when by its own clock.
+    observed: std::sync::Mutex<Option<Observed>>,
+}
+
+/// What of another replica's Lease tells whether it is still renewed: any write changes one of
+/// these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub holder: String,
+    pub renew_time: Option<Timestamp>,
+    pub resource_version: Option<String>,
+}
+
+/// A [`LeaseRecord`] and the moment, on this replica's monotonic clock, it was first seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    record: LeaseRecord,
+    since: Instant,
 }
 
 impl Elector {
@@ -79,6 +97,7 @@ impl Elector {
             identity: identity.to_string(),
             timing,
             fence,
+            observed: std::sync::Mutex::new(None),
             gauge: None,
         }
     }
@@ -171,7 +190,13 @@ impl Elector {
             }
             Some(lease) => {
                 let spec = lease.spec.clone().unwrap_or_default();
-                if !may_take(&spec, &self.identity, now) {
+                let version = lease.metadata.resource_version.clone();
+                let taken = {
+                    let mut observed =
+                        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    may_take(&spec, version, &self.identity, &mut observed, Instant::now())
+                };
+                if !taken {
                     return Ok(false);
                 }
                 let lease = Lease { metadata: lease.metadata, spec: Some(self.claim(Some(&spec), now)) };
@@ -234,17 +259,36 @@ impl Elector {
     }
 }
 
-/// Whether `identity` may write itself into a Lease with `spec` at `now`: it holds it already,
-/// nobody does, or the holder's renewal lapsed.
-pub fn may_take(spec: &LeaseSpec, identity: &str, now: Timestamp) -> bool {
+/// Whether `identity` may write itself into a Lease with `spec` (at `resource_version`): it holds
+/// it already, nobody does, or, as client-go decides, the Lease has not changed (holder, renew time
+/// and resource version) for a whole lease duration of this replica's own observed time (`now`,
+/// monotonic). No clock of another node is compared with ours: a holder whose clock runs ahead or
+/// behind is judged only by whether it keeps writing. `observed` keeps what was last seen.
+pub fn may_take(
+    spec: &LeaseSpec,
+    resource_version: Option<String>,
+    identity: &str,
+    observed: &mut Option<Observed>,
+    now: Instant,
+) -> bool {
     let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
     let Some(holder) = holder else { return true };
     if holder == identity {
         return true;
     }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else { return true };
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-    renewed.0.checked_add(duration).ok().is_none_or(|expiry| expiry < now)
+    let record = LeaseRecord {
+        holder: holder.to_string(),
+        renew_time: spec.renew_time.as_ref().map(|t| t.0),
+        resource_version,
+    };
+    let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+    match observed {
+        Some(seen) if seen.record == record => now.duration_since(seen.since) >= duration,
+        _ => {
+            *observed = Some(Observed { record, since: now });
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,14 +308,40 @@ mod tests {
         }
     }
 
+    fn rv(v: &str) -> Option<String> {
+        Some(v.into())
+    }
+
     #[test]
-    fn a_lease_is_taken_when_ours_free_or_lapsed() {
-        let now = t("2026-12-01T00:00:20Z");
-        assert!(may_take(&LeaseSpec::default(), "a", now));
-        assert!(may_take(&held_by("a", "2026-12-01T00:00:19Z"), "a", now));
-        assert!(!may_take(&held_by("b", "2026-12-01T00:00:06Z"), "a", now));
-        assert!(may_take(&held_by("b", "2026-12-01T00:00:04Z"), "a", now));
+    fn a_lease_is_taken_when_ours_free_or_unchanged_for_a_lease_duration_of_our_own_time() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut seen = None;
+        assert!(may_take(&LeaseSpec::default(), rv("1"), "a", &mut seen, at(0)));
+        assert!(may_take(&held_by("a", "2026-12-01T00:00:19Z"), rv("1"), "a", &mut seen, at(0)));
+        // An old renew time is not trusted: first seen now, so it waits a whole lease duration.
+        let stale = held_by("b", "2020-01-01T00:00:00Z");
+        assert!(!may_take(&stale, rv("7"), "a", &mut seen, at(0)));
+        assert!(!may_take(&stale, rv("7"), "a", &mut seen, at(14)));
+        assert!(may_take(&stale, rv("7"), "a", &mut seen, at(15)));
         let released = LeaseSpec { holder_identity: None, ..held_by("b", "2026-12-01T00:00:19Z") };
-        assert!(may_take(&released, "a", now));
+        assert!(may_take(&released, rv("8"), "a", &mut None, at(0)));
+    }
+
+    #[test]
+    fn clocks_of_other_nodes_decide_nothing() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        // Left by a dead replica whose clock ran an hour ahead: taken after one lease duration.
+        let mut seen = None;
+        let ahead = held_by("dead", "2026-12-01T01:00:00Z");
+        assert!(!may_take(&ahead, rv("3"), "a", &mut seen, at(0)));
+        assert!(may_take(&ahead, rv("3"), "a", &mut seen, at(15)));
+        // Renewed every second by a holder whose renew times look an hour old to us: never taken.
+        let mut seen = None;
+        for i in 0..60u64 {
+            let renewed = held_by("b", &format!("2026-12-01T00:{:02}:{:02}Z", i / 60, i % 60));
+            assert!(!may_take(&renewed, Some(format!("{}", 100 + i)), "a", &mut seen, at(i)), "second {i}");
+        }
     }
 }

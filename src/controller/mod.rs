@@ -307,7 +307,11 @@ pub async fn run(run: RunSettings) -> Result<(), ControllerError> {
         };
     };
     let namespace = lease.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-    let identity = settings.instance.clone().unwrap_or_else(|| format!("taskreaper-{}", std::process::id()));
+    // Without POD_NAME every replica would be "PID 1": the host name and a random suffix.
+    let identity = settings.instance.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{:08x}", host.trim().chars().take(200).collect::<String>(), rand::random::<u32>())
+    });
     let elector = leader::Elector::new(
         client.clone(),
         &namespace,
