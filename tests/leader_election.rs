@@ -100,3 +100,40 @@ async fn one_replica_leads_and_a_standby_takes_over() {
     }
     env.finish().await;
 }
+
+/// A Lease left by a dead replica whose clock ran an hour ahead (renewTime an hour in the future)
+/// is taken within 2 lease durations: the standby judges it by its own observed time only.
+#[tokio::test]
+async fn a_lease_renewed_an_hour_in_the_future_is_taken_within_two_lease_durations() {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let env = Env::without_controller("e2e-ha-clock", Seed::Empty).await;
+    common::e2e::grant_leases(env.cp, &env.ns).await;
+    let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let lease = Lease {
+        metadata: ObjectMeta { name: Some(LEASE.into()), ..ObjectMeta::default() },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("dead-replica-clock-ahead".into()),
+            lease_duration_seconds: Some(6),
+            acquire_time: Some(MicroTime(ahead)),
+            renew_time: Some(MicroTime(ahead)),
+            ..LeaseSpec::default()
+        }),
+    };
+    Api::<Lease>::namespaced(env.admin.clone(), &env.ns)
+        .create(&Default::default(), &lease)
+        .await
+        .expect("create the dead replica's Lease");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, env.emulator.ca_pem().expect("HTTPS emulator")).expect("write the CA");
+    let started = Instant::now();
+    let mut standby = replica(&env, "replica-standby", &ca);
+    let holder = wait_holder(&env, Some("dead-replica-clock-ahead")).await;
+    let took = started.elapsed();
+    println!("a Lease renewed an hour ahead (lease 6 s) was taken after {:.1} s", took.as_secs_f64());
+    assert_eq!(holder, "replica-standby");
+    assert!(took <= Duration::from_secs(12), "taken after {took:?}, more than 2 lease durations");
+    standby.kill().await.expect("stop the replica");
+    env.finish().await;
+}
