@@ -133,13 +133,22 @@ pub fn cloud_api(
     Ok(api)
 }
 
-/// A credentials Secret as the host read it.
-#[derive(Clone, Debug, Default)]
+/// A credentials Secret as the host read it. Its `Debug` shows the keys, never the values.
+#[derive(Clone, Default)]
 pub struct SecretData {
     /// Its keys and values.
     pub data: BTreeMap<String, Vec<u8>>,
     /// Its resourceVersion, to tell a fixed Secret from the one the cloud rejected.
     pub version: Option<String>,
+}
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretData")
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a policy that can run should run now.
@@ -403,6 +412,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_data_debug_names_keys_never_values() {
+        let data = SecretData {
+            data: BTreeMap::from([("secretAccessKey".to_string(), b"very-secret-value".to_vec())]),
+            version: Some("7".into()),
+        };
+        let shown = format!("{data:?}");
+        assert!(shown.contains("secretAccessKey") && !shown.contains("very-secret"), "{shown}");
+        assert!(!shown.contains("118, 101"), "no raw bytes either: {shown}");
+    }
     use crate::cloud::{HttpConfig, RateLimit, RateLimiters, SystemClock};
     use std::convert::Infallible;
     use std::sync::Arc;
