@@ -181,7 +181,10 @@ pub(crate) fn delete_body(body: &[u8]) -> Result<(), BodyError> {
         return Ok(());
     }
     let value: serde_json::Value = json(body)?;
-    match value.get("error_code").and_then(serde_json::Value::as_str) {
+    // The error shapes the SDK reads first: `error_code`, or `errorCode`.
+    let code =
+        ["error_code", "errorCode"].iter().find_map(|k| value.get(*k).and_then(serde_json::Value::as_str));
+    match code {
         Some(code) => Err(BodyError {
             path: "error_code".into(),
             source: serde_json::Error::io(std::io::Error::other(format!(
@@ -635,6 +638,7 @@ mod tests {
         for page in [
             &b"<html><body>Service maintenance</body></html>"[..],
             br#"{"error_code":"APIGW.0101","error_msg":"x"}"#,
+            br#"{"errorCode":"X","errorMsg":"y"}"#,
         ] {
             let BodyError { path, source } = delete_body(page).unwrap_err();
             let error =
